@@ -1,0 +1,256 @@
+"""The SeSyn-Net frame-embedding network: an ST-GCN without pooling, in Flax Linen.
+
+Shapes: poses (B, T, V, 3) with time on axis 1 and (x, y, score) on the last axis; inside the
+network activations are (B, T, V, C) (channels last); the output is (B, T, V * C_out) with index
+v * C_out + c, the published flattening.
+
+Padding: ``mask`` (B, T) is True on real frames. Every layer but the temporal convolution works
+frame by frame, so padded frames can only reach real ones through that convolution; its input is
+zeroed on padded frames, which is exactly the zero padding the published network sees past a
+sequence's end. In training, BatchNorm statistics are taken over real frames only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sesyn_jax import graph as graph_lib
+
+Array = jax.Array
+
+# The published training initialisation (train.py's weights_init).
+conv_kernel_init = nn.initializers.normal(stddev=0.02)
+
+
+def bn_scale_init(key, shape, dtype=jnp.float32):
+    return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+
+class BatchNorm(nn.Module):
+    """BatchNorm over the last axis with PyTorch semantics and a validity mask.
+
+    Training normalizes with the biased variance of the real positions and keeps
+    ``new = (1 - momentum) * old + momentum * batch`` with the *unbiased* variance, as
+    ``torch.nn.BatchNorm*d`` does. Statistics are always float32.
+    """
+
+    momentum: float = 0.1
+    epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x: Array, mask: Array | None = None, train: bool = False) -> Array:
+        """x: (..., C); mask: bool with the leading axes of x (e.g. (B, T) for x (B, T, V, C))."""
+        c = x.shape[-1]
+        scale = self.param("scale", bn_scale_init, (c,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+
+        if train:
+            axes = tuple(range(x.ndim - 1))
+            xf = x.astype(jnp.float32)
+            if mask is None:
+                count = jnp.asarray(np.prod(x.shape[:-1]), jnp.float32)
+                mean = xf.mean(axes)
+                var = jnp.square(xf - mean).mean(axes)
+            else:
+                mask = mask.reshape(mask.shape + (1,) * (x.ndim - 1 - mask.ndim))
+                w = jnp.broadcast_to(mask, x.shape[:-1]).astype(jnp.float32)[..., None]
+                count = jnp.maximum(w.sum(), 1.0)
+                mean = (xf * w).sum(axes) / count
+                var = (jnp.square(xf - mean) * w).sum(axes) / count
+            if not self.is_initializing():
+                m = self.momentum
+                unbiased = var * count / jnp.maximum(count - 1.0, 1.0)
+                ra_mean.value = (1.0 - m) * ra_mean.value + m * jax.lax.stop_gradient(mean)
+                ra_var.value = (1.0 - m) * ra_var.value + m * jax.lax.stop_gradient(unbiased)
+        else:
+            mean, var = ra_mean.value, ra_var.value
+
+        inv = jax.lax.rsqrt(var + self.epsilon) * scale
+        y = (x.astype(jnp.float32) - mean) * inv + bias
+        return y.astype(x.dtype)
+
+
+class TemporalConv(nn.Module):
+    """Convolution over time (kernel k, stride 1, zero padding (k - 1) / 2), per joint.
+
+    Parameters: ``kernel`` (k, C_in, C_out), ``bias`` (C_out,). Run as a 1D convolution with the
+    joints folded into the batch: on the CPU XLA's backward pass of a (k, 1) 2D convolution is
+    about twice as slow (see the closing notes of the core issue and bench/).
+    """
+
+    features: int
+    kernel_size: int = 9
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        """x: (B, T, V, C_in) -> (B, T, V, C_out)."""
+        k = self.kernel_size
+        b, t, v, c_in = x.shape
+        kernel = self.param("kernel", conv_kernel_init, (k, c_in, self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        pad = (k - 1) // 2
+        xr = x.astype(self.dtype).transpose(0, 2, 1, 3).reshape(b * v, t, c_in)
+        y = jax.lax.conv_general_dilated(
+            xr, kernel.astype(self.dtype), (1,), [(pad, pad)],
+            dimension_numbers=("NWC", "WIO", "NWC"))
+        y = y.reshape(b, v, t, self.features).transpose(0, 2, 1, 3)
+        return y + bias.astype(self.dtype)
+
+
+class GraphConv(nn.Module):
+    """The ST-GCN spatial graph convolution: a 1x1 conv to K * C_out channels (channel index
+    k * C_out + c), then ``einsum('btvkc,kvw->btwc')`` with the adjacency.
+
+    Parameters ``kernel`` (C_in, K * C_out) and ``bias`` (K * C_out,) are those of the published
+    1x1 conv. The product is computed graph first (aggregate the K neighbourhoods of the input,
+    then one matrix product over K * C_in), which is the same sum in another order and, on the
+    CPU, faster forward and backward than the published order.
+    """
+
+    features: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, a: Array) -> Array:
+        """x: (B, T, V, C_in), a: (K, V, V) -> (B, T, V, C_out)."""
+        k = a.shape[0]
+        b, t, v, c_in = x.shape
+        c = self.features
+        kernel = self.param("kernel", conv_kernel_init, (c_in, k * c), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (k * c,), jnp.float32)
+        a = a.astype(self.dtype)
+        xa = jnp.einsum("btvi,kvw->btwki", x.astype(self.dtype), a).reshape(b, t, v, k * c_in)
+        w = kernel.reshape(c_in, k, c).transpose(1, 0, 2).reshape(k * c_in, c)
+        # The bias goes through the graph sum too: sum_v A[k, v, w] * bias[k, c].
+        b_graph = jnp.einsum("kvw,kc->wc", a, bias.reshape(k, c).astype(self.dtype))
+        return jnp.dot(xa, w.astype(self.dtype)) + b_graph
+
+
+class Pointwise(nn.Module):
+    """A 1x1 convolution as a matrix product over channels: kernel (C_in, C_out), bias (C_out,)."""
+
+    features: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        kernel = self.param("kernel", conv_kernel_init, (x.shape[-1], self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        return jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(self.dtype)
+
+
+class STGCNBlock(nn.Module):
+    """One ST-GCN block: graph conv, then BN-ReLU-temporal conv-BN, plus a residual, ReLU.
+
+    ``residual``: 'none', 'identity' or 'conv' (1x1 conv + BN, used when widths change).
+    """
+
+    features: int
+    kernel_size: int = 9
+    residual: str = "identity"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, a: Array, mask: Array | None, train: bool) -> Array:
+        """x: (B, T, V, C_in); a: (K, V, V) adjacency already weighted by edge importance."""
+        if self.residual == "none":
+            res = 0.0
+        elif self.residual == "identity":
+            res = x
+        elif self.residual == "conv":
+            res = Pointwise(self.features, self.dtype, name="residual_conv")(x)
+            res = BatchNorm(name="residual_bn")(res, mask, train)
+        else:
+            raise ValueError(f"residual must be 'none', 'identity' or 'conv', got {self.residual!r}")
+
+        y = GraphConv(self.features, self.dtype, name="gcn")(x, a)
+        y = nn.relu(BatchNorm(name="tcn_bn1")(y, mask, train))
+        if mask is not None:
+            y = y * mask[:, :, None, None].astype(y.dtype)
+        y = TemporalConv(self.features, self.kernel_size, self.dtype, name="tcn_conv")(y)
+        y = BatchNorm(name="tcn_bn2")(y, mask, train)
+        return nn.relu(y + res)
+
+
+class STGCNEmbedding(nn.Module):
+    """Per-frame pose embedding. Defaults reproduce the published SeSyn-Net network.
+
+    Attributes:
+      layout: skeleton layout (``coco`` or a reduced one, see ``graph.LAYOUTS``). Inputs may carry
+        all 17 COCO joints; a reduced layout selects its joints itself, as the published code does.
+      strategy: graph partition strategy (``uniform``, ``distance`` or ``spatial``).
+      widths: output channels of each block (published: 64 x 4 then 128 x 5).
+      kernel_size: temporal kernel size (odd).
+      edge_importance: learnable per-block multipliers of the adjacency.
+      data_bn: BatchNorm over the V * 3 input channels first.
+      dtype: compute dtype of the convolutions (float32, or bfloat16 on accelerators);
+        parameters and BatchNorm statistics stay float32.
+    """
+
+    layout: str = "coco"
+    strategy: str = "spatial"
+    widths: Sequence[int] = (64, 64, 64, 64, 128, 128, 128, 128, 128)
+    kernel_size: int = 9
+    edge_importance: bool = True
+    data_bn: bool = True
+    in_channels: int = 3
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, poses: Array, mask: Array | None = None, train: bool = False) -> Array:
+        """poses: (B, T, V, 3) float; mask: (B, T) bool or None -> (B, T, V * widths[-1])."""
+        if self.kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
+        lay = graph_lib.get_layout(self.layout)
+        a = jnp.asarray(graph_lib.adjacency(lay, self.strategy), jnp.float32)
+        if poses.ndim != 4 or poses.shape[-1] != self.in_channels:
+            raise ValueError(f"poses must be (B, T, V, {self.in_channels}), got {poses.shape}")
+        if poses.shape[2] != lay.num_joints:
+            if poses.shape[2] != len(graph_lib.COCO_JOINTS):
+                raise ValueError(f"poses have {poses.shape[2]} joints; layout {lay.name!r} expects "
+                                 f"{lay.num_joints} (or all 17 COCO joints)")
+            poses = poses[:, :, np.asarray(lay.joints)]
+        if mask is not None:
+            mask = mask.astype(bool)
+            if mask.shape != poses.shape[:2]:
+                raise ValueError(f"mask must be (B, T) = {poses.shape[:2]}, got {mask.shape}")
+
+        b, t, v, c = poses.shape
+        x = poses.astype(jnp.float32)
+        if self.data_bn:
+            x = BatchNorm(name="data_bn")(x.reshape(b, t, v * c), mask, train).reshape(b, t, v, c)
+
+        c_in = c
+        for i, width in enumerate(self.widths):
+            if self.edge_importance:
+                imp = self.param(f"edge_importance_{i}", nn.initializers.ones, a.shape, jnp.float32)
+                a_i = a * imp
+            else:
+                a_i = a
+            residual = "none" if i == 0 else ("identity" if c_in == width else "conv")
+            x = STGCNBlock(width, self.kernel_size, residual, self.dtype, name=f"block_{i}")(
+                x, a_i, mask, train)
+            c_in = width
+
+        out = x.astype(jnp.float32).reshape(b, t, v * c_in)
+        if mask is not None:
+            out = out * mask[:, :, None]
+        return out
+
+
+def count_params(params) -> int:
+    return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
+
+
+def init_variables(model: STGCNEmbedding, rng: Array, num_frames: int = 16) -> dict:
+    """{'params': ..., 'batch_stats': ...} of a model, from a dummy (1, num_frames, 17, 3) input."""
+    dummy = jnp.zeros((1, num_frames, len(graph_lib.COCO_JOINTS), model.in_channels), jnp.float32)
+    return dict(model.init(rng, dummy, train=False))
