@@ -36,7 +36,7 @@ class BatchNorm(nn.Module):
 
     Training normalizes with the biased variance of the real positions and keeps
     ``new = (1 - momentum) * old + momentum * batch`` with the *unbiased* variance, as
-    ``torch.nn.BatchNorm*d`` does. Statistics are always float32.
+    ``torch.nn.BatchNorm*d`` does. Statistics are computed in at least float32.
     """
 
     momentum: float = 0.1
@@ -51,16 +51,18 @@ class BatchNorm(nn.Module):
         ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
 
+        # float32 statistics for float32/bfloat16 activations, float64 under x64 parity runs
+        stat_dtype = jnp.promote_types(x.dtype, jnp.float32)
         if train:
             axes = tuple(range(x.ndim - 1))
-            xf = x.astype(jnp.float32)
+            xf = x.astype(stat_dtype)
             if mask is None:
-                count = jnp.asarray(np.prod(x.shape[:-1]), jnp.float32)
+                count = jnp.asarray(np.prod(x.shape[:-1]), stat_dtype)
                 mean = xf.mean(axes)
                 var = jnp.square(xf - mean).mean(axes)
             else:
                 mask = mask.reshape(mask.shape + (1,) * (x.ndim - 1 - mask.ndim))
-                w = jnp.broadcast_to(mask, x.shape[:-1]).astype(jnp.float32)[..., None]
+                w = jnp.broadcast_to(mask, x.shape[:-1]).astype(stat_dtype)[..., None]
                 count = jnp.maximum(w.sum(), 1.0)
                 mean = (xf * w).sum(axes) / count
                 var = (jnp.square(xf - mean) * w).sum(axes) / count
@@ -73,7 +75,7 @@ class BatchNorm(nn.Module):
             mean, var = ra_mean.value, ra_var.value
 
         inv = jax.lax.rsqrt(var + self.epsilon) * scale
-        y = (x.astype(jnp.float32) - mean) * inv + bias
+        y = (x.astype(stat_dtype) - mean) * inv + bias
         return y.astype(x.dtype)
 
 
@@ -224,7 +226,7 @@ class STGCNEmbedding(nn.Module):
                 raise ValueError(f"mask must be (B, T) = {poses.shape[:2]}, got {mask.shape}")
 
         b, t, v, c = poses.shape
-        x = poses.astype(jnp.float32)
+        x = poses.astype(jnp.promote_types(self.dtype, jnp.float32))
         if self.data_bn:
             x = BatchNorm(name="data_bn")(x.reshape(b, t, v * c), mask, train).reshape(b, t, v, c)
 
@@ -240,7 +242,7 @@ class STGCNEmbedding(nn.Module):
                 x, a_i, mask, train)
             c_in = width
 
-        out = x.astype(jnp.float32).reshape(b, t, v * c_in)
+        out = x.astype(jnp.promote_types(self.dtype, jnp.float32)).reshape(b, t, v * c_in)
         if mask is not None:
             out = out * mask[:, :, None]
         return out

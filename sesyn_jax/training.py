@@ -1,0 +1,91 @@
+"""Pure training pieces: the optimizer, the train state and the train step that train.py jits.
+
+A batch of pairs is a dict of arrays, view 1 and view 2 padded to one bucket length T:
+  poses1, poses2: (B, T, V, 3) float32;  mask1, mask2: (B, T) bool, True on real frames.
+The loss follows the published direction: u = view 2, v = view 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from sesyn_jax.losses import batched_loss_fn
+
+BN_MODES = ("joint", "per_view")
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+
+
+def make_optimizer(learning_rate: float | Callable = 0.005, momentum: float = 0.9,
+                   nesterov: bool = True, weight_decay: float = 1e-4) -> optax.GradientTransformation:
+    """PyTorch's ``SGD(lr, momentum, nesterov=True, weight_decay)``: the decay is added to the
+    gradient (coupled L2) before the momentum, as ``add_decayed_weights`` first does."""
+    return optax.chain(
+        optax.add_decayed_weights(weight_decay),
+        optax.sgd(learning_rate, momentum=momentum or None, nesterov=nesterov and bool(momentum)),
+    )
+
+
+def create_state(variables: Mapping, tx: optax.GradientTransformation) -> TrainState:
+    return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                      batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]))
+
+
+def embed_views(model, params, batch_stats, batch: Mapping, train: bool, bn_mode: str = "joint"):
+    """Embeddings (f1, f2), each (B, T, D), and the new batch_stats.
+
+    bn_mode 'joint': both views in one forward, BatchNorm statistics over the real frames of the
+    whole batch; 'per_view': view 1 then view 2, each normalized on its own and each updating the
+    running statistics, as the published training (one view per forward call) does.
+    """
+    if bn_mode not in BN_MODES:
+        raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
+    kw = dict(train=train, mutable=["batch_stats"]) if train else dict(train=False)
+
+    def run(bs, poses, mask):
+        out = model.apply({"params": params, "batch_stats": bs}, poses, mask, **kw)
+        return out if train else (out, {"batch_stats": bs})
+
+    if bn_mode == "joint":
+        b = batch["poses1"].shape[0]
+        poses = jnp.concatenate([batch["poses1"], batch["poses2"]], axis=0)
+        mask = jnp.concatenate([batch["mask1"], batch["mask2"]], axis=0)
+        out, upd = run(batch_stats, poses, mask)
+        return out[:b], out[b:], upd["batch_stats"]
+    f1, upd = run(batch_stats, batch["poses1"], batch["mask1"])
+    f2, upd = run(upd["batch_stats"], batch["poses2"], batch["mask2"])
+    return f1, f2, upd["batch_stats"]
+
+
+def make_train_step(model, pair_loss_fn: Callable, tx: optax.GradientTransformation,
+                    bn_mode: str = "joint") -> Callable:
+    """(state, batch) -> (state, metrics). ``pair_loss_fn(f_u, f_v, mask_u, mask_v) ->
+    (loss, aux)`` for one pair (see ``losses.make_loss_fn``); the batch loss is its mean."""
+    batch_loss = batched_loss_fn(pair_loss_fn)
+
+    def train_step(state: TrainState, batch: Mapping):
+        def loss_fn(params):
+            f1, f2, new_bs = embed_views(model, params, state.batch_stats, batch, True, bn_mode)
+            dt = jnp.promote_types(f1.dtype, jnp.float32)  # bf16 embeddings: loss in float32
+            loss, aux = batch_loss(f2.astype(dt), f1.astype(dt), batch["mask2"], batch["mask1"])
+            return loss, (aux, new_bs)
+
+        (loss, (aux, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux}
+        return TrainState(step=state.step + 1, params=params, batch_stats=new_bs,
+                          opt_state=opt_state), metrics
+
+    return train_step
