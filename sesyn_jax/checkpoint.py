@@ -47,6 +47,7 @@ def atomic_write(path: str, write: Callable[[Any], None], binary: bool = False) 
     try:
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,0 +1,66 @@
+"""Defaults shared by every setup; not run on its own (the other configs start from it).
+
+Fields:
+  data.source   'syn' (a SYN JSON dataset: data.root/train and data.root/test, or data.train_dir
+                and data.test_dir) or 'embedded' (MOCAP-SYN built in memory from the clips
+                shipped in the package; data.frames sets the window length).
+  loss.weights  term name -> weight (sesyn_jax.losses.LOSS_TERMS); loss.options term -> kwargs.
+  train.bn_mode 'joint' (BatchNorm statistics over the real frames of the whole batch) or
+                'per_view' (each view normalized on its own, as the published code).
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "syn"
+    c.data.root = ""
+    c.data.train_dir = ""
+    c.data.test_dir = ""
+    c.data.pairing = "auto"          # 'auto', 'ntu' (C001/C002) or 'cmu' (C11/C21)
+    c.data.frames = 120              # embedded source: window length
+    c.data.camera_pairs = 2          # embedded source: camera pairs per window
+    c.data.buckets = (64, 128, 256, 512)
+    c.data.fps = 30.0
+    c.data.cache = True
+    c.data.prefetch = 2
+
+    c.model = ml_collections.ConfigDict()
+    c.model.layout = "coco"
+    c.model.strategy = "spatial"
+    c.model.widths = (64, 64, 64, 64, 128, 128, 128, 128, 128)
+    c.model.kernel_size = 9
+    c.model.dtype = "float32"        # 'bfloat16' on accelerators: bf16 compute, f32 params/loss
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.weights = ml_collections.ConfigDict({"identity": 1.0, "deviation": 0.5,
+                                                "interval": 0.035})
+    c.loss.options = ml_collections.ConfigDict({"interval": {"tau": 1}})
+
+    c.train = ml_collections.ConfigDict()
+    c.train.epochs = 400
+    c.train.batch_size = 1
+    c.train.lr = 0.005
+    c.train.momentum = 0.9
+    c.train.nesterov = True
+    c.train.weight_decay = 1e-4
+    c.train.schedule = "constant"    # 'constant', 'cosine' or 'warmup_cosine'
+    c.train.warmup_epochs = 0
+    c.train.bn_mode = "joint"
+    c.train.log_every = 10           # steps
+    c.train.eval_every = 10          # epochs (0: only at the end)
+    c.train.checkpoint_every = 1     # epochs
+    c.train.keep = 3                 # latest checkpoints kept (plus the best by val frame error)
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.batch_size = 16
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.num_processes = 1         # > 1: jax.distributed.initialize with the fields below
+    c.mesh.coordinator_address = ""
+    c.mesh.process_id = -1
+    return c

@@ -1,0 +1,177 @@
+"""Batches of padded pairs for training and evaluation, and test-time corruptions.
+
+A batch is a dict of numpy arrays, both views padded at the end to one bucket length T:
+  poses1, poses2 (B, T, 17, 3) float32; mask1, mask2 (B, T) bool (True on real frames);
+  offset (B,) int64; index (B,) int64 (position in the dataset, -1 for filler rows);
+  valid (B,) bool (False for filler rows that complete the last batch of a bucket in eval).
+Lengths are rounded up to a few bucket lengths so that jit compiles a handful of shapes.
+The order of an epoch depends only on (seed, epoch): a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from sesyn_jax.data.syn_json import Pair
+
+
+def bucket_for(length: int, buckets: Sequence[int]) -> int:
+    for b in sorted(buckets):
+        if length <= b:
+            return b
+    raise ValueError(f"a sequence of {length} frames is longer than the largest bucket "
+                     f"{max(buckets)}; add a larger bucket to data.buckets")
+
+
+def pad_to(x: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    out = np.zeros((length,) + x.shape[1:], np.float32)
+    out[: len(x)] = x
+    mask = np.zeros(length, bool)
+    mask[: len(x)] = True
+    return out, mask
+
+
+class PairBatcher:
+    """Epochs of bucketed, padded batches of pairs.
+
+    Training (``train=True``): shuffled, batches never mix buckets, incomplete batches dropped.
+    Evaluation: dataset order within each bucket, the last batch of a bucket filled with
+    ``valid=False`` rows. ``process_index`` / ``process_count``: each process of a multi-host
+    run gets its own contiguous slice of every global batch.
+    """
+
+    def __init__(self, pairs: Sequence[Pair], batch_size: int, buckets: Sequence[int],
+                 seed: int = 0, train: bool = True, process_index: int = 0,
+                 process_count: int = 1):
+        if not pairs:
+            raise ValueError("the dataset has no pairs")
+        if batch_size % process_count:
+            raise ValueError(f"batch size {batch_size} is not divisible by the "
+                             f"{process_count} processes")
+        self.pairs = list(pairs)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.train = train
+        self.process_index = process_index
+        self.process_count = process_count
+        self.bucket_of = np.array([bucket_for(max(len(p.view1), len(p.view2)), buckets)
+                                   for p in self.pairs])
+        if train and self.steps_per_epoch() == 0:
+            raise ValueError(f"no bucket holds a full batch of {batch_size} pairs "
+                             f"({len(self.pairs)} pairs); lower the batch size")
+
+    def _batches(self, epoch: int) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.pairs)) if self.train else np.arange(len(self.pairs))
+        batches = []
+        for b in sorted(set(self.bucket_of.tolist())):
+            idx = order[self.bucket_of[order] == b]
+            full = len(idx) // self.batch_size * self.batch_size
+            batches += [idx[i:i + self.batch_size] for i in range(0, full, self.batch_size)]
+            if not self.train and full < len(idx):
+                rest = idx[full:]
+                batches.append(np.concatenate([rest, -np.ones(self.batch_size - len(rest), int)]))
+        if self.train:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def steps_per_epoch(self) -> int:
+        return len(self._batches(0))
+
+    def make_batch(self, idx: np.ndarray) -> dict:
+        lo = self.process_index * len(idx) // self.process_count
+        hi = (self.process_index + 1) * len(idx) // self.process_count
+        idx = idx[lo:hi]
+        real = idx[idx >= 0]
+        length = max(max(len(self.pairs[i].view1), len(self.pairs[i].view2)) for i in real) \
+            if len(real) else 1
+        length = bucket_for(length, sorted(set(self.bucket_of.tolist())))
+        out = {k: [] for k in ("poses1", "mask1", "poses2", "mask2", "offset", "index", "valid")}
+        for i in idx:
+            p = self.pairs[i if i >= 0 else real[0] if len(real) else 0]
+            a, ma = pad_to(p.view1, length)
+            b, mb = pad_to(p.view2, length)
+            for k, v in (("poses1", a), ("mask1", ma), ("poses2", b), ("mask2", mb),
+                         ("offset", p.offset), ("index", i), ("valid", i >= 0)):
+                out[k].append(v)
+        return {k: np.asarray(v) for k, v in out.items()}
+
+    def epoch(self, epoch: int, skip: int = 0, prefetch: int = 2) -> Iterator[dict]:
+        """The batches of one epoch, from batch ``skip`` on, prepared in a background thread."""
+        batches = self._batches(epoch)[skip:]
+        if prefetch <= 0:
+            yield from (self.make_batch(b) for b in batches)
+            return
+        q: queue.Queue = queue.Queue(maxsize=prefetch)
+        stop = threading.Event()
+
+        def work():
+            try:
+                for b in batches:
+                    if stop.is_set():
+                        return
+                    q.put(self.make_batch(b))
+            except BaseException as e:  # surfaced in the consumer
+                q.put(e)
+            q.put(None)
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while thread.is_alive():
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    thread.join(timeout=0.05)
+
+
+# ----------------------------------------------------------------------------- corruptions
+
+def drop_frames(poses: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Delete round(fraction * T) random frames (the paper's Table 5: the frame rate is no
+    longer constant afterwards)."""
+    t = len(poses)
+    n = int(round(fraction * t))
+    if n <= 0:
+        return poses
+    keep = np.sort(rng.choice(t, t - n, replace=False))
+    return poses[keep]
+
+
+def add_pixel_noise(poses: np.ndarray, sigma_px: float, resolution: Sequence[int],
+                    rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise of sigma_px pixels on x and y of every detected joint of normalized
+    poses (the paper's Table 6); missing joints (score 0) stay 0."""
+    if sigma_px <= 0:
+        return poses
+    out = poses.copy()
+    w, h = resolution
+    noise = rng.normal(0.0, sigma_px, poses.shape[:-1] + (2,)) / np.array([w, h])
+    seen = poses[..., 2] > 0
+    out[..., :2] = np.where(seen[..., None], out[..., :2] + noise, 0.0)
+    return out.astype(np.float32)
+
+
+def corrupt_pairs(pairs: Sequence[Pair], drop_fraction: float = 0.0, noise_px: float = 0.0,
+                  seed: int = 0) -> list[Pair]:
+    """Test-time corruption of both views of every pair, seeded per pair."""
+    out = []
+    for i, p in enumerate(pairs):
+        rng = np.random.default_rng([seed, i])
+        v1 = add_pixel_noise(drop_frames(p.view1, drop_fraction, rng), noise_px, p.resolution, rng)
+        v2 = add_pixel_noise(drop_frames(p.view2, drop_fraction, rng), noise_px, p.resolution, rng)
+        out.append(Pair(p.name, v1, v2, p.offset, p.resolution))
+    return out

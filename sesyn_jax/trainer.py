@@ -1,0 +1,295 @@
+"""The training run behind train.py, in stages: config checks, devices and mesh, data, model and
+state, the jit-compiled train step, the loop (evaluation, checkpoints), the inference export.
+
+Workdir layout:
+  config.json          the full config of the run (a run is reproducible from its folder)
+  metrics.jsonl        one JSON object per logged step / evaluation
+  checkpoints/<step>/  orbax CheckpointManager: train state + data position (latest few and
+                       the best by validation frame error)
+  export/              inference checkpoint (params and batch_stats) of the final model
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from sesyn_jax import checkpoint as ckpt_lib
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message says what to fix."""
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+# ----------------------------------------------------------------------------- config checks
+
+def check_config(config) -> None:
+    """Everything that can be checked before anything is compiled or written."""
+    from sesyn_jax import graph, losses, training
+
+    d, t, m = config.data, config.train, config.model
+    if d.source not in ("syn", "embedded"):
+        raise ConfigError(f"data.source must be 'syn' or 'embedded', got {d.source!r}")
+    if d.source == "syn":
+        train_dir, test_dir = data_dirs(config)
+        for name, path in (("train", train_dir), ("test", test_dir)):
+            if not path:
+                raise ConfigError("data.source='syn' needs --config.data.root=DIR (with train/ "
+                                  "and test/) or data.train_dir and data.test_dir")
+            if not os.path.isdir(path):
+                raise ConfigError(f"data root: the {name} folder {path} does not exist "
+                                  f"(set --config.data.root or data.{name}_dir)")
+    if d.pairing not in ("auto", "ntu", "cmu"):
+        raise ConfigError(f"data.pairing must be 'auto', 'ntu' or 'cmu', got {d.pairing!r}")
+    graph.get_layout(m.layout)
+    if m.strategy not in graph.STRATEGIES:
+        raise ConfigError(f"model.strategy must be one of {graph.STRATEGIES}, got {m.strategy!r}")
+    if m.dtype not in ("float32", "bfloat16"):
+        raise ConfigError(f"model.dtype must be 'float32' or 'bfloat16', got {m.dtype!r}")
+    unknown = [k for k in list(config.loss.weights) + list(config.loss.options)
+               if k not in losses.LOSS_TERMS]
+    if unknown:
+        raise ConfigError(f"loss terms {unknown} are not registered; known: "
+                          f"{sorted(losses.LOSS_TERMS)}")
+    if t.bn_mode not in training.BN_MODES:
+        raise ConfigError(f"train.bn_mode must be one of {training.BN_MODES}, got {t.bn_mode!r}")
+    if t.schedule not in ("constant", "cosine", "warmup_cosine"):
+        raise ConfigError(f"train.schedule must be 'constant', 'cosine' or 'warmup_cosine', "
+                          f"got {t.schedule!r}")
+    if t.batch_size < 1 or t.epochs < 1:
+        raise ConfigError("train.batch_size and train.epochs must be >= 1")
+
+
+def data_dirs(config) -> tuple[str, str]:
+    d = config.data
+    train_dir = d.train_dir or (os.path.join(d.root, "train") if d.root else "")
+    test_dir = d.test_dir or (os.path.join(d.root, "test") if d.root else "")
+    return train_dir, test_dir
+
+
+def load_pairs(config, split: str):
+    """The pairs of one split ('train' or 'test') as the config names them."""
+    from sesyn_jax.data import mocap_syn, syn_json
+
+    d = config.data
+    if d.source == "embedded":
+        cfg = mocap_syn.BuildConfig(frames=d.frames, seed=config.seed, camera_pairs=d.camera_pairs)
+        return mocap_syn.embedded_pairs(cfg, split)
+    folder = data_dirs(config)[0 if split == "train" else 1]
+    return syn_json.load_split(folder, d.pairing, cache=d.cache)
+
+
+def model_kwargs(config) -> dict:
+    m = config.model
+    return dict(layout=m.layout, strategy=m.strategy, widths=tuple(m.widths),
+                kernel_size=m.kernel_size)
+
+
+def make_model(config):
+    import jax.numpy as jnp
+    from sesyn_jax.model import STGCNEmbedding
+
+    dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
+    return STGCNEmbedding(**model_kwargs(config), dtype=dtype)
+
+
+def make_schedule(config, steps_per_epoch: int):
+    import optax
+
+    t = config.train
+    total = t.epochs * steps_per_epoch
+    if t.schedule == "constant":
+        return t.lr
+    if t.schedule == "cosine":
+        return optax.cosine_decay_schedule(t.lr, total)
+    return optax.warmup_cosine_decay_schedule(0.0, t.lr, t.warmup_epochs * steps_per_epoch, total)
+
+
+# ----------------------------------------------------------------------------- the run
+
+def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
+                       progress: bool = True) -> dict[str, Any]:
+    import jax
+    import jax.numpy as jnp
+    import orbax.checkpoint as ocp
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    from sesyn_jax import evaluation, losses, training
+    from sesyn_jax.data.pairs import PairBatcher
+
+    check_config(config)
+    workdir = os.path.abspath(workdir)
+
+    # -- devices and mesh: one data axis over every device; parameters replicated.
+    if config.mesh.num_processes > 1:
+        jax.distributed.initialize(config.mesh.coordinator_address or None,
+                                   config.mesh.num_processes,
+                                   config.mesh.process_id if config.mesh.process_id >= 0 else None)
+    n_dev = jax.device_count()
+    if config.train.batch_size % n_dev:
+        raise ConfigError(f"train.batch_size {config.train.batch_size} is not divisible by the "
+                          f"{n_dev} devices")
+    mesh = jax.make_mesh((n_dev,), ("data",))
+    data_sharding = NamedSharding(mesh, P("data"))
+    replicated = NamedSharding(mesh, P())
+
+    # -- data
+    train_pairs = load_pairs(config, "train")
+    test_pairs = load_pairs(config, "test")
+    if not train_pairs:
+        raise ConfigError("the training split has no pairs")
+    batcher = PairBatcher(train_pairs, config.train.batch_size, config.data.buckets,
+                          seed=config.seed, train=True, process_index=jax.process_index(),
+                          process_count=jax.process_count())
+    steps_per_epoch = batcher.steps_per_epoch()
+    total_steps = steps_per_epoch * config.train.epochs
+
+    # -- model and state
+    model = make_model(config)
+    from sesyn_jax.model import init_variables
+    variables = init_variables(model, jax.random.PRNGKey(config.seed))
+    tx = training.make_optimizer(make_schedule(config, steps_per_epoch), config.train.momentum,
+                                 config.train.nesterov, config.train.weight_decay)
+    state = jax.device_put(training.create_state(variables, tx), replicated)
+
+    # -- the jit-compiled train step: batch sharded over the data axis, state donated.
+    pair_loss = losses.make_loss_fn(dict(config.loss.weights), config.loss.options.to_dict())
+    step_fn = training.make_train_step(model, pair_loss, tx, config.train.bn_mode)
+    train_step = jax.jit(step_fn, in_shardings=(replicated, data_sharding),
+                         out_shardings=(replicated, replicated), donate_argnums=(0,))
+    embed_fn = evaluation.make_embed_fn(model)
+
+    # -- checkpoints: resume if the workdir has one
+    os.makedirs(workdir, exist_ok=True)
+    _write_config(workdir, config)
+    policy = ocp.checkpoint_managers.preservation_policy
+    manager = ocp.CheckpointManager(
+        os.path.join(workdir, "checkpoints"),
+        options=ocp.CheckpointManagerOptions(
+            preservation_policy=policy.AnyPreservationPolicy([
+                policy.LatestN(config.train.keep),
+                policy.BestN(get_metric_fn=lambda m: m["val_frame_error"], reverse=True, n=1,
+                             keep_checkpoints_without_metrics=False)]),
+            enable_async_checkpointing=False))
+    start_step = 0
+    if manager.latest_step() is not None:
+        start_step = manager.latest_step()
+        restored = manager.restore(start_step, args=ocp.args.StandardRestore(
+            {"state": jax.device_get(state), "data": {"step": np.int64(0)}}))
+        state = jax.device_put(restored["state"], replicated)
+        print(f"resumed from {workdir}/checkpoints/{start_step} (epoch "
+              f"{start_step // steps_per_epoch}, step {start_step})")
+
+    def save(step: int, metrics: dict | None = None):
+        manager.save(step, args=ocp.args.StandardSave(
+            {"state": jax.device_get(state), "data": {"step": np.int64(step)}}), metrics=metrics)
+        manager.wait_until_finished()
+
+    def evaluate(params, batch_stats) -> dict:
+        preds = evaluation.predict_offsets(embed_fn, {"params": params, "batch_stats": batch_stats},
+                                           test_pairs, config.eval.batch_size, config.data.buckets)
+        return evaluation.score(preds, test_pairs, config.data.fps)
+
+    # -- the loop
+    log = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
+    step = start_step
+    compiles_after_first_epoch = None
+    status = "finished"
+    t_window, pairs_window = time.perf_counter(), 0
+    try:
+        for epoch in range(start_step // steps_per_epoch, config.train.epochs):
+            skip = step - epoch * steps_per_epoch
+            for batch in batcher.epoch(epoch, skip=skip, prefetch=config.data.prefetch):
+                feed = {k: batch[k] for k in ("poses1", "mask1", "poses2", "mask2")}
+                state, metrics = train_step(state, jax.device_put(feed, data_sharding))
+                step += 1
+                pairs_window += config.train.batch_size
+                if step % config.train.log_every == 0 or step == total_steps:
+                    metrics = jax.device_get(metrics)
+                    if not all(math.isfinite(float(v)) for v in metrics.values()):
+                        raise NonFiniteLoss(f"non-finite loss at step {step} ({metrics}); the last "
+                                            f"good checkpoint in {workdir}/checkpoints is kept")
+                    rate = pairs_window / (time.perf_counter() - t_window)
+                    t_window, pairs_window = time.perf_counter(), 0
+                    row = {"step": step, "epoch": epoch, "pairs_per_s": round(rate, 2),
+                           **{k: float(v) for k, v in metrics.items()}}
+                    log.write(json.dumps(row) + "\n")
+                    log.flush()
+                    if bar:
+                        bar.set_postfix(loss=f"{row['loss']:.3f}", pairs_s=f"{rate:.1f}")
+                if bar:
+                    bar.update(1)
+                if stop_after_steps and step - start_step >= stop_after_steps:
+                    save(step)
+                    status = "interrupted"
+                    return {"status": status, "step": step}
+            # end of epoch
+            if epoch == 0 or compiles_after_first_epoch is None:
+                compiles_after_first_epoch = _cache_size(train_step)
+            val = None
+            last = epoch == config.train.epochs - 1
+            if last or (config.train.eval_every and (epoch + 1) % config.train.eval_every == 0):
+                val = evaluate(state.params, state.batch_stats)
+                log.write(json.dumps({"step": step, "epoch": epoch, "val": val}) + "\n")
+                log.flush()
+                if bar:
+                    bar.write(f"epoch {epoch + 1}: val frame error {val['frame_error']:.2f}, "
+                              f"acc@1 {100 * val['acc@1']:.1f}%")
+            if last or (epoch + 1) % config.train.checkpoint_every == 0:
+                save(step, {"val_frame_error": val["frame_error"]} if val else None)
+    except NonFiniteLoss as e:
+        print(f"error: {e}")
+        status = "non-finite"
+    finally:
+        if bar:
+            bar.close()
+        log.close()
+    if status != "finished":
+        return {"status": status, "step": step}
+
+    # -- the inference export: the final model
+    compiles = _cache_size(train_step)
+    ckpt_lib.save_inference(os.path.join(workdir, "export"),
+                            {"params": jax.device_get(state.params),
+                             "batch_stats": jax.device_get(state.batch_stats)},
+                            model_kwargs(config), source=f"train.py {workdir} step {step}",
+                            meta={"step": step, "val": val})
+    recompiled = (compiles - compiles_after_first_epoch) if compiles_after_first_epoch else 0
+    print(f"done: {step} steps; train-step compilations: {compiles} "
+          f"({recompiled} after the first epoch); export in {workdir}/export")
+    return {"status": status, "step": step, "val": val, "compiles": compiles,
+            "recompiles_after_first_epoch": recompiled}
+
+
+def _cache_size(jitted) -> int:
+    try:
+        return int(jitted._cache_size())
+    except AttributeError:  # private API; absent in some JAX versions
+        return -1
+
+
+def _write_config(workdir: str, config) -> None:
+    path = os.path.join(workdir, "config.json")
+    text = config.to_json_best_effort(indent=2, sort_keys=True)
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        if old != text:
+            raise ConfigError(f"{workdir} holds a run with another config (config.json differs); "
+                              f"use a new --workdir or the same config to resume")
+        return
+    ckpt_lib.atomic_write(path, lambda f: f.write(text))

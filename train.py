@@ -1,0 +1,46 @@
+"""Train SeSyn-Net: python train.py --config configs/quickstart.py --workdir runs/quickstart
+
+Any config field can be overridden on the command line, e.g. --config.train.lr=0.01. Running
+again with the same --workdir resumes an interrupted run from its last checkpoint (parameters,
+BatchNorm statistics, optimizer state, step, epoch and data position), so that it ends with the
+same parameters as an uninterrupted run.
+
+Stages, top to bottom: devices and mesh, data, model and state, the jit-compiled train step,
+the loop (with evaluation and checkpoints), the inference export.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "a configs/*.py file", lock_config=True)
+flags.DEFINE_string("workdir", None, "run folder: checkpoints, metrics, config, export")
+flags.DEFINE_integer("stop_after_steps", 0, "stop (as if interrupted) after this many steps in "
+                     "this invocation; 0: run to the end. For resume tests.")
+flags.DEFINE_bool("progress", True, "show a progress bar")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    config = FLAGS.config
+    from sesyn_jax import trainer
+
+    try:
+        trainer.check_config(config)
+    except trainer.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    result = trainer.train_and_evaluate(config, FLAGS.workdir,
+                                        stop_after_steps=FLAGS.stop_after_steps,
+                                        progress=FLAGS.progress)
+    return 0 if result.get("status") in ("finished", "interrupted") else 1
+
+
+if __name__ == "__main__":
+    app.run(lambda argv: sys.exit(main(argv)))
