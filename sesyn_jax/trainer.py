@@ -185,14 +185,14 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
     if manager.latest_step() is not None:
         start_step = manager.latest_step()
         restored = manager.restore(start_step, args=ocp.args.StandardRestore(
-            {"state": jax.device_get(state), "data": {"step": np.int64(0)}}))
+            {"state": jax.device_get(state), "data": {"step": np.zeros((), np.int64)}}))
         state = jax.device_put(restored["state"], replicated)
         print(f"resumed from {workdir}/checkpoints/{start_step} (epoch "
               f"{start_step // steps_per_epoch}, step {start_step})")
 
     def save(step: int, metrics: dict | None = None):
         manager.save(step, args=ocp.args.StandardSave(
-            {"state": jax.device_get(state), "data": {"step": np.int64(step)}}), metrics=metrics)
+            {"state": jax.device_get(state), "data": {"step": np.array(step, np.int64)}}), metrics=metrics)
         manager.wait_until_finished()
 
     def evaluate(params, batch_stats) -> dict:

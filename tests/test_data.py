@@ -193,6 +193,7 @@ def test_batches_padding_masks_and_order():
 def test_test_time_corruptions():
     rng = np.random.default_rng(0)
     x = rng.uniform(-0.5, 0.5, (100, 17, 3)).astype(np.float32)
+    x[..., 2] = rng.uniform(0.1, 1.0, (100, 17))
     x[:, 3, 2] = 0
     x[:, 3, :2] = 0
     assert len(pairs_lib.drop_frames(x, 0.1, rng)) == 90

@@ -1,0 +1,167 @@
+"""Training throughput: the jit-compiled train step train.py uses against our PyTorch
+implementation of the published network, same machine, same thread count, interleaved.
+
+  python bench/train_throughput.py [--frames 120 480] [--batches 1 2 4 8] [--repeats 5] [--json]
+
+For each frame count: PyTorch at batch 1 (the published setting: one pair per step, each view
+its own forward) and at each JAX batch size, JAX at each batch size; medians of --repeats timed
+steps after warm-up, the JAX and PyTorch timings interleaved. Prints pairs/s, ratios, JAX
+compile time and the process's peak resident memory. With --json the last line is a JSON
+object with frames, batch and pairs_per_s of JAX at its best batch size (per frame count under
+"all").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def make_batch(b: int, t: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    poses = rng.uniform(-0.4, 0.4, (2, b, t, 17, 3)).astype(np.float32)
+    poses[..., 2] = rng.uniform(0.3, 1.0, poses.shape[:-1])
+    return {"poses1": poses[0], "poses2": poses[1], "mask1": np.ones((b, t), bool),
+            "mask2": np.ones((b, t), bool)}
+
+
+def jax_step(b: int, t: int, dtype: str = "float32"):
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    from sesyn_jax import losses, training
+    from sesyn_jax.model import STGCNEmbedding, init_variables
+
+    model = STGCNEmbedding(dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32)
+    tx = training.make_optimizer(0.005, 0.9, True, 1e-4)
+    state = training.create_state(init_variables(model, jax.random.PRNGKey(0)), tx)
+    step = training.make_train_step(model, losses.make_loss_fn(
+        {"identity": 1.0, "deviation": 0.5, "interval": 0.035}), tx, "joint")
+    mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    rep, dat = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    fn = jax.jit(step, in_shardings=(rep, dat), out_shardings=(rep, rep), donate_argnums=(0,))
+    batch = jax.device_put(make_batch(b, t), dat)
+    state = jax.device_put(state, rep)
+    t0 = time.perf_counter()
+    compiled = fn.lower(state, batch).compile()
+    compile_s = time.perf_counter() - t0
+    holder = {"state": state}
+
+    def run():
+        holder["state"], m = compiled(holder["state"], batch)
+        jax.block_until_ready(m["loss"])
+
+    return run, compile_s
+
+
+def torch_step(b: int, t: int):
+    import torch
+    from sesyn_jax.torch_model import build_torch_model, poses_to_torch_layout, torch_sesyn_loss
+
+    model = build_torch_model().train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.005, momentum=0.9, nesterov=True,
+                          weight_decay=1e-4)
+    batch = make_batch(b, t)
+    x1 = torch.from_numpy(poses_to_torch_layout(batch["poses1"]))
+    x2 = torch.from_numpy(poses_to_torch_layout(batch["poses2"]))
+
+    def run():
+        out1, out2 = model(x1), model(x2)   # one forward per view, as published
+        loss = sum(torch_sesyn_loss(out2[i], out1[i], 0.5, 0.035)[0] for i in range(b)) / b
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return run
+
+
+def median_time(fn, repeats: int) -> float:
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, nargs="+", default=[120, 480])
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    import jax
+    threads = os.cpu_count()
+    torch = None
+    if not args.no_torch:
+        import torch
+        torch.set_num_threads(threads)
+    print(f"JAX {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} device(s)); "
+          + (f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads; " if torch else "")
+          + f"{threads} CPU cores; {args.repeats} timed repeats after {args.warmup} warm-up")
+    rows, best = [], {}
+    for t in args.frames:
+        t_ref = None
+        if torch is not None:
+            ref = torch_step(1, t)
+            for _ in range(args.warmup):
+                ref()
+        for b in args.batches:
+            jfn, compile_s = jax_step(b, t, args.dtype)
+            tfn = torch_step(b, t) if torch is not None else None
+            for _ in range(args.warmup):
+                jfn()
+                if tfn:
+                    tfn()
+            tj, tt, t1 = [], [], []
+            for _ in range(args.repeats):  # interleaved
+                tj.append(median_time(jfn, 1))
+                if tfn:
+                    tt.append(median_time(tfn, 1))
+                    t1.append(median_time(ref, 1))
+            j = b / float(np.median(tj))
+            row = {"frames": t, "batch": b, "jax_pairs_per_s": round(j, 3),
+                   "jax_step_s": round(float(np.median(tj)), 4), "compile_s": round(compile_s, 2)}
+            if tfn:
+                tb = b / float(np.median(tt))
+                t_ref = 1 / float(np.median(t1))
+                row.update(torch_pairs_per_s=round(tb, 3), torch_b1_pairs_per_s=round(t_ref, 3),
+                           ratio_vs_torch_b1=round(j / t_ref, 3),
+                           ratio_vs_torch_same_b=round(j / tb, 3))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if t not in best or j > best[t]["pairs_per_s"]:
+                best[t] = {"frames": t, "batch": b, "pairs_per_s": round(j, 3)}
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print()
+    print(f"{'frames':>6} {'batch':>5} {'JAX pairs/s':>12} {'torch same B':>13} "
+          f"{'torch B=1':>10} {'JAX/torch B=1':>14} {'JAX/torch same B':>17} {'compile s':>10}")
+    for r in rows:
+        print(f"{r['frames']:>6} {r['batch']:>5} {r['jax_pairs_per_s']:>12.2f} "
+              f"{r.get('torch_pairs_per_s', float('nan')):>13.2f} "
+              f"{r.get('torch_b1_pairs_per_s', float('nan')):>10.2f} "
+              f"{r.get('ratio_vs_torch_b1', float('nan')):>14.2f} "
+              f"{r.get('ratio_vs_torch_same_b', float('nan')):>17.2f} {r['compile_s']:>10.1f}")
+    print(f"peak resident memory of this process: {peak_mb:.0f} MiB")
+    if args.json:
+        print(json.dumps({**best[min(args.frames)], "all": list(best.values()), "rows": rows,
+                          "peak_rss_mib": round(peak_mb)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

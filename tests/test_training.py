@@ -1,0 +1,173 @@
+"""Training: the optimizer against PyTorch's SGD rule in numpy, a smoke run, kill-and-resume,
+and a sharded step on 4 simulated CPU devices."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from sesyn_jax import checkpoint, training, trainer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_optimizer_equals_pytorch_sgd_nesterov_rule():
+    """torch.optim.SGD(lr, momentum, nesterov=True, weight_decay) written out in numpy."""
+    lr, mu, wd = 0.005, 0.9, 1e-4
+    rng = np.random.default_rng(0)
+    p = {"a": rng.normal(size=(3, 4)), "b": rng.normal(size=(5,))}
+    grads = [{k: rng.normal(size=v.shape) for k, v in p.items()} for _ in range(4)]
+    ref = {k: v.copy() for k, v in p.items()}
+    buf = {}
+    for g in grads:
+        for k in ref:
+            d = g[k] + wd * ref[k]
+            buf[k] = d.copy() if k not in buf else mu * buf[k] + d
+            ref[k] = ref[k] - lr * (d + mu * buf[k])
+    tx = training.make_optimizer(lr, mu, True, wd)
+    with jax.enable_x64(True):
+        params = jax.tree_util.tree_map(jnp.asarray, p)
+        state = tx.init(params)
+        for g in grads:
+            upd, state = tx.update(jax.tree_util.tree_map(jnp.asarray, g), state, params)
+            params = optax.apply_updates(params, upd)
+        for k in ref:
+            np.testing.assert_allclose(np.asarray(params[k]), ref[k], rtol=1e-12)
+
+
+def tiny_config(**train):
+    from configs import quickstart
+    c = quickstart.get_config()
+    c.data.camera_pairs = 1
+    c.model.widths = (8, 16)
+    c.model.kernel_size = 5
+    c.train.epochs = 3
+    c.train.batch_size = 8
+    c.train.eval_every = 0
+    c.train.checkpoint_every = 1
+    c.train.log_every = 1
+    for k, v in train.items():
+        setattr(c.train, k, v)
+    return c
+
+
+def test_smoke_run_and_export(tmp_path):
+    cfg = tiny_config(epochs=1)
+    res = trainer.train_and_evaluate(cfg, str(tmp_path / "run"), progress=False)
+    assert res["status"] == "finished" and res["recompiles_after_first_epoch"] == 0
+    loaded = checkpoint.load_inference(str(tmp_path / "run"))
+    assert loaded.model_config["widths"] == (8, 16)
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
+    assert "frame_error" in rows[-1]["val"]
+    with pytest.raises(trainer.ConfigError, match="another config"):
+        trainer.train_and_evaluate(tiny_config(epochs=2), str(tmp_path / "run"), progress=False)
+
+
+def test_bad_config_errors_before_anything_is_written(tmp_path):
+    cfg = tiny_config()
+    cfg.data.source = "syn"
+    cfg.data.root = str(tmp_path / "nowhere")
+    with pytest.raises(trainer.ConfigError, match="does not exist"):
+        trainer.train_and_evaluate(cfg, str(tmp_path / "w"), progress=False)
+    assert not os.path.exists(tmp_path / "w")
+    cfg = tiny_config()
+    cfg.loss.weights = {"identiy": 1.0}
+    with pytest.raises(trainer.ConfigError, match="not registered"):
+        trainer.check_config(cfg)
+    out = subprocess.run([sys.executable, "train.py", "--config", "configs/quickstart.py",
+                          "--workdir", str(tmp_path / "x"), "--config.train.lrr=0.1"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0 and "lrr" in out.stderr
+
+
+def test_kill_and_resume_is_bit_identical(tmp_path):
+    """Kill a train.py process (SIGKILL) after its first checkpoint, resume it in its workdir,
+    and compare with an uninterrupted run."""
+    ref = tiny_config()
+    trainer.train_and_evaluate(ref, str(tmp_path / "ref"), progress=False)
+    want = checkpoint.load_inference(str(tmp_path / "ref")).variables
+
+    work = tmp_path / "killed"
+    args = [sys.executable, "train.py", "--config", "configs/quickstart.py",
+            "--workdir", str(work), "--noprogress", "--config.data.camera_pairs=1",
+            "--config.model.widths=(8,16)", "--config.model.kernel_size=5",
+            "--config.train.epochs=3", "--config.train.batch_size=8",
+            "--config.train.eval_every=0", "--config.train.checkpoint_every=1",
+            "--config.train.log_every=1", "--config.train.lr=0.01"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        ck = work / "checkpoints"
+        if ck.exists() and any(d.isdigit() for d in os.listdir(ck)):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert not (work / "export").exists(), "the run finished before it could be killed"
+    with open(work / "config.json") as f:
+        cfg_json = json.load(f)
+    assert cfg_json["train"]["epochs"] == 3
+    res = trainer.train_and_evaluate(ref, str(work), progress=False)
+    assert res["status"] == "finished"
+    got = checkpoint.load_inference(str(work)).variables
+    for (pa, a), (pb, b) in zip(jax.tree_util.tree_flatten_with_path(want)[0],
+                                jax.tree_util.tree_flatten_with_path(got)[0]):
+        assert pa == pb
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=str(pa))
+
+
+SHARDED = textwrap.dedent("""
+    import os, sys, json
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    sys.path.insert(0, os.getcwd())
+    import jax, jax.numpy as jnp, numpy as np
+    jax.config.update("jax_enable_x64", True)  # float64: any difference is a real one
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    from sesyn_jax import losses, training
+    from sesyn_jax.model import STGCNEmbedding, init_variables
+    assert jax.device_count() == 4
+    model = STGCNEmbedding(widths=(8, 16), kernel_size=5, dtype=jnp.float64)
+    to64 = lambda tree: jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), tree)
+    tx = training.make_optimizer(0.01)
+    rng = np.random.default_rng(0)
+    batch = {"poses1": rng.normal(size=(4, 24, 17, 3)),
+             "poses2": rng.normal(size=(4, 24, 17, 3)),
+             "mask1": np.arange(24)[None] < np.array([[24], [20], [17], [24]]),
+             "mask2": np.arange(24)[None] < np.array([[22], [24], [24], [19]])}
+    step = training.make_train_step(model, losses.make_loss_fn({"identity": 1, "deviation": 0.5,
+                                                              "interval": 0.035}), tx)
+    state0 = training.create_state(to64(init_variables(model, jax.random.PRNGKey(0))), tx)
+    single = jax.jit(step)
+    s1, m1 = single(state0, batch)
+    s1, m1b = single(s1, batch)
+    mesh = jax.make_mesh((4,), ("data",))
+    rep, dat = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    sharded = jax.jit(step, in_shardings=(rep, dat), out_shardings=(rep, rep), donate_argnums=(0,))
+    state = jax.device_put(training.create_state(to64(init_variables(model, jax.random.PRNGKey(0))), tx), rep)
+    b = jax.device_put(batch, dat)
+    assert len(b["poses1"].sharding.device_set) == 4
+    s2, m2 = sharded(state, b)
+    s2, m2b = sharded(s2, b)
+    diff = max(float(jnp.max(jnp.abs(a - c))) for a, c in zip(jax.tree_util.tree_leaves(s1.params),
+                                                              jax.tree_util.tree_leaves(s2.params)))
+    print(json.dumps({"loss1": float(m1b["loss"]), "loss2": float(m2b["loss"]), "param_diff": diff}))
+""")
+
+
+def test_sharded_step_equals_single_device():
+    out = subprocess.run([sys.executable, "-c", SHARDED], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(r["loss2"], r["loss1"], rtol=1e-10)
+    assert r["param_diff"] < 1e-10
