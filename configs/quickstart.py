@@ -13,11 +13,11 @@ def get_config():
     c.data.source = "embedded"
     c.data.frames = 120
     c.data.buckets = (128,)
-    c.model.widths = (32, 32, 64, 64)
+    c.model.widths = (32, 32, 32, 64, 64, 64)
     c.loss.weights = {"identity": 1.0, "deviation": 0.5, "interval": 0.035}
     c.train.epochs = 12
     c.train.batch_size = 8
-    c.train.lr = 0.01
+    c.train.lr = 0.02
     c.train.schedule = "cosine"
     c.train.eval_every = 4
     c.train.checkpoint_every = 2

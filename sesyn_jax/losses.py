@@ -20,6 +20,18 @@ S_v~u and of every mean, so a padded pair gives exactly the loss of the same pai
 Every term is a function ``term(f_u, f_v, mask_u, mask_v, **options) -> scalar`` registered in
 ``LOSS_TERMS``; a total is assembled from a mapping term name -> weight (``make_loss_fn``). Terms
 recompute the shared cycle similarity; under ``jax.jit`` XLA merges the common subexpressions.
+
+Similarity options, accepted by every term (defaults = the published loss):
+  similarity   'l2': s(a, b) = -max(|a|^2 + |b|^2 - 2ab, 0);  'cosine': s(a, b) = a.b / (|a| |b|)
+  temperature  s / temperature
+  scale_by_dim s / C (C the embedding size), as TCC does
+TCC (Dwibedi et al. 2019) terms, on the same cycle: with beta_m = softmax_j S_v~u(m, j) and
+mu_m = sum_j beta_mj j, sigma_m^2 = sum_j beta_mj (j - mu_m)^2:
+  tcc_cls (cycle-back classification) is the identity term itself: use 'identity' with TCC's
+          similarity options (l2, temperature 0.1, scale_by_dim) -- see sesyn_jax.variants;
+  tcc_reg  mean_m (m - mu_m)^2                                   (plain regression)
+           mean_m (m - mu_m)^2 / sigma_m^2 + lam * log sigma_m   (variance=True, lam = 0.001)
+           mean_m huber_delta(m - mu_m)                           (huber_delta > 0)
 """
 
 from __future__ import annotations
@@ -77,44 +89,89 @@ def masked_mean(x: Array, mask: Array) -> Array:
     return jnp.sum(jnp.where(mask, x, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
 
 
+def cosine_similarity(a: Array, b: Array) -> Array:
+    """(M, N) cosine similarity between rows of a (M, C) and b (N, C)."""
+    an = a / jnp.maximum(jnp.linalg.norm(a, axis=1, keepdims=True), 1e-8)
+    bn = b / jnp.maximum(jnp.linalg.norm(b, axis=1, keepdims=True), 1e-8)
+    return an @ bn.T
+
+
+def similarity(a: Array, b: Array, similarity: str = "l2", temperature: float = 1.0,
+               scale_by_dim: bool = False) -> Array:
+    """The frame similarity of the module doc (default: the published -clamped squared L2)."""
+    if similarity == "l2":
+        s = l2_similarity(a, b)
+    elif similarity == "cosine":
+        s = cosine_similarity(a, b)
+    else:
+        raise ValueError(f"similarity must be 'l2' or 'cosine', got {similarity!r}")
+    if scale_by_dim:
+        s = s / a.shape[-1]
+    if temperature != 1.0:
+        s = s / temperature
+    return s
+
+
 def cycle_similarity(f_u: Array, f_v: Array, mask_u: Array | None = None,
-                     mask_v: Array | None = None) -> tuple[Array, Array]:
-    """S_v~u (M, M) of Eq. 5 and the (M,) mask of u's real frames."""
+                     mask_v: Array | None = None, **sim) -> tuple[Array, Array]:
+    """S_v~u (M, M) of Eq. 5 and the (M,) mask of u's real frames; ``sim``: similarity options."""
     mask_u = _full_mask(f_u, mask_u)
     mask_v = _full_mask(f_v, mask_v)
-    x_uv = masked_softmax(l2_similarity(f_u, f_v), mask_v[None, :])
+    x_uv = masked_softmax(similarity(f_u, f_v, **sim), mask_v[None, :])
     f_v_soft = x_uv @ f_v
-    return l2_similarity(f_v_soft, f_u), mask_u
+    return similarity(f_v_soft, f_u, **sim), mask_u
 
 
 def cycle_positions(f_u: Array, f_v: Array, mask_u: Array | None = None,
-                    mask_v: Array | None = None) -> tuple[Array, Array]:
-    """p (M,) of Eq. 9, the expected 0-based index each frame of u cycles back to."""
-    s, mask_u = cycle_similarity(f_u, f_v, mask_u, mask_v)
+                    mask_v: Array | None = None, **sim) -> tuple[Array, Array, Array]:
+    """p (M,) of Eq. 9 (the expected 0-based index each frame of u cycles back to), the
+    variance of that index under the same weights, and u's mask."""
+    s, mask_u = cycle_similarity(f_u, f_v, mask_u, mask_v, **sim)
     g = jnp.arange(f_u.shape[0], dtype=s.dtype)
-    return masked_softmax(s, mask_u[None, :]) @ g, mask_u
+    beta = masked_softmax(s, mask_u[None, :])
+    p = beta @ g
+    var = jnp.sum(beta * jnp.square(g[None, :] - p[:, None]), axis=1)
+    return p, var, mask_u
 
 
 @register_term("identity")
-def identity_loss(f_u, f_v, mask_u=None, mask_v=None) -> Array:
+def identity_loss(f_u, f_v, mask_u=None, mask_v=None, **sim) -> Array:
     """Eq. 7: cross-entropy of each cycle-similarity row against its own frame index."""
-    s, mask_u = cycle_similarity(f_u, f_v, mask_u, mask_v)
+    s, mask_u = cycle_similarity(f_u, f_v, mask_u, mask_v, **sim)
     logp = masked_log_softmax(s, mask_u[None, :])
     return masked_mean(-jnp.diagonal(logp), mask_u)
 
 
 @register_term("deviation")
-def deviation_loss(f_u, f_v, mask_u=None, mask_v=None) -> Array:
+def deviation_loss(f_u, f_v, mask_u=None, mask_v=None, **sim) -> Array:
     """Eq. 10: mean |p_m - m|."""
-    p, mask_u = cycle_positions(f_u, f_v, mask_u, mask_v)
+    p, _, mask_u = cycle_positions(f_u, f_v, mask_u, mask_v, **sim)
     g = jnp.arange(p.shape[0], dtype=p.dtype)
     return masked_mean(jnp.abs(p - g), mask_u)
 
 
+@register_term("tcc_reg")
+def tcc_regression_loss(f_u, f_v, mask_u=None, mask_v=None, variance: bool = False,
+                        lam: float = 0.001, huber_delta: float = 0.0, **sim) -> Array:
+    """TCC cycle-back regression (module doc): squared error of the cycled-back index, divided
+    by its variance plus lam * log(sigma) with ``variance``, or Huber with ``huber_delta`` > 0."""
+    p, var, mask_u = cycle_positions(f_u, f_v, mask_u, mask_v, **sim)
+    err = p - jnp.arange(p.shape[0], dtype=p.dtype)
+    if huber_delta > 0:
+        a = jnp.abs(err)
+        per = jnp.where(a <= huber_delta, 0.5 * err ** 2, huber_delta * (a - 0.5 * huber_delta))
+    elif variance:
+        var = jnp.maximum(var, 1e-6)
+        per = err ** 2 / var + lam * 0.5 * jnp.log(var)
+    else:
+        per = err ** 2
+    return masked_mean(per, mask_u)
+
+
 @register_term("interval")
-def interval_loss(f_u, f_v, mask_u=None, mask_v=None, tau: int = 1) -> Array:
+def interval_loss(f_u, f_v, mask_u=None, mask_v=None, tau: int = 1, **sim) -> Array:
     """Eq. 11: mean over m >= tau of |(p_m - p_{m - tau}) - tau| (0 when M <= tau)."""
-    p, mask_u = cycle_positions(f_u, f_v, mask_u, mask_v)
+    p, _, mask_u = cycle_positions(f_u, f_v, mask_u, mask_v, **sim)
     tau = int(tau)
     if tau < 1:
         raise ValueError(f"interval loss needs tau >= 1, got {tau}")
@@ -149,6 +206,7 @@ def make_loss_fn(weights: Mapping[str, float],
             total = total + w * value
         return total, aux
 
+    loss_fn.terms = items  # (name, weight, options): for per-term diagnostics
     return loss_fn
 
 

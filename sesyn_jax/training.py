@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sesyn_jax.losses import batched_loss_fn
+from sesyn_jax.losses import LOSS_TERMS, batched_loss_fn
 
 BN_MODES = ("joint", "per_view")
 
@@ -74,17 +74,33 @@ def make_train_step(model, pair_loss_fn: Callable, tx: optax.GradientTransformat
     (loss, aux)`` for one pair (see ``losses.make_loss_fn``); the batch loss is its mean."""
     batch_loss = batched_loss_fn(pair_loss_fn)
 
+    terms = getattr(pair_loss_fn, "terms", [])
+
+    def term_grad_norms(f_u, f_v, mask_u, mask_v):
+        """Norm of each weighted term's gradient with respect to the embeddings (cheap: the
+        loss part only), so the interplay of terms can be seen."""
+        out = {}
+        for name, w, opts in terms:
+            def one(a, b, name=name, w=w, opts=opts):
+                per = jax.vmap(lambda x, y, mx, my: LOSS_TERMS[name](x, y, mx, my, **opts))
+                return w * jnp.mean(per(a, b, mask_u, mask_v))
+            out[f"grad_norm/{name}"] = optax.tree.norm(jax.grad(one, argnums=(0, 1))(f_u, f_v))
+        return out
+
     def train_step(state: TrainState, batch: Mapping):
         def loss_fn(params):
             f1, f2, new_bs = embed_views(model, params, state.batch_stats, batch, True, bn_mode)
             dt = jnp.promote_types(f1.dtype, jnp.float32)  # bf16 embeddings: loss in float32
-            loss, aux = batch_loss(f2.astype(dt), f1.astype(dt), batch["mask2"], batch["mask1"])
-            return loss, (aux, new_bs)
+            f_u, f_v = f2.astype(dt), f1.astype(dt)
+            loss, aux = batch_loss(f_u, f_v, batch["mask2"], batch["mask1"])
+            return loss, (aux, new_bs, jax.lax.stop_gradient((f_u, f_v)))
 
-        (loss, (aux, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (loss, (aux, new_bs, (f_u, f_v))), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux,
+                   **term_grad_norms(f_u, f_v, batch["mask2"], batch["mask1"])}
         return TrainState(step=state.step + 1, params=params, batch_stats=new_bs,
                           opt_state=opt_state), metrics
 

@@ -1,0 +1,153 @@
+"""Loss ablations: train every variant with every seed on the same data, evaluate each on the
+same test pairs, and tabulate mean and standard deviation over seeds (like the paper's Table 2).
+
+  python -m sesyn_jax.ablate --config configs/ablation_cpu.py \
+      --variants iden,iden+devi,iden+devi+intv,tcc_cls,tcc_reg_var --seeds 0,1,2 --workdir runs/ablation
+
+Each run lives in WORKDIR/<variant>/seed<k> (a train.py workdir); an interrupted ablation is
+resumed by running the same command: finished runs are skipped, an interrupted run resumes from
+its last checkpoint. Writes WORKDIR/ablation.md, ablation.json and ablation.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+
+import numpy as np
+
+from sesyn_jax import variants
+
+COLUMNS = (("frame_error", "Frm.err", 1.0, 2), ("acc@1", "Acc@1", 100.0, 1),
+           ("acc@5", "Acc@5", 100.0, 1), ("acc@10", "Acc@10", 100.0, 1),
+           ("rel_error", "Rel.err", 1.0, 3), ("racc@10", "rAcc@10", 100.0, 1))
+
+
+def load_config_file(path: str):
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such config file")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    if root not in sys.path:
+        sys.path.insert(0, root)  # so that 'from configs import default' works
+    spec = importlib.util.spec_from_file_location("_ablation_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def variant_config(base, variant: str, seed: int):
+    cfg = base.copy_and_resolve_references()
+    mu1 = float(base.loss.weights.get("deviation", 0.5))
+    mu2 = float(base.loss.weights.get("interval", 0.035))
+    weights, options = variants.resolve(variant, mu1, mu2)
+    cfg.loss.weights = weights
+    cfg.loss.options = options
+    cfg.seed = seed
+    return cfg
+
+
+def run_one(cfg, workdir: str) -> dict:
+    """Train (or resume, or skip when finished) and evaluate one variant and seed."""
+    from sesyn_jax import checkpoint, evaluation, trainer
+
+    result_path = os.path.join(workdir, "result.json")
+    if os.path.exists(result_path):
+        with open(result_path) as f:
+            return json.load(f)
+    if not os.path.exists(os.path.join(workdir, "export", "model.json")):
+        res = trainer.train_and_evaluate(cfg, workdir, progress=False)
+        if res["status"] != "finished":
+            raise RuntimeError(f"{workdir}: training ended with status {res['status']}")
+    loaded = checkpoint.load_inference(workdir)
+    pairs = trainer.load_pairs(cfg, "test")
+    preds = evaluation.predict_offsets(evaluation.make_embed_fn(loaded.model()), loaded.variables,
+                                       pairs, cfg.eval.batch_size, cfg.data.buckets)
+    out = evaluation.score(preds, pairs, cfg.data.fps)
+    checkpoint.atomic_write(result_path, lambda f: json.dump(out, f))
+    return out
+
+
+def summarize(results: dict[str, list[dict]]) -> dict:
+    table = {}
+    for v, runs in results.items():
+        table[v] = {k: {"mean": float(np.mean([r[k] for r in runs])),
+                        "std": float(np.std([r[k] for r in runs], ddof=1)) if len(runs) > 1 else 0.0,
+                        "runs": [r[k] for r in runs]} for k, *_ in COLUMNS}
+    return table
+
+
+def markdown(table: dict, seeds) -> str:
+    head = "| Variant | " + " | ".join(t for _, t, _, _ in COLUMNS) + " |"
+    lines = [f"Mean ± standard deviation over seeds {list(seeds)}.", "", head,
+             "|" + "---|" * (len(COLUMNS) + 1)]
+    for v, row in table.items():
+        cells = [f"{row[k]['mean'] * s:.{d}f} ± {row[k]['std'] * s:.{d}f}" for k, _, s, d in COLUMNS]
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(table: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(table)
+    fig, ax = plt.subplots(figsize=(1.4 * len(names) + 2, 4))
+    for i, v in enumerate(names):
+        runs = table[v]["frame_error"]["runs"]
+        ax.scatter([i] * len(runs), runs, color="gray", s=12, zorder=3)
+        ax.errorbar(i, table[v]["frame_error"]["mean"], yerr=table[v]["frame_error"]["std"],
+                    fmt="o", color="C0", capsize=4, zorder=4)
+    ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
+    ax.set_ylabel("frame error (frames)")
+    ax.set_title("Frame error per loss variant (mean ± std over seeds; dots: seeds)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path + ".tmp.png", dpi=110)
+    plt.close(fig)
+    os.replace(path + ".tmp.png", path)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sesyn_jax.ablate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True)
+    p.add_argument("--variants", required=True, help="comma-separated names (sesyn_jax.variants)")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--workdir", required=True)
+    args = p.parse_args(argv)
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+        base = load_config_file(args.config)
+        configs = {(v, s): variant_config(base, v, s) for v in names for s in seeds}
+        from sesyn_jax import trainer
+        for cfg in configs.values():
+            trainer.check_config(cfg)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    results: dict[str, list[dict]] = {v: [] for v in names}
+    for (v, s), cfg in configs.items():
+        wd = os.path.join(args.workdir, v, f"seed{s}")
+        print(f"[{v} seed {s}] {wd}", flush=True)
+        r = run_one(cfg, wd)
+        print(f"[{v} seed {s}] frame error {r['frame_error']:.2f}", flush=True)
+        results[v].append(r)
+    table = summarize(results)
+    md = markdown(table, seeds)
+    from sesyn_jax.checkpoint import atomic_write
+    atomic_write(os.path.join(args.workdir, "ablation.md"), lambda f: f.write(md + "\n"))
+    atomic_write(os.path.join(args.workdir, "ablation.json"),
+                 lambda f: json.dump({"seeds": seeds, "config": args.config, "table": table}, f,
+                                     indent=1))
+    plot(table, os.path.join(args.workdir, "ablation.png"))
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
