@@ -245,17 +245,28 @@ def _optimizer_rows(section, tmodel, sd0, model, variables, p1, p2, steps, mu, t
     from sesyn_jax import convert, losses, training
 
     lr, wd = 0.005, 1e-4
+
+    def torch_steps(m, dtype):
+        m.train()
+        opt = torch.optim.SGD(m.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
+        x1 = torch.from_numpy(poses_to_torch_layout(p1)).to(dtype)
+        x2 = torch.from_numpy(poses_to_torch_layout(p2)).to(dtype)
+        for _ in range(steps):
+            out1, out2 = m(x1), m(x2)
+            loss, _ = torch_sesyn_loss(out2[0], out1[0], *mu)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return m
+
     tmodel.load_state_dict(sd0)
-    tmodel.train()
-    opt = torch.optim.SGD(tmodel.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
-    x1 = torch.from_numpy(poses_to_torch_layout(p1)).to(tdtype)
-    x2 = torch.from_numpy(poses_to_torch_layout(p2)).to(tdtype)
-    for _ in range(steps):
-        out1, out2 = tmodel(x1), tmodel(x2)
-        loss, _ = torch_sesyn_loss(out2[0], out1[0], *mu)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    torch_steps(tmodel, tdtype)
+    truth = None
+    if tdtype != torch.float64:  # the same steps in float64: how far is each float32 run?
+        import copy
+        twin = copy.deepcopy(tmodel)
+        twin.load_state_dict(sd0)
+        truth = torch_steps(twin.double(), torch.float64)
 
     tx = training.make_optimizer(lr, 0.9, True, wd)
     state = training.create_state(variables, tx)
@@ -275,10 +286,17 @@ def _optimizer_rows(section, tmodel, sd0, model, variables, p1, p2, steps, mu, t
     theirs = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(ref["params"])])
     start = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(variables["params"])])
     global_err = np.linalg.norm(ours - theirs)
+    upd = np.linalg.norm(theirs - start)
     rows = [(section, "all params: ||diff|| / ||params||", global_err,
              global_err / np.linalg.norm(theirs)),
-            (section, "all params: ||diff|| / ||update||", global_err,
-             global_err / np.linalg.norm(theirs - start))]
+            (section, "all params: ||diff|| / ||update||", global_err, global_err / upd)]
+    if truth is not None:
+        t64 = convert.torch_to_flax({k: v.float() if v.is_floating_point() else v
+                                     for k, v in truth.state_dict().items()}, model_config=config)
+        exact = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(t64["params"])])
+        for who, vec in (("jax", ours), ("torch", theirs)):
+            e = np.linalg.norm(vec - exact)
+            rows.append((section, f"all params: ||{who} f32 - torch f64|| / ||update||", e, e / upd))
     return (rows + _leaf_rows(section, {"params": state.params}, {"params": ref["params"]})
             + _leaf_rows(section, {"batch_stats": state.batch_stats},
                          {"batch_stats": ref["batch_stats"]}))
