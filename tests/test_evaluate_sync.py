@@ -155,3 +155,13 @@ def test_evaluate_report(tmp_path, ckpt):
     assert on_disk["table1"]["SSM"]["frame_error"] == res["table1"]["SSM"]["frame_error"]
     assert "| SeSyn |" in (tmp_path / "eval" / "results.md").read_text()
     assert os.path.getsize(tmp_path / "eval" / "error_vs_offset.png") > 10_000
+
+
+def test_syn_json_views_are_cut_by_category_id(tmp_path, ckpt, motion, capsys):
+    """Two SYN JSON views of one synchronous window, cut by category_id 9 and 2: the offset is
+    category_id(A) - category_id(B) = 7, as the published pipeline defines it."""
+    write_syn_view(str(tmp_path / "w_C001.json"), motion[:140], 9, (1920, 1080))
+    write_syn_view(str(tmp_path / "w_C002.json"), motion[:140], 2, (1920, 1080))
+    code, out = run(capsys, ["--checkpoint", ckpt, str(tmp_path / "w_C001.json"),
+                             str(tmp_path / "w_C002.json"), "--json"])
+    assert code == 0 and json.loads(out)["offset_frames"] == 7

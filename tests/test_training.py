@@ -103,7 +103,7 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
             "--config.model.widths=(8,16)", "--config.model.kernel_size=5",
             "--config.train.epochs=3", "--config.train.batch_size=8",
             "--config.train.eval_every=0", "--config.train.checkpoint_every=1",
-            "--config.train.log_every=1", "--config.train.lr=0.01"]
+            "--config.train.log_every=1"]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:

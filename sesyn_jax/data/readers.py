@@ -1,6 +1,6 @@
 """Readers for people's own pose recordings, all returning COCO-17 (x, y, score) in pixels.
 
-  * a SYN JSON view file (``syn_json``), person 0, uncut;
+  * a SYN JSON view file (``syn_json``), person 0, after its category_id cut;
   * OpenPose output: a folder of per-frame ``*_keypoints.json`` files (BODY_25, BODY_25B or
     COCO-18 models), mapped to COCO-17;
   * COCO-style keypoint results: a JSON list of detections {image_id, keypoints (51 values),
@@ -220,7 +220,8 @@ def read_recording(path: str, all_persons: bool = False, openpose_model: str = "
             poses = track_all(frames) if all_persons else track_main(frames)
         else:
             view = read_syn_view(path)
-            poses = view.poses[None] if all_persons else view.poses
+            poses = view.poses[view.category_id:]  # the file's own crop: this view's recording
+            poses = poses[None] if all_persons else poses
             file_res = view.resolution
     else:
         raise PoseFormatError(f"{path}: unknown pose format (expected an OpenPose folder, "
