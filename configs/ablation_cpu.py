@@ -1,5 +1,5 @@
 """CPU-sized loss ablation on the 120-frame MOCAP-SYN built in memory from the embedded clips:
-a narrow six-block network, 8 epochs; 5 variants x 3 seeds take about an hour on 2 cores.
+a narrow six-block network, 6 epochs; 5 variants x 3 seeds take about 50 minutes on 2 cores.
 
   python -m sesyn_jax.ablate --config configs/ablation_cpu.py \
       --variants iden,iden+devi,iden+devi+intv,tcc_cls,tcc_reg_var --seeds 0,1,2 --workdir runs/ablation
@@ -13,7 +13,7 @@ from configs import quickstart
 
 def get_config():
     c = quickstart.get_config()
-    c.train.epochs = 8
+    c.train.epochs = 6
     c.train.eval_every = 0
     c.train.checkpoint_every = 2
     return c

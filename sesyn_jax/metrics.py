@@ -53,8 +53,8 @@ def sync_metrics(pred, true, fps: float = 30.0) -> dict[str, float]:
     return out
 
 
-def table_header() -> str:
-    titles = ["Method"] + [title for _, title, _, _ in _TABLE_COLUMNS]
+def table_header(first: str = "Method") -> str:
+    titles = [first] + [title for _, title, _, _ in _TABLE_COLUMNS]
     return "| " + " | ".join(titles) + " |\n|" + "---|" * len(titles)
 
 
@@ -66,6 +66,6 @@ def format_table_row(metrics: dict, name: str) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def format_table(rows: dict[str, dict]) -> str:
-    """Markdown table: method name -> metrics dict."""
-    return "\n".join([table_header()] + [format_table_row(m, n) for n, m in rows.items()])
+def format_table(rows: dict[str, dict], first: str = "Method") -> str:
+    """Markdown table: row name (method, drop rate, ...) -> metrics dict."""
+    return "\n".join([table_header(first)] + [format_table_row(m, n) for n, m in rows.items()])

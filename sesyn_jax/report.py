@@ -58,9 +58,9 @@ def evaluate_checkpoint(config, loaded: LoadedModel, checkpoint: str, out: str |
             ps = corrupt_pairs(pairs, noise_px=sigma, seed=2) if sigma else pairs
             noise[f"{sigma:g} px"] = metrics.sync_metrics(sesyn(ps), true, fps)
         result["drop_frames"], result["noise"] = drop, noise
-        md += ["", "## Dropped frames (SeSyn, Table 5)", "", metrics.format_table(drop),
+        md += ["", "## Dropped frames (SeSyn, Table 5)", "", metrics.format_table(drop, "Drop rate"),
                "", "## Gaussian noise on every joint (SeSyn, Table 6)", "",
-               metrics.format_table(noise)]
+               metrics.format_table(noise, "Noise")]
     png = os.path.join(out, "error_vs_offset.png")
     plot_error_vs_offset(preds, true, png)
     md += ["", f"Frame error against the true offset: {os.path.basename(png)}"]

@@ -170,8 +170,14 @@ def plot_pair(result: PairResult, path: str, fps: float | None = None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    import os
+
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    im = ax.imshow(result.similarity, aspect="auto", origin="lower", cmap="viridis")
+    # robust colour range: the first and last frames (zero padding of the temporal
+    # convolution) are far from everything and would wash out the rest
+    lo = float(np.percentile(result.similarity, 10))
+    im = ax.imshow(result.similarity, aspect="auto", origin="lower", cmap="viridis", vmin=lo,
+                   vmax=float(result.similarity.max()))
     fig.colorbar(im, ax=ax, label="similarity  -||f_A - f_B||^2")
     m = np.arange(len(result.matches))
     agree = np.abs((result.matches - m) - result.offset) <= AGREE_WITHIN
@@ -180,17 +186,16 @@ def plot_pair(result: PairResult, path: str, fps: float | None = None) -> None:
     n = result.similarity.shape[1]
     ax.plot(np.clip(m + result.offset, 0, n - 1), m, "w--", lw=1,
             label=f"offset {result.offset:+d} frames")
-    ax.set_xlabel(f"frame of {result.b}")
-    ax.set_ylabel(f"frame of {result.a}")
+    a, b = os.path.basename(result.a.rstrip("/")), os.path.basename(result.b.rstrip("/"))
+    ax.set_xlabel(f"frame of B = {b}", fontsize=8)
+    ax.set_ylabel(f"frame of A = {a}", fontsize=8)
     sec = f" ({result.offset / fps:+.2f} s)" if fps else ""
-    ax.set_title(f"{result.b} = {result.a} {result.offset:+d} frames{sec}, "
-                 f"confidence {result.confidence:.0%}")
+    ax.set_title(f"B = A {result.offset:+d} frames{sec}, confidence {result.confidence:.0%}")
     ax.legend(loc="upper left", fontsize=8, framealpha=0.6)
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    import os
     os.replace(tmp, path)
 
 
