@@ -81,11 +81,13 @@ def summarize(results: dict[str, list[dict]]) -> dict:
 
 def markdown(table: dict, seeds) -> str:
     head = "| Variant | " + " | ".join(t for _, t, _, _ in COLUMNS) + " |"
-    lines = [f"Mean ± standard deviation over seeds {list(seeds)}.", "", head,
-             "|" + "---|" * (len(COLUMNS) + 1)]
+    lines = ["Mean ± standard deviation over the finished seeds of " + str(list(seeds))
+             + " (n per variant in the last column).", "", head + " n |",
+             "|" + "---|" * (len(COLUMNS) + 2)]
     for v, row in table.items():
         cells = [f"{row[k]['mean'] * s:.{d}f} ± {row[k]['std'] * s:.{d}f}" for k, _, s, d in COLUMNS]
-        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+        n = len(row["frame_error"]["runs"])
+        lines.append(f"| {v} | " + " | ".join(cells) + f" | {n} |")
     return "\n".join(lines)
 
 
@@ -123,7 +125,8 @@ def main(argv=None) -> int:
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
         base = load_config_file(args.config)
-        configs = {(v, s): variant_config(base, v, s) for v in names for s in seeds}
+        # seed-major order: a partly finished ablation already covers every variant
+        configs = {(v, s): variant_config(base, v, s) for s in seeds for v in names}
         from sesyn_jax import trainer
         for cfg in configs.values():
             trainer.check_config(cfg)
@@ -137,16 +140,26 @@ def main(argv=None) -> int:
         r = run_one(cfg, wd)
         print(f"[{v} seed {s}] frame error {r['frame_error']:.2f}", flush=True)
         results[v].append(r)
-    table = summarize(results)
-    md = markdown(table, seeds)
-    from sesyn_jax.checkpoint import atomic_write
-    atomic_write(os.path.join(args.workdir, "ablation.md"), lambda f: f.write(md + "\n"))
-    atomic_write(os.path.join(args.workdir, "ablation.json"),
-                 lambda f: json.dump({"seeds": seeds, "config": args.config, "table": table}, f,
-                                     indent=1))
-    plot(table, os.path.join(args.workdir, "ablation.png"))
+        md = write_table(results, seeds, args, done=sum(map(len, results.values())),
+                         total=len(configs))
     print(md)
     return 0
+
+
+def write_table(results: dict, seeds, args, done: int, total: int) -> str:
+    """Write the table of the runs finished so far (rewritten after every run)."""
+    from sesyn_jax.checkpoint import atomic_write
+
+    table = summarize({v: r for v, r in results.items() if r})
+    md = markdown(table, seeds)
+    if done < total:
+        md = f"PARTIAL: {done} of {total} runs finished.\n\n" + md
+    atomic_write(os.path.join(args.workdir, "ablation.md"), lambda f: f.write(md + "\n"))
+    atomic_write(os.path.join(args.workdir, "ablation.json"),
+                 lambda f: json.dump({"seeds": seeds, "config": args.config, "finished_runs": done,
+                                      "total_runs": total, "table": table}, f, indent=1))
+    plot(table, os.path.join(args.workdir, "ablation.png"))
+    return md
 
 
 if __name__ == "__main__":
