@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from typing import Mapping
 
 import numpy as np
 
@@ -151,7 +150,7 @@ def run_parity(seed: int = 0, frames: int = 48, steps: int = 3, state_dict=None,
     import jax.numpy as jnp
     import torch
 
-    from sesyn_jax import convert, losses, training
+    from sesyn_jax import convert, losses
     from sesyn_jax.model import STGCNEmbedding
 
     if state_dict is not None:

@@ -11,7 +11,6 @@ Workdir layout:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -120,7 +119,6 @@ def make_schedule(config, steps_per_epoch: int):
 def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
                        progress: bool = True) -> dict[str, Any]:
     import jax
-    import jax.numpy as jnp
     import orbax.checkpoint as ocp
     from jax.sharding import NamedSharding, PartitionSpec as P
 

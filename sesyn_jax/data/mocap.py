@@ -264,7 +264,6 @@ def load_deepmimic_clip(path: str, urdf_path: str, scale: float = 0.25) -> tuple
     if frames.ndim != 2 or frames.shape[1] != 44:
         raise MocapError(f"{path}: frames must have 44 values, got shape {frames.shape}")
     skel = read_urdf_skeleton(urdf_path)
-    t = len(frames)
     rot, pos = {}, {}
     col = 4
     for name, kind in _DM_JOINTS:
