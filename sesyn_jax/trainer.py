@@ -119,6 +119,7 @@ def make_schedule(config, steps_per_epoch: int):
 def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
                        progress: bool = True) -> dict[str, Any]:
     import jax
+    import jax.numpy as jnp
     import orbax.checkpoint as ocp
     from jax.sharding import NamedSharding, PartitionSpec as P
 
@@ -189,6 +190,11 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
               f"{start_step // steps_per_epoch}, step {start_step})")
 
     def save(step: int, metrics: dict | None = None):
+        finite = jax.tree_util.tree_reduce(
+            lambda ok, x: ok and bool(jnp.isfinite(x).all()), state.params, True)
+        if not finite:  # never overwrite good checkpoints with a diverged state
+            raise NonFiniteLoss(f"non-finite parameters at step {step}; the last good checkpoint "
+                                f"in {workdir}/checkpoints is kept")
         manager.save(step, args=ocp.args.StandardSave(
             {"state": jax.device_get(state), "data": {"step": np.array(step, np.int64)}}), metrics=metrics)
         manager.wait_until_finished()
@@ -213,7 +219,12 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
             skip = step - epoch * steps_per_epoch
             for batch in batcher.epoch(epoch, skip=skip, prefetch=config.data.prefetch):
                 feed = {k: batch[k] for k in ("poses1", "mask1", "poses2", "mask2")}
-                state, metrics = train_step(state, jax.device_put(feed, data_sharding))
+                if jax.process_count() > 1:  # each process holds its slice of the global batch
+                    feed = jax.tree_util.tree_map(
+                        lambda x: jax.make_array_from_process_local_data(data_sharding, x), feed)
+                else:
+                    feed = jax.device_put(feed, data_sharding)
+                state, metrics = train_step(state, feed)
                 step += 1
                 pairs_window += config.train.batch_size
                 if step % config.train.log_every == 0 or step == total_steps:

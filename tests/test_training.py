@@ -193,3 +193,21 @@ def test_bfloat16_compute_keeps_float32_parameters():
     _, m32 = jax.jit(training.make_train_step(
         f32, losses.make_loss_fn({"identity": 1.0, "deviation": 0.5}), tx))(state, batch)
     np.testing.assert_allclose(float(metrics["loss"]), float(m32["loss"]), rtol=0.05)
+
+
+def test_non_finite_loss_stops_the_run(tmp_path):
+    from sesyn_jax import losses
+
+    @losses.register_term("test_only_nan")
+    def _nan(f_u, f_v, mask_u=None, mask_v=None):
+        return jnp.nan * jnp.mean(f_u)
+
+    try:
+        cfg = tiny_config(epochs=1)
+        cfg.loss.weights = {"identity": 1.0, "test_only_nan": 1.0}
+        res = trainer.train_and_evaluate(cfg, str(tmp_path / "run"), progress=False)
+    finally:
+        del losses.LOSS_TERMS["test_only_nan"]
+    assert res["status"] == "non-finite" and res["step"] == 1
+    assert not (tmp_path / "run" / "export").exists()
+    assert not any(d.isdigit() for d in os.listdir(tmp_path / "run" / "checkpoints"))
