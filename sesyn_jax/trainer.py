@@ -82,7 +82,7 @@ def load_pairs(config, split: str):
 
     d = config.data
     if d.source == "embedded":
-        cfg = mocap_syn.BuildConfig(frames=d.frames, seed=config.seed, camera_pairs=d.camera_pairs)
+        cfg = mocap_syn.BuildConfig(frames=d.frames, seed=d.seed, camera_pairs=d.camera_pairs)
         return mocap_syn.embedded_pairs(cfg, split)
     folder = data_dirs(config)[0 if split == "train" else 1]
     return syn_json.load_split(folder, d.pairing, cache=d.cache)
