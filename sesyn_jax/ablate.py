@@ -59,6 +59,10 @@ def run_one(cfg, workdir: str) -> dict:
             return json.load(f)
     if not os.path.exists(os.path.join(workdir, "export", "model.json")):
         res = trainer.train_and_evaluate(cfg, workdir, progress=False)
+        if res["status"] == "non-finite":  # a diverged variant is a result, not a crash
+            out = diverged_result(res["step"])
+            checkpoint.atomic_write(result_path, lambda f: json.dump(out, f))
+            return out
         if res["status"] != "finished":
             raise RuntimeError(f"{workdir}: training ended with status {res['status']}")
     loaded = checkpoint.load_inference(workdir)
@@ -70,24 +74,35 @@ def run_one(cfg, workdir: str) -> dict:
     return out
 
 
+def diverged_result(step: int) -> dict:
+    """The record of a run whose loss became non-finite: no metrics."""
+    return {"diverged": True, "step": int(step), **{k: float("nan") for k, *_ in COLUMNS}}
+
+
 def summarize(results: dict[str, list[dict]]) -> dict:
+    """Per variant and metric: mean and standard deviation over the runs that did not diverge,
+    every run's value (nan when diverged) and the number of diverged runs."""
     table = {}
     for v, runs in results.items():
-        table[v] = {k: {"mean": float(np.mean([r[k] for r in runs])),
-                        "std": float(np.std([r[k] for r in runs], ddof=1)) if len(runs) > 1 else 0.0,
+        ok = [r for r in runs if not r.get("diverged")]
+        table[v] = {k: {"mean": float(np.mean([r[k] for r in ok])) if ok else float("nan"),
+                        "std": float(np.std([r[k] for r in ok], ddof=1)) if len(ok) > 1 else 0.0,
                         "runs": [r[k] for r in runs]} for k, *_ in COLUMNS}
+        table[v]["diverged"] = len(runs) - len(ok)
     return table
 
 
 def markdown(table: dict, seeds) -> str:
     head = "| Variant | " + " | ".join(t for _, t, _, _ in COLUMNS) + " |"
     lines = ["Mean ± standard deviation over the finished seeds of " + str(list(seeds))
-             + " (n per variant in the last column).", "", head + " n |",
-             "|" + "---|" * (len(COLUMNS) + 2)]
+             + " (runs: finished, of which diverged; diverged runs are left out of the means).",
+             "", head + " runs | Frm.err per seed |", "|" + "---|" * (len(COLUMNS) + 3)]
     for v, row in table.items():
         cells = [f"{row[k]['mean'] * s:.{d}f} ± {row[k]['std'] * s:.{d}f}" for k, _, s, d in COLUMNS]
         n = len(row["frame_error"]["runs"])
-        lines.append(f"| {v} | " + " | ".join(cells) + f" | {n} |")
+        per = ", ".join("diverged" if np.isnan(x) else f"{x:.2f}"
+                        for x in row["frame_error"]["runs"])
+        lines.append(f"| {v} | " + " | ".join(cells) + f" | {n} ({row['diverged']}) | {per} |")
     return "\n".join(lines)
 
 
@@ -99,7 +114,7 @@ def plot(table: dict, path: str) -> None:
     names = list(table)
     fig, ax = plt.subplots(figsize=(1.4 * len(names) + 2, 4))
     for i, v in enumerate(names):
-        runs = table[v]["frame_error"]["runs"]
+        runs = [x for x in table[v]["frame_error"]["runs"] if not np.isnan(x)]
         ax.scatter([i] * len(runs), runs, color="gray", s=12, zorder=3)
         ax.errorbar(i, table[v]["frame_error"]["mean"], yerr=table[v]["frame_error"]["std"],
                     fmt="o", color="C0", capsize=4, zorder=4)

@@ -124,3 +124,16 @@ def test_ablation_runner_and_resume(tmp_path, monkeypatch):
     mtime = os.path.getmtime(tmp_path / "abl" / "iden" / "seed0" / "export" / "model.json")
     assert ablate.main(args) == 0
     assert os.path.getmtime(tmp_path / "abl" / "iden" / "seed0" / "export" / "model.json") == mtime
+
+
+def test_summary_leaves_diverged_runs_out_of_the_means():
+    runs = {"a": [{"frame_error": 2.0, "acc@1": 0.5, "acc@5": 0.8, "acc@10": 0.9,
+                   "rel_error": 0.1, "racc@10": 0.4},
+                  ablate.diverged_result(12),
+                  {"frame_error": 4.0, "acc@1": 0.3, "acc@5": 0.6, "acc@10": 0.7,
+                   "rel_error": 0.3, "racc@10": 0.2}]}
+    t = ablate.summarize(runs)["a"]
+    assert t["diverged"] == 1
+    assert t["frame_error"]["mean"] == pytest.approx(3.0)
+    assert t["frame_error"]["std"] == pytest.approx(np.sqrt(2.0))
+    assert "diverged" in ablate.markdown(ablate.summarize(runs), [0, 1, 2])
