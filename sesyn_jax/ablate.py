@@ -123,9 +123,9 @@ def plot(table: dict, path: str) -> None:
     ax.set_title("Frame error per loss variant (mean ± std over seeds; dots: seeds)")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=110)
+    from sesyn_jax.checkpoint import atomic_write
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), binary=True)
     plt.close(fig)
-    os.replace(path + ".tmp.png", path)
 
 
 def main(argv=None) -> int:

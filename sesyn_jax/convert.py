@@ -56,6 +56,8 @@ _RULES = [
      ("block_{0}", "residual_bn"), "bn"),
     (r"edge_importance\.(\d+)", ("edge_importance_{0}",), "param"),
 ]
+_LAYOUT_BY_JOINTS = {17: "coco", 13: "coco13", 9: "coco9", 5: "coco5"}
+_STRATEGY_BY_PARTITIONS = {1: "uniform", 2: "distance", 3: "spatial"}
 _UNUSED = re.compile(r"(channel\..*|mlp\..*|.*num_batches_tracked)")
 
 
@@ -105,8 +107,8 @@ def infer_model_config(state_dict: Mapping[str, Any]) -> dict:
     if a.ndim != 3 or a.shape[1] != a.shape[2]:
         raise ConversionError(f"'A' must have shape (K, V, V), got {a.shape}")
     k, v = a.shape[:2]
-    layout = {17: "coco", 13: "coco13", 9: "coco9", 5: "coco5"}.get(v)
-    strategy = {1: "uniform", 2: "distance", 3: "spatial"}.get(k)
+    layout = _LAYOUT_BY_JOINTS.get(v)
+    strategy = _STRATEGY_BY_PARTITIONS.get(k)
     if layout is None or strategy is None:
         raise ConversionError(f"'A' has shape {a.shape}: no layout with {v} joints and "
                               f"{k} partitions (expected V in 17/13/9/5, K in 1/2/3)")
@@ -302,8 +304,8 @@ def _config_from_variables(variables: Mapping) -> dict:
     k_v = np.shape(imp) if imp is not None else None
     v = k_v[1] if k_v else 17
     k = k_v[0] if k_v else 3
-    layout = {17: "coco", 13: "coco13", 9: "coco9", 5: "coco5"}[v]
-    strategy = {1: "uniform", 2: "distance", 3: "spatial"}[k]
+    layout = _LAYOUT_BY_JOINTS[v]
+    strategy = _STRATEGY_BY_PARTITIONS[k]
     kern = np.shape(params["block_0"]["tcn_conv"]["kernel"])
     in_ch = int(np.shape(params["block_0"]["gcn"]["kernel"])[0])
     return dict(layout=layout, strategy=strategy, widths=tuple(widths), kernel_size=int(kern[0]),

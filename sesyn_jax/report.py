@@ -96,7 +96,5 @@ def plot_error_vs_offset(preds: dict, true: np.ndarray, path: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120), binary=True)
     plt.close(fig)
-    os.replace(tmp, path)

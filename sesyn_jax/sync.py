@@ -192,10 +192,9 @@ def plot_pair(result: PairResult, path: str, fps: float | None = None) -> None:
     ax.set_title(f"B = A {result.offset:+d} frames{sec}, confidence {result.confidence:.0%}")
     ax.legend(loc="upper left", fontsize=8, framealpha=0.6)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
+    from sesyn_jax.checkpoint import atomic_write
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), binary=True)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def describe(offset: int, a: str, b: str, fps: float | None) -> str:

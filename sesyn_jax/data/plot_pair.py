@@ -69,9 +69,9 @@ def main(argv=None) -> int:
                          f"frame {i} after the cut of {v.category_id}", fontsize=8)
     fig.suptitle("the same moments seen by both cameras (left joints red)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(args.out + ".tmp.png", dpi=90)
+    from sesyn_jax.checkpoint import atomic_write
+    atomic_write(args.out, lambda f: fig.savefig(f, format="png", dpi=90), binary=True)
     plt.close(fig)
-    os.replace(args.out + ".tmp.png", args.out)
     print(f"wrote {args.out}")
     return 0
 
