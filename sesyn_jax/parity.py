@@ -135,7 +135,8 @@ def flax_layer_outputs(model, variables, poses, train: bool):
     res = {"data_bn": np.asarray(inter["data_bn"]["__call__"][0])}
     i = 0
     while f"block_{i}" in inter:
-        res[f"block_{i}"] = np.asarray(inter[f"block_{i}"]["__call__"][0])
+        # blocks run joints-outermost, (V, B, T, C); compared in (B, T, V, C)
+        res[f"block_{i}"] = np.asarray(inter[f"block_{i}"]["__call__"][0]).transpose(1, 2, 0, 3)
         i += 1
     res["output"] = np.asarray(out)
     return res, state.get("batch_stats")
@@ -296,6 +297,8 @@ def _optimizer_rows(section, tmodel, sd0, model, variables, p1, p2, steps, mu, t
         for who, vec in (("jax", ours), ("torch", theirs)):
             e = np.linalg.norm(vec - exact)
             rows.append((section, f"all params: ||{who} f32 - torch f64|| / ||update||", e, e / upd))
+            rows.append((section, f"all params: ||{who} f32 - torch f64|| / ||params||", e,
+                         e / np.linalg.norm(exact)))
     return (rows + _leaf_rows(section, {"params": state.params}, {"params": ref["params"]})
             + _leaf_rows(section, {"batch_stats": state.batch_stats},
                          {"batch_stats": ref["batch_stats"]}))

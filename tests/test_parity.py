@@ -27,12 +27,15 @@ def test_float32_targets(rows):
         assert worst(rows, "loss float32", name) <= 1e-5
     assert worst(rows, "loss float32", "d loss") <= 1e-4
     # PyTorch's own float32 gradient of this network is ~2e-3 from float64 (BatchNorm backward
-    # cancels), so per tensor the two frameworks can only agree to that noise; all parameters
-    # together, relative to their size:
-    assert worst(rows, "after 3 steps float32", "all params: ||diff|| / ||params||") <= 1e-4
+    # cancels), so per tensor the two frameworks can only agree to that noise. All parameters
+    # together, relative to their size, measured against the same steps in float64 (PyTorch's
+    # own float32 run is up to 1.7e-4 away from it, depending on the seed and thread count, so
+    # JAX float32 against PyTorch float32 sits on that noise and is not asserted):
+    f32 = "after 3 steps float32"
+    assert worst(rows, f32, "all params: ||jax f32 - torch f64|| / ||params||") <= 1e-4
     # and JAX's float32 steps are as close to the float64 steps as PyTorch's float32 steps are
-    jax_err = worst(rows, "after 3 steps float32", "all params: ||jax f32")
-    torch_err = worst(rows, "after 3 steps float32", "all params: ||torch f32")
+    jax_err = worst(rows, f32, "all params: ||jax f32 - torch f64|| / ||update||")
+    torch_err = worst(rows, f32, "all params: ||torch f32 - torch f64|| / ||update||")
     assert jax_err <= 2 * torch_err + 1e-6
 
 
