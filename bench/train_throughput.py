@@ -1,7 +1,8 @@
 """Training throughput: the jit-compiled train step train.py uses against our PyTorch
 implementation of the published network, same machine, same thread count, interleaved.
 
-  python bench/train_throughput.py [--frames 120 480] [--batches 1 2 4 8] [--repeats 5] [--json]
+  python bench/train_throughput.py [--frames 120 480] [--batches 1 2 4 8] [--repeats 5]
+      [--bn-mode joint|per_view] [--json]
 
 For each frame count: PyTorch at batch 1 (the published setting: one pair per step, each view
 its own forward) and at each JAX batch size, JAX at each batch size; medians of --repeats timed
@@ -33,7 +34,7 @@ def make_batch(b: int, t: int, seed: int = 0) -> dict:
             "mask2": np.ones((b, t), bool)}
 
 
-def jax_step(b: int, t: int, dtype: str = "float32"):
+def jax_step(b: int, t: int, dtype: str = "float32", bn_mode: str = "joint"):
     import jax
     import jax.numpy as jnp
     from jax.sharding import NamedSharding, PartitionSpec as P
@@ -44,7 +45,7 @@ def jax_step(b: int, t: int, dtype: str = "float32"):
     tx = training.make_optimizer(0.005, 0.9, True, 1e-4)
     state = training.create_state(init_variables(model, jax.random.PRNGKey(0)), tx)
     step = training.make_train_step(model, losses.make_loss_fn(
-        {"identity": 1.0, "deviation": 0.5, "interval": 0.035}), tx, "joint")
+        {"identity": 1.0, "deviation": 0.5, "interval": 0.035}), tx, bn_mode)
     mesh = jax.make_mesh((jax.device_count(),), ("data",))
     rep, dat = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     fn = jax.jit(step, in_shardings=(rep, dat), out_shardings=(rep, rep), donate_argnums=(0,))
@@ -100,6 +101,10 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--bn-mode", default="joint", choices=["joint", "per_view"],
+                   help="train.bn_mode of the JAX step: 'joint' (both views in one forward, the "
+                        "quickstart's) or 'per_view' (one forward per view, as published and as "
+                        "configs/ntu_syn.py and cmu_syn.py train)")
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -121,7 +126,7 @@ def main(argv=None) -> int:
             for _ in range(args.warmup):
                 ref()
         for b in args.batches:
-            jfn, compile_s = jax_step(b, t, args.dtype)
+            jfn, compile_s = jax_step(b, t, args.dtype, args.bn_mode)
             tfn = torch_step(b, t) if torch is not None else None
             for _ in range(args.warmup):
                 jfn()
@@ -134,7 +139,7 @@ def main(argv=None) -> int:
                     tt.append(median_time(tfn, 1))
                     t1.append(median_time(ref, 1))
             j = b / float(np.median(tj))
-            row = {"frames": t, "batch": b, "jax_pairs_per_s": round(j, 3),
+            row = {"frames": t, "batch": b, "bn_mode": args.bn_mode, "jax_pairs_per_s": round(j, 3),
                    "jax_step_s": round(float(np.median(tj)), 4), "compile_s": round(compile_s, 2)}
             if tfn:
                 tb = b / float(np.median(tt))
@@ -145,7 +150,8 @@ def main(argv=None) -> int:
             rows.append(row)
             print(json.dumps(row), flush=True)
             if t not in best or j > best[t]["pairs_per_s"]:
-                best[t] = {"frames": t, "batch": b, "pairs_per_s": round(j, 3)}
+                best[t] = {"frames": t, "batch": b, "bn_mode": args.bn_mode,
+                           "pairs_per_s": round(j, 3)}
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print()
     print(f"{'frames':>6} {'batch':>5} {'JAX pairs/s':>12} {'torch same B':>13} "

@@ -1,10 +1,8 @@
 """The SeSyn-Net frame-embedding network: an ST-GCN without pooling, in Flax Linen.
 
 Shapes: poses (B, T, V, 3) with time on axis 1 and (x, y, score) on the last axis; inside the
-blocks activations are (V, B, T, C): joints outermost, channels last, so that the temporal
-convolution folds (V, B) into its batch and the graph sum is one matrix product over V, with no
-transposes between layers (bench/RESULTS.md has the measurements); the output is
-(B, T, V * C_out) with index v * C_out + c, the published flattening.
+network activations are (B, T, V, C) (channels last); the output is (B, T, V * C_out) with index
+v * C_out + c, the published flattening.
 
 Padding: ``mask`` (B, T) is True on real frames. Every layer but the temporal convolution works
 frame by frame, so padded frames can only reach real ones through that convolution; its input is
@@ -86,7 +84,7 @@ class TemporalConv(nn.Module):
 
     Parameters: ``kernel`` (k, C_in, C_out), ``bias`` (C_out,). Run as a 1D convolution with the
     joints folded into the batch: on the CPU XLA's backward pass of a (k, 1) 2D convolution is
-    many times slower (bench/RESULTS.md).
+    about twice as slow (see the closing notes of the core issue and bench/).
     """
 
     features: int
@@ -95,16 +93,18 @@ class TemporalConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        """x: (V, B, T, C_in) -> (V, B, T, C_out)."""
+        """x: (B, T, V, C_in) -> (B, T, V, C_out)."""
         k = self.kernel_size
-        v, b, t, c_in = x.shape
+        b, t, v, c_in = x.shape
         kernel = self.param("kernel", conv_kernel_init, (k, c_in, self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         pad = (k - 1) // 2
+        xr = x.astype(self.dtype).transpose(0, 2, 1, 3).reshape(b * v, t, c_in)
         y = jax.lax.conv_general_dilated(
-            x.astype(self.dtype).reshape(v * b, t, c_in), kernel.astype(self.dtype), (1,),
-            [(pad, pad)], dimension_numbers=("NWC", "WIO", "NWC"))
-        return y.reshape(v, b, t, self.features) + bias.astype(self.dtype)
+            xr, kernel.astype(self.dtype), (1,), [(pad, pad)],
+            dimension_numbers=("NWC", "WIO", "NWC"))
+        y = y.reshape(b, v, t, self.features).transpose(0, 2, 1, 3)
+        return y + bias.astype(self.dtype)
 
 
 class GraphConv(nn.Module):
@@ -113,9 +113,8 @@ class GraphConv(nn.Module):
 
     Parameters ``kernel`` (C_in, K * C_out) and ``bias`` (K * C_out,) are those of the published
     1x1 conv. The product is computed graph first (aggregate the K neighbourhoods of the input,
-    ``A_k^T @ x`` with x as a (V, B * T * C_in) matrix, then contract over K and C_in), which is
-    the same sum in another order and, on the CPU, faster forward and backward than the
-    published order.
+    then one matrix product over K * C_in), which is the same sum in another order and, on the
+    CPU, faster forward and backward than the published order.
     """
 
     features: int
@@ -123,20 +122,18 @@ class GraphConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, a: Array) -> Array:
-        """x: (V, B, T, C_in), a: (K, V, V) -> (V, B, T, C_out)."""
+        """x: (B, T, V, C_in), a: (K, V, V) -> (B, T, V, C_out)."""
         k = a.shape[0]
-        v, b, t, c_in = x.shape
+        b, t, v, c_in = x.shape
         c = self.features
         kernel = self.param("kernel", conv_kernel_init, (c_in, k * c), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (k * c,), jnp.float32)
         a = a.astype(self.dtype)
-        # Joints outermost: the neighbourhood sum is one matrix product A_k^T (V, V) @ x (V, BTC).
-        xa = jnp.einsum("kvw,vn->kwn", a, x.astype(self.dtype).reshape(v, b * t * c_in))
-        w = kernel.reshape(c_in, k, c).transpose(1, 0, 2)   # (K, C_in, C_out)
-        y = jnp.einsum("kmi,kic->mc", xa.reshape(k, v * b * t, c_in), w.astype(self.dtype))
+        xa = jnp.einsum("btvi,kvw->btwki", x.astype(self.dtype), a).reshape(b, t, v, k * c_in)
+        w = kernel.reshape(c_in, k, c).transpose(1, 0, 2).reshape(k * c_in, c)
         # The bias goes through the graph sum too: sum_v A[k, v, w] * bias[k, c].
         b_graph = jnp.einsum("kvw,kc->wc", a, bias.reshape(k, c).astype(self.dtype))
-        return y.reshape(v, b, t, c) + b_graph[:, None, None, :]
+        return jnp.dot(xa, w.astype(self.dtype)) + b_graph
 
 
 class Pointwise(nn.Module):
@@ -165,8 +162,7 @@ class STGCNBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, a: Array, mask: Array | None, train: bool) -> Array:
-        """x: (V, B, T, C_in); mask (1, B, T); a: (K, V, V) adjacency already weighted by edge
-        importance."""
+        """x: (B, T, V, C_in); a: (K, V, V) adjacency already weighted by edge importance."""
         if self.residual == "none":
             res = 0.0
         elif self.residual == "identity":
@@ -180,7 +176,7 @@ class STGCNBlock(nn.Module):
         y = GraphConv(self.features, self.dtype, name="gcn")(x, a)
         y = nn.relu(BatchNorm(name="tcn_bn1")(y, mask, train))
         if mask is not None:
-            y = y * mask[..., None].astype(y.dtype)
+            y = y * mask[:, :, None, None].astype(y.dtype)
         y = TemporalConv(self.features, self.kernel_size, self.dtype, name="tcn_conv")(y)
         y = BatchNorm(name="tcn_bn2")(y, mask, train)
         return nn.relu(y + res)
@@ -234,10 +230,6 @@ class STGCNEmbedding(nn.Module):
         if self.data_bn:
             x = BatchNorm(name="data_bn")(x.reshape(b, t, v * c), mask, train).reshape(b, t, v, c)
 
-        # Joints outermost inside the blocks: the temporal convolution folds (V, B) into its batch
-        # and the graph sum is a plain matrix product, with no transposes between layers.
-        x = x.transpose(2, 0, 1, 3)
-        block_mask = None if mask is None else mask[None]
         c_in = c
         for i, width in enumerate(self.widths):
             if self.edge_importance:
@@ -247,11 +239,10 @@ class STGCNEmbedding(nn.Module):
                 a_i = a
             residual = "none" if i == 0 else ("identity" if c_in == width else "conv")
             x = STGCNBlock(width, self.kernel_size, residual, self.dtype, name=f"block_{i}")(
-                x, a_i, block_mask, train)
+                x, a_i, mask, train)
             c_in = width
 
-        out = x.astype(jnp.promote_types(self.dtype, jnp.float32)).transpose(1, 2, 0, 3)
-        out = out.reshape(b, t, v * c_in)
+        out = x.astype(jnp.promote_types(self.dtype, jnp.float32)).reshape(b, t, v * c_in)
         if mask is not None:
             out = out * mask[:, :, None]
         return out

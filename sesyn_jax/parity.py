@@ -135,8 +135,7 @@ def flax_layer_outputs(model, variables, poses, train: bool):
     res = {"data_bn": np.asarray(inter["data_bn"]["__call__"][0])}
     i = 0
     while f"block_{i}" in inter:
-        # blocks run joints-outermost, (V, B, T, C); compared in (B, T, V, C)
-        res[f"block_{i}"] = np.asarray(inter[f"block_{i}"]["__call__"][0]).transpose(1, 2, 0, 3)
+        res[f"block_{i}"] = np.asarray(inter[f"block_{i}"]["__call__"][0])
         i += 1
     res["output"] = np.asarray(out)
     return res, state.get("batch_stats")
