@@ -1,5 +1,6 @@
 """CPU-sized loss ablation on the 120-frame MOCAP-SYN built in memory from the embedded clips:
-a narrow six-block network, 6 epochs; 5 variants x 3 seeds take about 50 minutes on 2 cores.
+a narrow six-block network, 6 epochs; 5 variants x 3 seeds take about 56 minutes on 2 cores
+(docs/ablation.md has the table).
 
   python -m sesyn_jax.ablate --config configs/ablation_cpu.py \
       --variants iden,iden+devi,iden+devi+intv,tcc_cls,tcc_reg_var --seeds 0,1,2 --workdir runs/ablation
