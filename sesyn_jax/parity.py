@@ -259,13 +259,11 @@ def _optimizer_rows(section, tmodel, sd0, model, variables, p1, p2, steps, mu, t
         return m
 
     tmodel.load_state_dict(sd0)
-    torch_steps(tmodel, tdtype)
     truth = None
     if tdtype != torch.float64:  # the same steps in float64: how far is each float32 run?
         import copy
-        twin = copy.deepcopy(tmodel)
-        twin.load_state_dict(sd0)
-        truth = torch_steps(twin.double(), torch.float64)
+        truth = torch_steps(copy.deepcopy(tmodel).double(), torch.float64)
+    torch_steps(tmodel, tdtype)
 
     tx = training.make_optimizer(lr, 0.9, True, wd)
     state = training.create_state(variables, tx)
@@ -281,9 +279,10 @@ def _optimizer_rows(section, tmodel, sd0, model, variables, p1, p2, steps, mu, t
     for _ in range(steps):
         state, _ = step(state, batch)
     ref = convert.torch_to_flax(tmodel.state_dict(), model_config=config)
-    ours = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(state.params)])
-    theirs = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(ref["params"])])
-    start = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(variables["params"])])
+    def flat(params) -> np.ndarray:
+        return np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(params)])
+
+    ours, theirs, start = flat(state.params), flat(ref["params"]), flat(variables["params"])
     global_err = np.linalg.norm(ours - theirs)
     upd = np.linalg.norm(theirs - start)
     rows = [(section, "all params: ||diff|| / ||params||", global_err,
@@ -292,7 +291,7 @@ def _optimizer_rows(section, tmodel, sd0, model, variables, p1, p2, steps, mu, t
     if truth is not None:
         t64 = convert.torch_to_flax({k: v.float() if v.is_floating_point() else v
                                      for k, v in truth.state_dict().items()}, model_config=config)
-        exact = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(t64["params"])])
+        exact = flat(t64["params"])
         for who, vec in (("jax", ours), ("torch", theirs)):
             e = np.linalg.norm(vec - exact)
             rows.append((section, f"all params: ||{who} f32 - torch f64|| / ||update||", e, e / upd))

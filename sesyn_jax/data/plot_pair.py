@@ -14,7 +14,9 @@ import sys
 
 import numpy as np
 
-from sesyn_jax.graph import LAYOUTS
+from sesyn_jax.graph import COCO_JOINTS, LAYOUTS
+
+_LEFT = np.array([i for i, name in enumerate(COCO_JOINTS) if name.startswith("left_")])
 
 
 def draw_skeleton(ax, pose: np.ndarray, color: str = "C0") -> None:
@@ -22,10 +24,22 @@ def draw_skeleton(ax, pose: np.ndarray, color: str = "C0") -> None:
     for a, b in LAYOUTS["coco"].edges:
         if seen[a] and seen[b]:
             ax.plot(pose[[a, b], 0], pose[[a, b], 1], "-", color=color, lw=2)
-    left = np.array([1, 3, 5, 7, 9, 11, 13, 15])
     ax.scatter(pose[seen, 0], pose[seen, 1], s=10, c="k", zorder=3)
-    ls = left[seen[left]]
+    ls = _LEFT[seen[_LEFT]]
     ax.scatter(pose[ls, 0], pose[ls, 1], s=14, c="C3", zorder=4)  # left side in red
+
+
+def zoom(view, frames) -> tuple | None:
+    """(x limits, y limits) around the person in the shown frames of a view, in image axes
+    (y down); None when no joint is seen."""
+    shown = view.poses[[f for f in frames if view.category_id <= f < len(view.poses)]]
+    xy = shown[..., :2][shown[..., 2] > 0]
+    if not len(xy):
+        return None
+    lo, hi = xy.min(0), xy.max(0)
+    half = 0.6 * max(hi - lo) + 20
+    mid = (lo + hi) / 2
+    return (mid[0] - half, mid[0] + half), (mid[1] + half, mid[1] - half)
 
 
 def main(argv=None) -> int:
@@ -49,21 +63,17 @@ def main(argv=None) -> int:
 
     frames = [int(f) for f in args.frames.split(",")]
     fig, axes = plt.subplots(len(frames), 2, figsize=(8, 3.2 * len(frames)), squeeze=False)
+    views = (v1, v2)
+    limits = [zoom(v, frames) for v in views]
     for r, t in enumerate(frames):
-        for c, v in enumerate((v1, v2)):
+        for c, v in enumerate(views):
             ax = axes[r, c]
             i = t - v.category_id   # frame index in the file that shows moment t
             if 0 <= i < len(v.poses) - v.category_id:
                 draw_skeleton(ax, v.poses[v.category_id + i], f"C{c}")
-            # zoom on the person (all shown frames of this view), image axes (y down)
-            shown = v.poses[[f for f in frames if v.category_id <= f < len(v.poses)]]
-            xy = shown[..., :2][shown[..., 2] > 0]
-            if len(xy):
-                lo, hi = xy.min(0), xy.max(0)
-                half = 0.6 * max(hi - lo) + 20
-                mid = (lo + hi) / 2
-                ax.set_xlim(mid[0] - half, mid[0] + half)
-                ax.set_ylim(mid[1] + half, mid[1] - half)
+            if limits[c] is not None:
+                ax.set_xlim(*limits[c][0])
+                ax.set_ylim(*limits[c][1])
             ax.set_aspect("equal")
             ax.set_title(f"{os.path.basename([args.view1, args.view2][c])}\nmoment {t}: "
                          f"frame {i} after the cut of {v.category_id}", fontsize=8)
