@@ -32,6 +32,8 @@ flags.mark_flags_as_required(["config", "checkpoint"])
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
+    from sesyn_jax.hostmem import tune_host_allocator
+    tune_host_allocator()  # before JAX starts its CPU threads; see sesyn_jax/hostmem.py
     from sesyn_jax import checkpoint, report, trainer
 
     try:

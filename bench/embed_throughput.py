@@ -22,6 +22,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
+    from sesyn_jax.hostmem import tune_host_allocator
+    allocator = tune_host_allocator()  # as the entry points do; see sesyn_jax/hostmem.py
 
     import jax
     import jax.numpy as jnp
@@ -32,7 +34,8 @@ def main(argv=None) -> int:
     model = STGCNEmbedding()
     variables = init_variables(model, jax.random.PRNGKey(0))
     embed = make_embed_fn(model)
-    print(f"JAX {jax.__version__} on {jax.devices()[0].platform}, batch {args.batch} sequences")
+    print(f"JAX {jax.__version__} on {jax.devices()[0].platform}, batch {args.batch} sequences; "
+          f"host allocator: {allocator}")
     print(f"{'frames':>6} {'embed frames/s':>15} {'offset pairs/s':>15} {'compile s':>10}")
     for t in args.frames:
         rng = np.random.default_rng(0)

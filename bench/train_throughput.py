@@ -2,12 +2,14 @@
 implementation of the published network, same machine, same thread count, interleaved.
 
   python bench/train_throughput.py [--frames 120 480] [--batches 1 2 4 8] [--repeats 5]
-      [--bn-mode joint|per_view] [--json]
+      [--bn-mode joint|per_view] [--host-allocator tuned|default] [--json]
 
 For each frame count: PyTorch at batch 1 (the published setting: one pair per step, each view
 its own forward) and at each JAX batch size, JAX at each batch size; medians of --repeats timed
 steps after warm-up, the JAX and PyTorch timings interleaved. Prints pairs/s, ratios, JAX
-compile time and the process's peak resident memory. With --json the last line is a JSON
+compile time, the process's peak resident memory and the page faults per JAX step (see
+sesyn_jax/hostmem.py: --host-allocator tuned, the default, is what train.py runs with; PyTorch's
+allocator is not affected by it, measured). With --json the last line is a JSON
 object with frames, batch and pairs_per_s of JAX at its best batch size (per frame count under
 "all").
 """
@@ -93,6 +95,14 @@ def median_time(fn, repeats: int) -> float:
     return float(np.median(ts))
 
 
+def timed_with_faults(fn) -> tuple[float, int]:
+    """(seconds, minor page faults of this process) of one call."""
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,9 +115,16 @@ def main(argv=None) -> int:
                    help="train.bn_mode of the JAX step: 'joint' (both views in one forward, the "
                         "quickstart's) or 'per_view' (one forward per view, as published and as "
                         "configs/ntu_syn.py and cmu_syn.py train)")
+    p.add_argument("--host-allocator", default="tuned", choices=["tuned", "default"],
+                   help="'tuned': sesyn_jax.hostmem.tune_host_allocator() first, as train.py "
+                        "does; 'default': glibc's defaults")
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    allocator = "default"
+    if args.host_allocator == "tuned":
+        from sesyn_jax.hostmem import tune_host_allocator
+        allocator = tune_host_allocator()
 
     import jax
     threads = os.cpu_count()
@@ -117,7 +134,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(threads)
     print(f"JAX {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} device(s)); "
           + (f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads; " if torch else "")
-          + f"{threads} CPU cores; {args.repeats} timed repeats after {args.warmup} warm-up")
+          + f"{threads} CPU cores; {args.repeats} timed repeats after {args.warmup} warm-up; "
+          + f"host allocator: {allocator}")
     rows, best = [], {}
     for t in args.frames:
         t_ref = None
@@ -132,15 +150,18 @@ def main(argv=None) -> int:
                 jfn()
                 if tfn:
                     tfn()
-            tj, tt, t1 = [], [], []
+            tj, tt, t1, faults = [], [], [], []
             for _ in range(args.repeats):  # interleaved
-                tj.append(median_time(jfn, 1))
+                s, f = timed_with_faults(jfn)
+                tj.append(s)
+                faults.append(f)
                 if tfn:
                     tt.append(median_time(tfn, 1))
                     t1.append(median_time(ref, 1))
             j = b / float(np.median(tj))
             row = {"frames": t, "batch": b, "bn_mode": args.bn_mode, "jax_pairs_per_s": round(j, 3),
-                   "jax_step_s": round(float(np.median(tj)), 4), "compile_s": round(compile_s, 2)}
+                   "jax_step_s": round(float(np.median(tj)), 4), "compile_s": round(compile_s, 2),
+                   "jax_page_faults_per_step": int(np.median(faults)), "host_allocator": allocator}
             if tfn:
                 tb = b / float(np.median(tt))
                 t_ref = 1 / float(np.median(t1))

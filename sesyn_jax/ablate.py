@@ -136,6 +136,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--workdir", required=True)
     args = p.parse_args(argv)
+    from sesyn_jax.hostmem import tune_host_allocator
+    tune_host_allocator()  # before JAX starts its CPU threads; see sesyn_jax/hostmem.py
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     try:
         seeds = [int(s) for s in args.seeds.split(",")]

@@ -219,6 +219,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--plot", help="PNG of the similarity matrix of the first pair")
     args = parser.parse_args(argv)
+    from sesyn_jax.hostmem import tune_host_allocator
+    tune_host_allocator()  # before JAX starts its CPU threads; see sesyn_jax/hostmem.py
     if len(args.recordings) < 2:
         parser.error("give at least two recordings")
     res = None
