@@ -13,10 +13,8 @@ per step and the ratio; with --json a JSON object on the last line.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
-import platform
 import resource
 import sys
 import time
@@ -28,10 +26,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from train_throughput import jax_step  # noqa: E402  (bench/ is not a package)
 
-# glibc <malloc.h>; the defaults are glibc's documented ones
-M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
-ARMS = {"default": ((M_MMAP_MAX, 65536), (M_TRIM_THRESHOLD, 128 * 1024)),
-        "tuned": ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))}
+from sesyn_jax import hostmem  # noqa: E402
+
+# "default": glibc's documented defaults for the two settings hostmem tunes in the heap
+ARMS = {"default": ((hostmem.M_MMAP_MAX, 65536), (hostmem.M_TRIM_THRESHOLD, 128 * 1024)),
+        "tuned": hostmem.HEAP_SETTINGS}
 
 
 def main(argv=None) -> int:
@@ -43,25 +42,20 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=12)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not hostmem.glibc_linux():
         print("the host allocator settings apply to glibc on Linux only", file=sys.stderr)
         return 2
-    libc = ctypes.CDLL(None)
-    libc.mallopt(M_ARENA_MAX, 1)  # before JAX starts its threads
-
-    def use(arm):
-        for param, value in ARMS[arm]:
-            libc.mallopt(param, value)
+    hostmem.mallopt(hostmem.ARENA_SETTINGS)  # before JAX starts its threads
 
     run, _ = jax_step(args.batch, args.frames, "float32", args.bn_mode)
     for arm in ("tuned", "default", "tuned", "default"):
-        use(arm)
+        hostmem.mallopt(ARMS[arm])
         run()
     secs = {a: [] for a in ARMS}
     faults = {a: [] for a in ARMS}
     for i in range(args.repeats):
         for arm in (("default", "tuned") if i % 2 else ("tuned", "default")):
-            use(arm)
+            hostmem.mallopt(ARMS[arm])
             run()
             f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t0 = time.perf_counter()

@@ -25,14 +25,31 @@ import platform
 ENV_VAR = "SESYN_JAX_HOST_ALLOCATOR"
 
 # mallopt parameter numbers from glibc's <malloc.h>
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_MAX = -4
-_M_ARENA_MAX = -8
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+M_ARENA_MAX = -8
 
-# (parameter, value): one arena, no mmap'd blocks, keep up to 2 GiB of freed memory untrimmed
-_SETTINGS = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
+# (parameter, value): no mmap'd blocks, keep up to 2 GiB of freed memory untrimmed; these two
+# can change at any time (bench/host_allocator.py switches them step by step)
+HEAP_SETTINGS = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))
+# one arena for all threads: only takes effect for threads that have no arena yet
+ARENA_SETTINGS = ((M_ARENA_MAX, 1),)
 
 _state = {"applied": False}
+
+
+def glibc_linux() -> bool:
+    """Whether this process runs on Linux with glibc, where the settings apply."""
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
+def mallopt(settings) -> None:
+    """glibc ``mallopt(param, value)`` for each pair; RuntimeError if glibc rejects one."""
+    libc = ctypes.CDLL(None)
+    for param, value in settings:
+        if libc.mallopt(ctypes.c_int(param), ctypes.c_int(value)) != 1:
+            raise RuntimeError(f"glibc mallopt({param}, {value}) failed; "
+                               f"set {ENV_VAR}=default to run with glibc's defaults")
 
 
 def tune_host_allocator() -> str:
@@ -43,12 +60,8 @@ def tune_host_allocator() -> str:
         return f"default ({ENV_VAR}=default)"
     if _state["applied"]:
         return "already tuned"
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not glibc_linux():
         return "default (not glibc)"
-    libc = ctypes.CDLL(None)
-    for param, value in _SETTINGS:
-        if libc.mallopt(ctypes.c_int(param), ctypes.c_int(value)) != 1:
-            raise RuntimeError(f"glibc mallopt({param}, {value}) failed; "
-                               f"set {ENV_VAR}=default to run with glibc's defaults")
+    mallopt(ARENA_SETTINGS + HEAP_SETTINGS)
     _state["applied"] = True
     return "tuned"

@@ -3,14 +3,18 @@ by the kernel (getrusage), in a fresh process with and without tune_host_allocat
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
+from sesyn_jax import hostmem
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+BLOCK_BYTES = 160 << 20
+PAGES = BLOCK_BYTES / 4096
 
 # malloc 160 MB (more than glibc's largest mmap threshold and a thread arena's 64 MB heap), write
 # every page, free; three times, from a worker thread and from the main thread, as XLA's step
@@ -22,7 +26,7 @@ SCRIPT = textwrap.dedent("""
     libc = ctypes.CDLL(None)
     libc.malloc.restype = ctypes.c_void_p
     libc.free.argtypes = [ctypes.c_void_p]
-    N = 160 << 20
+    N = %d
     def once():
         p = libc.malloc(N); ctypes.memset(p, 1, N); libc.free(p)
     def rounds(out):
@@ -35,11 +39,10 @@ SCRIPT = textwrap.dedent("""
     t = threading.Thread(target=rounds, args=(faults,)); t.start(); t.join()
     rounds(faults)
     print(json.dumps({"how": how, "faults": faults}))
-""")
+""") % BLOCK_BYTES
 
-glibc_linux = pytest.mark.skipif(
-    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-    reason="the settings apply to glibc on Linux only")
+glibc_linux = pytest.mark.skipif(not hostmem.glibc_linux(),
+                                 reason="the settings apply to glibc on Linux only")
 
 
 def run_script(mode: str, env_extra: dict | None = None) -> dict:
@@ -60,15 +63,14 @@ def thp_always() -> bool:
 
 @glibc_linux
 def test_tuned_allocator_reuses_large_blocks_without_page_faults():
-    pages = (160 << 20) / 4096
     tuned = run_script("tune")
     assert tuned["how"] == "tuned"
     # worker thread and main thread: the block comes back from the heap, pages already mapped
-    assert all(f < 0.01 * pages for f in tuned["faults"]), tuned
+    assert all(f < 0.01 * PAGES for f in tuned["faults"]), tuned
     if not thp_always():  # with always-on huge pages the default faults 2 MB at a time
         default = run_script("none")
         # glibc's default maps and unmaps the block every round: one fault per 4 KiB page
-        assert all(f > 0.9 * pages for f in default["faults"]), default
+        assert all(f > 0.9 * PAGES for f in default["faults"]), default
 
 
 @glibc_linux
@@ -76,11 +78,10 @@ def test_environment_variable_keeps_glibc_defaults():
     res = run_script("tune", {"SESYN_JAX_HOST_ALLOCATOR": "default"})
     assert res["how"].startswith("default (SESYN_JAX_HOST_ALLOCATOR=default)")
     if not thp_always():
-        assert all(f > 0.9 * (160 << 20) / 4096 for f in res["faults"]), res
+        assert all(f > 0.9 * PAGES for f in res["faults"]), res
 
 
 def test_second_call_is_a_no_op():
-    from sesyn_jax import hostmem
     saved = dict(hostmem._state)
     try:
         hostmem._state["applied"] = True
