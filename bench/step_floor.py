@@ -31,24 +31,24 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from train_throughput import jax_step, make_batch, torch_step  # noqa: E402  (bench/ is no package)
+from train_throughput import (  # noqa: E402  (bench/ is not a package)
+    jax_step, make_batch, torch_step, train_step_and_state)
 
 from sesyn_jax.hostmem import tune_host_allocator  # noqa: E402
+
+
+def xla_flops(compiled) -> float:
+    """The floating-point operation count XLA reports for a compiled computation."""
+    cost = compiled.cost_analysis()
+    return float((cost[0] if isinstance(cost, list) else cost)["flops"])
 
 
 def step_flops(t: int, bn_mode: str = "per_view") -> float:
     """XLA's count of the floating-point operations of one train step on a pair of t frames."""
     import jax
-    from sesyn_jax import losses, training
-    from sesyn_jax.model import STGCNEmbedding, init_variables
 
-    model = STGCNEmbedding()
-    tx = training.make_optimizer(0.005, 0.9, True, 1e-4)
-    state = training.create_state(init_variables(model, jax.random.PRNGKey(0)), tx)
-    step = training.make_train_step(model, losses.make_loss_fn(
-        {"identity": 1.0, "deviation": 0.5, "interval": 0.035}), tx, bn_mode)
-    cost = jax.jit(step).lower(state, make_batch(1, t)).compile().cost_analysis()
-    return float((cost[0] if isinstance(cost, list) else cost)["flops"])
+    step, state = train_step_and_state(bn_mode=bn_mode)
+    return xla_flops(jax.jit(step).lower(state, make_batch(1, t)).compile())
 
 
 def products_step(t: int):
@@ -82,9 +82,7 @@ def products_step(t: int):
     params = mod.init(jax.random.PRNGKey(0), x, a)["params"]
     grad = jax.jit(jax.grad(lambda p: jnp.vdot(mod.apply({"params": p}, x, a), g)))
     compiled = grad.lower(params).compile()
-    cost = compiled.cost_analysis()
-    flops = float((cost[0] if isinstance(cost, list) else cost)["flops"])
-    return (lambda: jax.block_until_ready(compiled(params))), flops
+    return (lambda: jax.block_until_ready(compiled(params))), xla_flops(compiled)
 
 
 def matmul_peak(torch, n: int = 2048):

@@ -36,10 +36,10 @@ def make_batch(b: int, t: int, seed: int = 0) -> dict:
             "mask2": np.ones((b, t), bool)}
 
 
-def jax_step(b: int, t: int, dtype: str = "float32", bn_mode: str = "joint"):
+def train_step_and_state(dtype: str = "float32", bn_mode: str = "joint"):
+    """(train_step, state): the published network, loss weights and optimizer, as train.py."""
     import jax
     import jax.numpy as jnp
-    from jax.sharding import NamedSharding, PartitionSpec as P
     from sesyn_jax import losses, training
     from sesyn_jax.model import STGCNEmbedding, init_variables
 
@@ -48,6 +48,14 @@ def jax_step(b: int, t: int, dtype: str = "float32", bn_mode: str = "joint"):
     state = training.create_state(init_variables(model, jax.random.PRNGKey(0)), tx)
     step = training.make_train_step(model, losses.make_loss_fn(
         {"identity": 1.0, "deviation": 0.5, "interval": 0.035}), tx, bn_mode)
+    return step, state
+
+
+def jax_step(b: int, t: int, dtype: str = "float32", bn_mode: str = "joint"):
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    step, state = train_step_and_state(dtype, bn_mode)
     mesh = jax.make_mesh((jax.device_count(),), ("data",))
     rep, dat = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     fn = jax.jit(step, in_shardings=(rep, dat), out_shardings=(rep, rep), donate_argnums=(0,))
