@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from train_throughput import jax_step  # noqa: E402  (bench/ is not a package)
+from train_throughput import jax_step, timed_with_faults  # noqa: E402  (bench/ is not a package)
 
 from sesyn_jax import hostmem  # noqa: E402
 
@@ -57,11 +55,9 @@ def main(argv=None) -> int:
         for arm in (("default", "tuned") if i % 2 else ("tuned", "default")):
             hostmem.mallopt(ARMS[arm])
             run()
-            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            t0 = time.perf_counter()
-            run()
-            secs[arm].append(time.perf_counter() - t0)
-            faults[arm].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+            s, f = timed_with_faults(run)
+            secs[arm].append(s)
+            faults[arm].append(f)
     med = {a: float(np.median(secs[a])) for a in ARMS}
     row = {"frames": args.frames, "batch": args.batch, "bn_mode": args.bn_mode,
            "default_step_s": round(med["default"], 4), "tuned_step_s": round(med["tuned"], 4),
