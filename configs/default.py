@@ -4,6 +4,13 @@ Fields:
   data.source   'syn' (a SYN JSON dataset: data.root/train and data.root/test, or data.train_dir
                 and data.test_dir) or 'embedded' (MOCAP-SYN built in memory from the clips
                 shipped in the package; data.frames sets the window length).
+  data.protocol embedded source: 'independent' (each view's start and end cut independently,
+                so lengths and ends say nothing about the offset; training crops anew every
+                epoch) or 'paper' (only the starts cut, as NTU-SYN: both views end together
+                and the offset equals the difference of the lengths).
+  model.padding temporal padding of the convolutions: 'zero' (published), 'edge' or 'reflect'.
+  eval.rule     offset search: 'median' (published: median of per-frame best matches) or
+                'diagonal' (best mean similarity of the frames an offset aligns).
   loss.weights  term name -> weight (sesyn_jax.losses.LOSS_TERMS); loss.options term -> kwargs.
   train.bn_mode 'joint' (BatchNorm statistics over the real frames of the whole batch) or
                 'per_view' (each view normalized on its own, as the published code).
@@ -26,6 +33,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.camera_pairs = 2          # embedded source: camera pairs per window
     c.data.seed = 0                  # embedded source: cameras, noise and offsets (fixed across
                                      # training seeds, so that seeds see the same pairs)
+    c.data.protocol = "independent"  # embedded source: 'independent' or 'paper'
+    c.data.max_offset = 30           # embedded source: offsets drawn from [-max, max]
     c.data.buckets = (64, 128, 256, 512)
     c.data.fps = 30.0
     c.data.cache = True
@@ -36,6 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.strategy = "spatial"
     c.model.widths = (64, 64, 64, 64, 128, 128, 128, 128, 128)
     c.model.kernel_size = 9
+    c.model.padding = "zero"         # 'zero' (published), 'edge' or 'reflect'
     c.model.dtype = "float32"        # 'bfloat16' on accelerators: bf16 compute, f32 params/loss
 
     c.loss = ml_collections.ConfigDict()
@@ -60,6 +70,9 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 16
+    c.eval.rule = "median"           # 'median' (published) or 'diagonal'
+    c.eval.max_offset = 0            # frames; 0: every offset with enough overlap
+    c.eval.min_overlap = 0.25        # frames (>= 1) or a fraction of the shorter sequence
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.num_processes = 1         # > 1: jax.distributed.initialize with the fields below

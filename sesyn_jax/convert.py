@@ -263,6 +263,12 @@ def flax_to_torch(variables: Mapping, unused: Mapping[str, Any] | None = None,
     import jax
 
     config = dict(model_config) if model_config is not None else _config_from_variables(variables)
+    padding = config.get("padding", "zero")
+    if padding != "zero":
+        raise ConversionError(
+            f"this model pads its temporal convolutions with {padding!r}; the published PyTorch "
+            f"module zero-pads them, so exported weights would compute different embeddings "
+            f"near both ends of every sequence there. Only models with padding='zero' export.")
     expected = _expected_shapes(config)
     state: dict[str, np.ndarray] = {}
     got = {}

@@ -10,7 +10,7 @@ import numpy as np
 
 from sesyn_jax.data.pairs import PairBatcher
 from sesyn_jax.data.syn_json import Pair
-from sesyn_jax.inference import estimate_offset, estimate_offsets
+from sesyn_jax.inference import estimate_offsets, search_offset
 from sesyn_jax.metrics import sync_metrics
 
 
@@ -20,9 +20,18 @@ def make_embed_fn(model) -> Callable:
                                                               train=False))
 
 
+def _batched_rule(search: dict | None) -> bool:
+    """The published rule over whole sequences runs batched on the device."""
+    return not search or (search.get("rule", "median") == "median"
+                          and search.get("max_offset") is None)
+
+
 def predict_offsets(embed_fn, variables, pairs: Sequence[Pair], batch_size: int,
-                    buckets: Sequence[int], progress: bool = False) -> np.ndarray:
-    """Estimated offsets (len(pairs),): view 1 as u, view 2 as v (the published matching)."""
+                    buckets: Sequence[int], progress: bool = False,
+                    search: dict | None = None) -> np.ndarray:
+    """Estimated offsets (len(pairs),): view 1 as u, view 2 as v. ``search``: keyword arguments
+    of ``inference.search_offset`` (rule, max_offset, min_overlap); default the published
+    rule."""
     batcher = PairBatcher(pairs, batch_size, buckets, train=False)
     preds = np.zeros(len(pairs), np.int64)
     it = batcher.epoch(0)
@@ -35,16 +44,21 @@ def predict_offsets(embed_fn, variables, pairs: Sequence[Pair], batch_size: int,
         f = np.asarray(embed_fn(variables, both, mask))
         b = len(batch["index"])
         valid = batch["valid"]
-        off = estimate_offsets(f[:b][valid], f[b:][valid], batch["mask1"][valid],
-                               batch["mask2"][valid])
+        f1, f2, m1, m2 = f[:b][valid], f[b:][valid], batch["mask1"][valid], batch["mask2"][valid]
+        if _batched_rule(search):
+            off = estimate_offsets(f1, f2, m1, m2)
+        else:
+            off = [search_offset(f1[i], f2[i], m1[i], m2[i], **search).offset
+                   for i in range(len(f1))]
         preds[batch["index"][valid]] = off
     return preds
 
 
-def feature_offsets(feature_fn: Callable, pairs: Sequence[Pair]) -> np.ndarray:
-    """Offsets with hand-made per-frame features (the baselines), same inference rule."""
-    return np.array([estimate_offset(feature_fn(p.view1), feature_fn(p.view2)) for p in pairs],
-                    np.int64)
+def feature_offsets(feature_fn: Callable, pairs: Sequence[Pair],
+                    search: dict | None = None) -> np.ndarray:
+    """Offsets with hand-made per-frame features (the baselines), same search as the model."""
+    return np.array([search_offset(feature_fn(p.view1), feature_fn(p.view2), **(search or {}))
+                     .offset for p in pairs], np.int64)
 
 
 def score(preds: np.ndarray, pairs: Sequence[Pair], fps: float) -> dict:

@@ -1,14 +1,31 @@
-"""Offset estimation from frame embeddings (paper Eq. 13-14, the published matching rule).
+"""Offset estimation from frame embeddings.
 
-For every real frame m of u, o_m = argmax_n softmax(S_uv)(m, n) over the real frames n of v
-(S_uv as in ``losses.l2_similarity``); the offset is floor(median_m(o_m - m)), with numpy's
-median (the mean of the two middle values for an even count). Called with u = view 1 and
-v = view 2 it estimates category_id(view 1) - category_id(view 2): positive when view 2's
-frames show what view 1 shows that many frames earlier.
+An offset d says that frame m of u shows what frame m + d of v shows. Called with u = view 1
+and v = view 2 it estimates category_id(view 1) - category_id(view 2): positive when view 2's
+frames show what view 1 shows that many frames earlier. Two rules (``search_offset``):
+
+'median' (paper Eq. 13-14, the published matching rule): for every real frame m of u,
+  o_m = argmax_n softmax(S_uv)(m, n) over the real frames n of v (S_uv as in
+  ``losses.l2_similarity``); the offset is floor(median_m(o_m - m)), with numpy's median (the
+  mean of the two middle values for an even count). Each frame votes once, wherever its best
+  match lies, so on long inputs most votes are noise.
+'diagonal': every candidate d is scored by the mean similarity S_uv(m, m + d) over the real
+  frames it aligns (a diagonal of S_uv), among the offsets that align at least ``min_overlap``
+  real frames (and |d| <= max_offset when given); the best score wins. ``subframe=True``
+  refines it with a parabola through the scores at d - 1, d, d + 1.
+
+With ``max_offset`` both rules work on blocks of frames and never hold the M x N similarity
+matrix: memory grows linearly with the lengths.
+
+Confidence, in [0, 1]: 'median', the share of u's frames whose best match agrees with the
+offset within 2 frames; 'diagonal', (best - runner-up) / (best - median score), the runner-up
+being the best score more than 2 frames away from the chosen offset (1: one clear peak; 0: a
+tie elsewhere).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -51,11 +68,212 @@ def offset_from_matches(matches: np.ndarray, frame_index: np.ndarray | None = No
     return int(math.floor(np.median(matches - idx)))
 
 
-def estimate_offset(f_u, f_v, mask_u=None, mask_v=None) -> int:
-    """Offset in frames between u (M, C) and v (N, C), by the published rule."""
-    mu = np.ones(np.shape(f_u)[0], bool) if mask_u is None else np.asarray(mask_u, bool)
-    o = frame_matches(f_u, f_v, mu, mask_v)
-    return offset_from_matches(o, np.flatnonzero(mu))
+RULES = ("median", "diagonal")
+AGREE_FRAMES = 2      # a vote or a rival peak within this many frames counts as the same offset
+
+
+@dataclasses.dataclass
+class OffsetSearch:
+    """The outcome of an offset search.
+
+    offset: frames (int; float with subframe=True); confidence: in [0, 1] (see the module doc);
+    lags: (L,) the candidate offsets; scores: (L,) per candidate, the share of u's frames voting
+    for it ('median') or the mean similarity of the frames it aligns ('diagonal'; nan where it
+    aligns fewer than min_overlap real frames); overlap: (L,) real frames aligned per candidate.
+    """
+
+    offset: int | float
+    confidence: float
+    lags: np.ndarray
+    scores: np.ndarray
+    overlap: np.ndarray
+    rule: str
+
+
+def _mask(f, mask) -> np.ndarray:
+    n = np.shape(f)[0]
+    m = np.ones(n, bool) if mask is None else np.asarray(mask, bool).reshape(-1)
+    if m.shape != (n,):
+        raise ValueError(f"mask has {m.size} entries for {n} frames")
+    return m
+
+
+def lag_range(m: int, n: int, max_offset: int | None) -> tuple[int, int]:
+    """The candidate offsets [lo, hi] between sequences of m and n frames."""
+    lo, hi = -(m - 1), n - 1
+    if max_offset is not None:
+        if max_offset < 0:
+            raise ValueError(f"max_offset must be >= 0, got {max_offset}")
+        lo, hi = max(lo, -int(max_offset)), min(hi, int(max_offset))
+    if lo > hi:
+        raise ValueError(f"no offset within max_offset={max_offset} aligns any frames of "
+                         f"sequences of {m} and {n} frames")
+    return lo, hi
+
+
+def resolve_min_overlap(min_overlap: int | float, real_u: int, real_v: int) -> int:
+    """min_overlap >= 1: that many frames; a fraction in (0, 1): that share of the shorter
+    sequence's real frames (at least 1)."""
+    if min_overlap <= 0 or (min_overlap >= 1 and not float(min_overlap).is_integer()):
+        raise ValueError(f"min_overlap must be a whole number of frames >= 1 or a fraction in "
+                         f"(0, 1), got {min_overlap}")
+    if min_overlap >= 1:
+        return int(min_overlap)
+    return max(1, int(math.ceil(min_overlap * min(real_u, real_v))))
+
+
+def _block_rows(num_lags: int, budget: int = 1 << 22) -> int:
+    """Rows of u per block: the block matrix (rows x (rows + num_lags - 1)) stays under
+    ``budget`` entries (16 MB of float32) where it can."""
+    rows = max(64, min(2048, num_lags))
+    while rows > 64 and rows * (rows + num_lags - 1) > budget:
+        rows //= 2
+    return rows
+
+
+def lag_blocks(f_u: np.ndarray, f_v: np.ndarray, mask_u: np.ndarray, mask_v: np.ndarray,
+               lo: int, hi: int):
+    """Yield (m0, sim, valid) per block of u's frames m0 .. m0 + R - 1: sim (R, L) float32 with
+    sim[i, k] = S_uv(m0 + i, m0 + i + lo + k) (the clamped -squared distance) and valid (R, L)
+    True where both frames exist and are real. Memory per block is O(R (R + L) + (R + L) C)."""
+    m, c = f_u.shape
+    n = f_v.shape[0]
+    num = hi - lo + 1
+    rows = _block_rows(num)
+    # a common centre keeps the float32 |a|^2 + |b|^2 - 2ab from cancelling badly
+    centre = (_masked_sum(f_u, mask_u) + _masked_sum(f_v, mask_v))
+    centre = (centre / max(1, mask_u.sum() + mask_v.sum())).astype(np.float32)
+    for m0 in range(0, m, rows):
+        r = min(rows, m - m0)
+        u = np.asarray(f_u[m0:m0 + r], np.float32) - centre
+        width = r + num - 1
+        v = np.zeros((width, c), np.float32)
+        mv = np.zeros(width, bool)
+        a, b = max(0, m0 + lo), min(n, m0 + r - 1 + hi + 1)   # v frames this block can reach
+        if a < b:
+            v[a - (m0 + lo):b - (m0 + lo)] = np.asarray(f_v[a:b], np.float32) - centre
+            mv[a - (m0 + lo):b - (m0 + lo)] = mask_v[a:b]
+        sq = (np.sum(u * u, 1)[:, None] + np.sum(v * v, 1)[None, :]) - 2.0 * (u @ v.T)
+        sim = np.ascontiguousarray(-np.maximum(sq, 0.0), np.float32)
+        ok = np.ascontiguousarray(mask_u[m0:m0 + r, None] & mv[None, :])
+        yield m0, _shear(sim, num), _shear(ok, num)
+
+
+def _masked_sum(f: np.ndarray, mask: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Sum of the real rows in float64, chunk by chunk (no copy of the whole array)."""
+    out = np.zeros(f.shape[1], np.float64)
+    for i in range(0, len(f), chunk):
+        out += np.asarray(mask[i:i + chunk], np.float64) @ np.asarray(f[i:i + chunk], np.float64)
+    return out
+
+
+def _shear(x: np.ndarray, num: int) -> np.ndarray:
+    """(R, R + num - 1) -> (R, num) view with out[i, k] = x[i, i + k]."""
+    s0, s1 = x.strides
+    return np.lib.stride_tricks.as_strided(x, (x.shape[0], num), (s0 + s1, s1), writeable=False)
+
+
+def pick_offset(lags: np.ndarray, scores: np.ndarray, subframe: bool = False
+                ) -> tuple[int | float, float]:
+    """The best-scoring lag (nan scores are not candidates) and the peak confidence
+    (best - runner-up) / (best - median score), the runner-up more than AGREE_FRAMES away;
+    with ``subframe`` the lag is refined by a parabola through its neighbours' scores."""
+    ok = np.isfinite(scores)
+    if not ok.any():
+        raise ValueError("no candidate offset aligns enough frames (lower min_overlap)")
+    i = int(np.nanargmax(np.where(ok, scores, -np.inf)))
+    best = float(scores[i])
+    far = ok & (np.abs(lags - lags[i]) > AGREE_FRAMES)
+    typical = float(np.median(scores[ok]))
+    if far.any() and best > typical:
+        conf = float(np.clip((best - scores[far].max()) / (best - typical), 0.0, 1.0))
+    else:
+        conf = 1.0 if not far.any() and ok.sum() > 1 else 0.0
+    offset: int | float = int(lags[i])
+    if subframe:
+        offset = float(offset)
+        if 0 < i < len(scores) - 1 and ok[i - 1] and ok[i + 1]:
+            a, b, c = float(scores[i - 1]), best, float(scores[i + 1])
+            curv = a - 2.0 * b + c
+            if curv < 0:
+                offset += float(np.clip(0.5 * (a - c) / curv, -0.5, 0.5))
+    return offset, conf
+
+
+def search_offset(f_u, f_v, mask_u=None, mask_v=None, *, rule: str = "median",
+                  max_offset: int | None = None, min_overlap: int | float = 0.25,
+                  subframe: bool = False) -> OffsetSearch:
+    """Offset between u (M, C) and v (N, C) frame features (masks: True on real frames), with
+    its confidence and score curve; see the module doc for the rules."""
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    mu, mv = _mask(f_u, mask_u), _mask(f_v, mask_v)
+    if not mu.any() or not mv.any():
+        raise ValueError("both sequences need at least one real frame to match")
+    f_u, f_v = np.asarray(f_u), np.asarray(f_v)
+    if f_u.ndim != 2 or f_v.ndim != 2 or f_u.shape[1] != f_v.shape[1]:
+        raise ValueError(f"features must be (M, C) and (N, C), got {f_u.shape} and {f_v.shape}")
+    lo, hi = lag_range(len(f_u), len(f_v), max_offset)
+    lags = np.arange(lo, hi + 1)
+    if rule == "median":
+        return _median_search(f_u, f_v, mu, mv, lo, hi, max_offset is not None, subframe)
+    need = resolve_min_overlap(min_overlap, int(mu.sum()), int(mv.sum()))
+    total = np.zeros(len(lags), np.float64)
+    count = np.zeros(len(lags), np.int64)
+    for _, sim, ok in lag_blocks(f_u, f_v, mu, mv, lo, hi):
+        total += np.where(ok, sim, 0.0).sum(0, dtype=np.float64)
+        count += ok.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scores = np.where(count >= need, total / np.maximum(count, 1), np.nan)
+    offset, conf = pick_offset(lags, scores, subframe)
+    return OffsetSearch(offset, conf, lags, scores, count, rule)
+
+
+def lag_sums(x: np.ndarray, y: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """(hi - lo + 1,) float64: sum_m x[m] y[m + d] for d = lo .. hi, for 1-D x and y, by FFT
+    (O((M + N) log(M + N)) time, linear memory)."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    nfft = 1 << int(np.ceil(np.log2(max(2, len(x) + len(y) - 1))))
+    c = np.fft.irfft(np.conj(np.fft.rfft(x, nfft)) * np.fft.rfft(y, nfft), nfft)
+    return c[np.arange(lo, hi + 1) % nfft]
+
+
+def overlap_counts(mask_u: np.ndarray, mask_v: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """(hi - lo + 1,) real frames aligned by each offset d: sum_m mask_u[m] mask_v[m + d]."""
+    return np.rint(lag_sums(mask_u, mask_v, lo, hi)).astype(np.int64)
+
+
+def _median_search(f_u, f_v, mu, mv, lo, hi, banded: bool, subframe: bool) -> OffsetSearch:
+    lags = np.arange(lo, hi + 1)
+    if banded:  # best match within [m + lo, m + hi], block by block
+        votes = np.zeros(len(f_u), np.int64)
+        has = np.zeros(len(f_u), bool)
+        overlap = np.zeros(len(lags), np.int64)
+        for m0, sim, ok in lag_blocks(f_u, f_v, mu, mv, lo, hi):
+            votes[m0:m0 + len(sim)] = lo + np.argmax(np.where(ok, sim, -np.inf), axis=1)
+            has[m0:m0 + len(sim)] = ok.any(axis=1)
+            overlap += ok.sum(0)
+        votes = votes[has]
+        if votes.size == 0:
+            raise ValueError("no real frame of u has a real frame of v within max_offset")
+    else:
+        votes = frame_matches(f_u, f_v, mu, mv) - np.flatnonzero(mu)
+        overlap = overlap_counts(mu, mv, lo, hi)
+    med = float(np.median(votes))
+    offset: int | float = med if subframe else int(math.floor(med))
+    share = np.bincount(votes - lo, minlength=len(lags)) / len(votes)
+    conf = float(np.mean(np.abs(votes - offset) <= AGREE_FRAMES))
+    return OffsetSearch(offset, conf, lags, share, overlap, "median")
+
+
+def estimate_offset(f_u, f_v, mask_u=None, mask_v=None, *, rule: str = "median",
+                    max_offset: int | None = None, min_overlap: int | float = 0.25,
+                    subframe: bool = False) -> int | float:
+    """Offset in frames between u (M, C) and v (N, C): by default the published rule; see
+    ``search_offset`` for the options and the module doc for the rules."""
+    return search_offset(f_u, f_v, mask_u, mask_v, rule=rule, max_offset=max_offset,
+                         min_overlap=min_overlap, subframe=subframe).offset
 
 
 def estimate_offsets(f_u, f_v, mask_u=None, mask_v=None) -> np.ndarray:

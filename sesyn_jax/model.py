@@ -5,9 +5,15 @@ network activations are (B, T, V, C) (channels last); the output is (B, T, V * C
 v * C_out + c, the published flattening.
 
 Padding: ``mask`` (B, T) is True on real frames. Every layer but the temporal convolution works
-frame by frame, so padded frames can only reach real ones through that convolution; its input is
-zeroed on padded frames, which is exactly the zero padding the published network sees past a
-sequence's end. In training, BatchNorm statistics are taken over real frames only.
+frame by frame, so padded frames can only reach real ones through that convolution. With
+``padding='zero'`` (published) its input is zeroed on padded frames, which is exactly the zero
+padding the published network sees past a sequence's end. Zero padding lets the frames near
+either end see the end (their features differ from the same motion in mid-sequence), a cue a
+network can use to match the ends of two sequences instead of their motion. ``'edge'`` repeats
+each sequence's first and last real frame, ``'reflect'`` mirrors the sequence at its ends
+(numpy's 'reflect' mode); both are applied per sequence at its own real length, so a padded
+batch still embeds every sequence as it would be embedded alone. In training, BatchNorm
+statistics are taken over real frames only.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import numpy as np
 from sesyn_jax import graph as graph_lib
 
 Array = jax.Array
+
+PADDINGS = ("zero", "edge", "reflect")
 
 # The published training initialisation (train.py's weights_init).
 conv_kernel_init = nn.initializers.normal(stddev=0.02)
@@ -79,29 +87,56 @@ class BatchNorm(nn.Module):
         return y.astype(x.dtype)
 
 
+def padding_index(lengths: Array, total: int, pad: int, mode: str) -> Array:
+    """(B, total + 2 pad) int32: for each position -pad .. total + pad - 1 of a sequence padded
+    by ``pad`` frames on each side, the real frame (0 .. length - 1) it copies under ``mode``
+    ('edge': the nearest end frame; 'reflect': mirrored at the ends without repeating them).
+    Positions at or past a sequence's own length copy like positions past its end."""
+    j = jnp.arange(-pad, total + pad)[None, :]
+    last = jnp.maximum(lengths[:, None].astype(jnp.int32) - 1, 0)
+    if mode == "edge":
+        return jnp.clip(j, 0, last)
+    if mode != "reflect":
+        raise ValueError(f"padding_index mode must be 'edge' or 'reflect', got {mode!r}")
+    period = jnp.maximum(2 * last, 1)
+    r = jnp.mod(j, period)
+    return jnp.where(last == 0, 0, jnp.where(r > last, period - r, r))
+
+
 class TemporalConv(nn.Module):
-    """Convolution over time (kernel k, stride 1, zero padding (k - 1) / 2), per joint.
+    """Convolution over time (kernel k, stride 1, (k - 1) / 2 frames of padding), per joint.
 
     Parameters: ``kernel`` (k, C_in, C_out), ``bias`` (C_out,). Run as a 1D convolution with the
     joints folded into the batch: on the CPU XLA's backward pass of a (k, 1) 2D convolution is
-    about twice as slow (see the closing notes of the core issue and bench/).
+    about twice as slow. ``padding``: 'zero' (the input is expected zeroed past each sequence's
+    end), 'edge' or 'reflect' (then ``lengths`` (B,) gives each sequence's real length).
     """
 
     features: int
     kernel_size: int = 9
     dtype: Any = jnp.float32
+    padding: str = "zero"
 
     @nn.compact
-    def __call__(self, x: Array) -> Array:
+    def __call__(self, x: Array, lengths: Array | None = None) -> Array:
         """x: (B, T, V, C_in) -> (B, T, V, C_out)."""
         k = self.kernel_size
         b, t, v, c_in = x.shape
         kernel = self.param("kernel", conv_kernel_init, (k, c_in, self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         pad = (k - 1) // 2
-        xr = x.astype(self.dtype).transpose(0, 2, 1, 3).reshape(b * v, t, c_in)
+        x = x.astype(self.dtype)
+        if self.padding == "zero":
+            pads = [(pad, pad)]
+        else:
+            if lengths is None:
+                lengths = jnp.full((b,), t, jnp.int32)
+            idx = padding_index(lengths, t, pad, self.padding)
+            x = jnp.take_along_axis(x, idx[:, :, None, None], axis=1)
+            pads = [(0, 0)]
+        xr = x.transpose(0, 2, 1, 3).reshape(b * v, -1, c_in)
         y = jax.lax.conv_general_dilated(
-            xr, kernel.astype(self.dtype), (1,), [(pad, pad)],
+            xr, kernel.astype(self.dtype), (1,), pads,
             dimension_numbers=("NWC", "WIO", "NWC"))
         y = y.reshape(b, v, t, self.features).transpose(0, 2, 1, 3)
         return y + bias.astype(self.dtype)
@@ -159,6 +194,7 @@ class STGCNBlock(nn.Module):
     kernel_size: int = 9
     residual: str = "identity"
     dtype: Any = jnp.float32
+    padding: str = "zero"
 
     @nn.compact
     def __call__(self, x: Array, a: Array, mask: Array | None, train: bool) -> Array:
@@ -175,9 +211,12 @@ class STGCNBlock(nn.Module):
 
         y = GraphConv(self.features, self.dtype, name="gcn")(x, a)
         y = nn.relu(BatchNorm(name="tcn_bn1")(y, mask, train))
+        lengths = None
         if mask is not None:
             y = y * mask[:, :, None, None].astype(y.dtype)
-        y = TemporalConv(self.features, self.kernel_size, self.dtype, name="tcn_conv")(y)
+            lengths = mask.sum(axis=1)
+        y = TemporalConv(self.features, self.kernel_size, self.dtype, self.padding,
+                         name="tcn_conv")(y, lengths)
         y = BatchNorm(name="tcn_bn2")(y, mask, train)
         return nn.relu(y + res)
 
@@ -191,6 +230,7 @@ class STGCNEmbedding(nn.Module):
       strategy: graph partition strategy (``uniform``, ``distance`` or ``spatial``).
       widths: output channels of each block (published: 64 x 4 then 128 x 5).
       kernel_size: temporal kernel size (odd).
+      padding: temporal padding, 'zero' (published), 'edge' or 'reflect' (see the module doc).
       edge_importance: learnable per-block multipliers of the adjacency.
       data_bn: BatchNorm over the V * 3 input channels first.
       dtype: compute dtype of the convolutions (float32, or bfloat16 on accelerators);
@@ -201,6 +241,7 @@ class STGCNEmbedding(nn.Module):
     strategy: str = "spatial"
     widths: Sequence[int] = (64, 64, 64, 64, 128, 128, 128, 128, 128)
     kernel_size: int = 9
+    padding: str = "zero"
     edge_importance: bool = True
     data_bn: bool = True
     in_channels: int = 3
@@ -211,6 +252,8 @@ class STGCNEmbedding(nn.Module):
         """poses: (B, T, V, 3) float; mask: (B, T) bool or None -> (B, T, V * widths[-1])."""
         if self.kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
+        if self.padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {self.padding!r}")
         lay = graph_lib.get_layout(self.layout)
         a = jnp.asarray(graph_lib.adjacency(lay, self.strategy), jnp.float32)
         if poses.ndim != 4 or poses.shape[-1] != self.in_channels:
@@ -238,8 +281,8 @@ class STGCNEmbedding(nn.Module):
             else:
                 a_i = a
             residual = "none" if i == 0 else ("identity" if c_in == width else "conv")
-            x = STGCNBlock(width, self.kernel_size, residual, self.dtype, name=f"block_{i}")(
-                x, a_i, mask, train)
+            x = STGCNBlock(width, self.kernel_size, residual, self.dtype, self.padding,
+                           name=f"block_{i}")(x, a_i, mask, train)
             c_in = width
 
         out = x.astype(jnp.promote_types(self.dtype, jnp.float32)).reshape(b, t, v * c_in)

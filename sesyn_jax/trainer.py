@@ -35,6 +35,7 @@ class NonFiniteLoss(RuntimeError):
 def check_config(config) -> None:
     """Everything that can be checked before anything is compiled or written."""
     from sesyn_jax import graph, losses, training
+    from sesyn_jax.model import PADDINGS
 
     d, t, m = config.data, config.train, config.model
     if d.source not in ("syn", "embedded"):
@@ -48,11 +49,17 @@ def check_config(config) -> None:
             if not os.path.isdir(path):
                 raise ConfigError(f"data root: the {name} folder {path} does not exist "
                                   f"(set --config.data.root or data.{name}_dir)")
+    if d.protocol not in ("paper", "independent"):
+        raise ConfigError(f"data.protocol must be 'paper' or 'independent', got {d.protocol!r}")
+    if not 0 <= d.max_offset < d.frames:
+        raise ConfigError(f"data.max_offset must be in [0, data.frames), got {d.max_offset}")
     if d.pairing not in ("auto", "ntu", "cmu"):
         raise ConfigError(f"data.pairing must be 'auto', 'ntu' or 'cmu', got {d.pairing!r}")
     graph.get_layout(m.layout)
     if m.strategy not in graph.STRATEGIES:
         raise ConfigError(f"model.strategy must be one of {graph.STRATEGIES}, got {m.strategy!r}")
+    if m.padding not in PADDINGS:
+        raise ConfigError(f"model.padding must be one of {PADDINGS}, got {m.padding!r}")
     if m.dtype not in ("float32", "bfloat16"):
         raise ConfigError(f"model.dtype must be 'float32' or 'bfloat16', got {m.dtype!r}")
     unknown = [k for k in list(config.loss.weights) + list(config.loss.options)
@@ -67,6 +74,26 @@ def check_config(config) -> None:
                           f"got {t.schedule!r}")
     if t.batch_size < 1 or t.epochs < 1:
         raise ConfigError("train.batch_size and train.epochs must be >= 1")
+    check_eval_config(config.eval)
+
+
+def check_eval_config(e) -> None:
+    from sesyn_jax.inference import RULES
+
+    if e.rule not in RULES:
+        raise ConfigError(f"eval.rule must be one of {RULES}, got {e.rule!r}")
+    if e.max_offset < 0:
+        raise ConfigError(f"eval.max_offset must be >= 0 frames (0: no limit), got {e.max_offset}")
+    if not (0 < e.min_overlap < 1 or (e.min_overlap >= 1 and float(e.min_overlap).is_integer())):
+        raise ConfigError(f"eval.min_overlap must be a whole number of frames >= 1 or a "
+                          f"fraction in (0, 1), got {e.min_overlap}")
+
+
+def search_kwargs(config) -> dict:
+    """The offset-search settings of config.eval, as ``inference.search_offset`` takes them."""
+    e = config.eval
+    return dict(rule=e.rule, max_offset=int(e.max_offset) or None,
+                min_overlap=e.min_overlap if e.min_overlap < 1 else int(e.min_overlap))
 
 
 def data_dirs(config) -> tuple[str, str]:
@@ -76,13 +103,17 @@ def data_dirs(config) -> tuple[str, str]:
     return train_dir, test_dir
 
 
-def load_pairs(config, split: str):
-    """The pairs of one split ('train' or 'test') as the config names them."""
+def load_pairs(config, split: str, fresh_crops: bool = False):
+    """The pairs of one split ('train' or 'test') as the config names them. ``fresh_crops``:
+    under the embedded 'independent' protocol, a dataset cropped anew every training epoch."""
     from sesyn_jax.data import mocap_syn, syn_json
 
     d = config.data
     if d.source == "embedded":
-        cfg = mocap_syn.BuildConfig(frames=d.frames, seed=d.seed, camera_pairs=d.camera_pairs)
+        cfg = mocap_syn.BuildConfig(frames=d.frames, seed=d.seed, camera_pairs=d.camera_pairs,
+                                    max_offset=d.max_offset, protocol=d.protocol)
+        if fresh_crops and d.protocol == "independent":
+            return mocap_syn.embedded_fresh_crops(cfg, split)
         return mocap_syn.embedded_pairs(cfg, split)
     folder = data_dirs(config)[0 if split == "train" else 1]
     return syn_json.load_split(folder, d.pairing, cache=d.cache)
@@ -91,7 +122,7 @@ def load_pairs(config, split: str):
 def model_kwargs(config) -> dict:
     m = config.model
     return dict(layout=m.layout, strategy=m.strategy, widths=tuple(m.widths),
-                kernel_size=m.kernel_size)
+                kernel_size=m.kernel_size, padding=m.padding)
 
 
 def make_model(config):
@@ -143,7 +174,7 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
     replicated = NamedSharding(mesh, P())
 
     # -- data
-    train_pairs = load_pairs(config, "train")
+    train_pairs = load_pairs(config, "train", fresh_crops=True)
     test_pairs = load_pairs(config, "test")
     if not train_pairs:
         raise ConfigError("the training split has no pairs")
@@ -201,7 +232,8 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
 
     def evaluate(params, batch_stats) -> dict:
         preds = evaluation.predict_offsets(embed_fn, {"params": params, "batch_stats": batch_stats},
-                                           test_pairs, config.eval.batch_size, config.data.buckets)
+                                           test_pairs, config.eval.batch_size, config.data.buckets,
+                                           search=search_kwargs(config))
         return evaluation.score(preds, test_pairs, config.data.fps)
 
     # -- the loop

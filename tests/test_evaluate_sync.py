@@ -149,7 +149,10 @@ def test_evaluate_report(tmp_path, ckpt):
     true = np.array([p.offset for p in pairs])
     want = metrics.sync_metrics(np_simple_offsets(pairs), true)
     assert res["table1"]["Simple"] == pytest.approx(want)
-    assert set(res["table1"]) == {"Simple", "SSM", "SeSyn"}
+    assert list(res["table1"]) == ["Zero", "Length", "Speed", "Simple", "SSM", "SeSyn"]
+    assert res["table1"]["Zero"]["frame_error"] == pytest.approx(np.abs(true).mean())
+    lengths = np.array([len(p.view2) - len(p.view1) for p in pairs])
+    assert res["predictions"]["Length"] == lengths.tolist()
     assert res["drop_frames"]["0%"] == res["table1"]["SeSyn"]
     on_disk = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert on_disk["table1"]["SSM"]["frame_error"] == res["table1"]["SSM"]["frame_error"]

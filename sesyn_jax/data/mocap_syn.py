@@ -1,11 +1,21 @@
-"""MOCAP-SYN: a two-view synchronization benchmark from real 3D motion capture (SPEC section 9).
+"""MOCAP-SYN: a two-view synchronization benchmark from real 3D motion capture.
 
-Each clip (COCO-17, 30 fps, metres) is cut into windows of ``frames`` frames; every window is
-seen by pairs of virtual cameras (azimuths at least 30 degrees apart), passed through a
-detector-like corruption, and made asynchronous by cutting the first category_id frames of
-one view, with the true offset drawn uniformly from [-max_offset, max_offset]. Train and test
-are split by clip, never by window. Every random draw comes from a generator seeded by
-(seed, clip, window, camera pair), so the same parameters give the same data.
+Each clip (COCO-17, 30 fps, metres) is cut into windows; every window is seen by pairs of
+virtual cameras (azimuths at least 30 degrees apart), passed through a detector-like
+corruption, and made asynchronous by cutting the first category_id frames of one view, with the
+true offset drawn uniformly from [-max_offset, max_offset]. Train and test are split by clip,
+never by window. Every random draw comes from a generator seeded by (seed, clip, window, camera
+pair), so the same parameters give the same data.
+
+Two protocols:
+  'paper'        as NTU-SYN and CMU-SYN: windows of ``frames`` frames, only the starts are cut.
+                 Both views end at the same moment, so the true offset equals
+                 len(view 2) - len(view 1): the answer can be read off the lengths or the ends.
+  'independent'  windows of ``frames + max_offset`` frames; after the start cut each view keeps
+                 a length drawn uniformly from [frames - max_offset, frames], independently of
+                 the offset and of the other view (its end loses whatever is left). Lengths and
+                 ends then say nothing about the offset, and the views have the lengths of the
+                 'paper' protocol.
 
 The embedded default (``embedded/clips.npz``, shipped in the package) holds the clips already
 converted to COCO-17 at 30 fps, so training runs without ../shared; ``build_mocap_syn
@@ -28,6 +38,7 @@ from sesyn_jax.data.syn_json import Pair, SynView, normalize_view
 EMBEDDED = os.path.join(os.path.dirname(__file__), "embedded", "clips.npz")
 # Held-out clips: a CMU playground recording and one climbing recording.
 TEST_CLIPS = ("cmu_01_03", "mocap_climb_seq_4_f0-2303")
+PROTOCOLS = ("paper", "independent")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,30 +56,112 @@ class BuildConfig:
     drop_frame_prob: float = 0.0
     seed: int = 0
     test_clips: tuple = TEST_CLIPS
+    protocol: str = "independent"
+
+    def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if not 0 <= self.max_offset < self.frames:
+            raise ValueError(f"max_offset must be in [0, frames), got {self.max_offset}")
+
+    @property
+    def window(self) -> int:
+        """Frames of motion behind one pair, before any cut."""
+        return self.frames + (self.max_offset if self.protocol == "independent" else 0)
 
 
 @dataclasses.dataclass
 class PairRecord:
-    """One built pair in pixels, before the published normalization."""
+    """One built pair in pixels, before the published normalization. The views hold the whole
+    synchronized window; the pair is view k's frames [category_idk, category_idk + lengthk)."""
 
     name: str
     clip: str
     split: str
-    view1: np.ndarray   # (frames, 17, 3) pixels, uncut
+    view1: np.ndarray   # (window, 17, 3) pixels, uncut
     view2: np.ndarray
     category_id1: int
     category_id2: int
+    length1: int
+    length2: int
     meta: dict
 
     @property
     def offset(self) -> int:
         return self.category_id1 - self.category_id2
 
+    def view_frames(self, view: int) -> np.ndarray:
+        """The frames a SYN JSON view file holds: up to the end of the crop (the reader then
+        drops the first category_id, as the published loader does)."""
+        if view == 1:
+            return self.view1[:self.category_id1 + self.length1]
+        return self.view2[:self.category_id2 + self.length2]
+
     def to_pair(self, width: int, height: int) -> Pair:
-        v1 = SynView(self.view1, self.category_id1, (width, height), self.name)
-        v2 = SynView(self.view2, self.category_id2, (width, height), self.name)
+        v1 = SynView(self.view_frames(1), self.category_id1, (width, height), self.name)
+        v2 = SynView(self.view_frames(2), self.category_id2, (width, height), self.name)
         return Pair(self.name, normalize_view(v1), normalize_view(v2), self.offset,
                     (width, height))
+
+
+@dataclasses.dataclass(frozen=True)
+class Crop:
+    """Where the two views of a pair lie in their synchronized window: view k keeps the frames
+    [category_idk, category_idk + lengthk)."""
+
+    category_id1: int
+    category_id2: int
+    length1: int
+    length2: int
+
+    @property
+    def offset(self) -> int:
+        return self.category_id1 - self.category_id2
+
+
+def draw_crop(rng: np.random.Generator, cfg: BuildConfig) -> Crop:
+    """The crop of one pair under cfg.protocol. The offset is drawn first, so that 'paper'
+    draws exactly what it always drew; 'independent' then draws both lengths from
+    [frames - max_offset, frames], independently of the offset."""
+    offset = int(rng.integers(-cfg.max_offset, cfg.max_offset + 1))
+    c1, c2 = (offset, 0) if offset >= 0 else (0, -offset)
+    if cfg.protocol == "paper":
+        return Crop(c1, c2, cfg.frames - c1, cfg.frames - c2)
+    lo = cfg.frames - cfg.max_offset
+    l1, l2 = (int(x) for x in rng.integers(lo, cfg.frames + 1, size=2))
+    return Crop(c1, c2, l1, l2)
+
+
+class FreshCrops:
+    """Training pairs cropped anew every epoch: each source is a synchronized pair of views of
+    one window (normalized, uncut), and ``pair(i, rng)`` draws a new crop of source i with
+    ``draw_crop``. Indexable like a list of the sources' fixed crops."""
+
+    def __init__(self, records: list[PairRecord], cfg: BuildConfig):
+        self.cfg = cfg
+        self.sources = []
+        for r in records:
+            n = len(r.view1)
+            whole = dataclasses.replace(r, category_id1=0, category_id2=0, length1=n, length2=n)
+            self.sources.append(whole.to_pair(cfg.width, cfg.height))
+        self.fixed = [r.to_pair(cfg.width, cfg.height) for r in records]
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, i: int) -> Pair:
+        return self.fixed[i]
+
+    @property
+    def max_length(self) -> int:
+        return self.cfg.frames
+
+    def pair(self, i: int, rng: np.random.Generator) -> Pair:
+        src = self.sources[i]
+        c = draw_crop(rng, self.cfg)
+        return Pair(src.name, src.view1[c.category_id1:c.category_id1 + c.length1],
+                    src.view2[c.category_id2:c.category_id2 + c.length2], c.offset,
+                    src.resolution)
 
 
 def save_embedded(clips: list[Clip], path: str = EMBEDDED) -> None:
@@ -108,25 +201,25 @@ def build_pairs(clips: list[Clip], cfg: BuildConfig) -> tuple[list[PairRecord], 
     for clip in clips:
         split = "test" if clip.name in cfg.test_clips else "train"
         n = len(clip.joints)
-        if n < cfg.frames:
-            summary["skipped"][clip.name] = f"{n} frames < window of {cfg.frames}"
+        if n < cfg.window:
+            summary["skipped"][clip.name] = f"{n} frames < window of {cfg.window}"
             continue
         stride = cfg.test_stride if split == "test" else cfg.train_stride
-        starts = list(range(0, n - cfg.frames + 1, stride))
+        starts = list(range(0, n - cfg.window + 1, stride))
         summary[split]["clips"].append(clip.name)
         summary[split]["windows"] += len(starts)
         for w, start in enumerate(starts):
-            window = clip.joints[start:start + cfg.frames].astype(np.float64)
+            window = clip.joints[start:start + cfg.window].astype(np.float64)
             for p in range(cfg.camera_pairs):
                 rng = _rng(cfg.seed, clip.name, cfg.frames, w, p)
                 cam1, cam2, cam_meta = cam_lib.sample_camera_pair(rng, window, cfg.width,
                                                                   cfg.height)
                 v1 = _round(cam_lib.detect(rng, cam1, window, corruption))
                 v2 = _round(cam_lib.detect(rng, cam2, window, corruption))
-                offset = int(rng.integers(-cfg.max_offset, cfg.max_offset + 1))
-                c1, c2 = (offset, 0) if offset >= 0 else (0, -offset)
+                crop = draw_crop(rng, cfg)
                 name = f"{clip.name}_F{cfg.frames:03d}_W{w:03d}_P{p}"
-                records.append(PairRecord(name, clip.name, split, v1, v2, c1, c2,
+                records.append(PairRecord(name, clip.name, split, v1, v2, crop.category_id1,
+                                          crop.category_id2, crop.length1, crop.length2,
                                           {"start": start, "cameras": cam_meta,
                                            "camera1": cam1.to_dict(), "camera2": cam2.to_dict()}))
                 summary[split]["pairs"] += 1
@@ -146,3 +239,13 @@ def embedded_pairs(cfg: BuildConfig, split: str) -> list[Pair]:
     """The MOCAP-SYN pairs of one split built in memory from the embedded clips."""
     records, _ = build_pairs(load_embedded(), cfg)
     return [r.to_pair(cfg.width, cfg.height) for r in records if r.split == split]
+
+
+def embedded_fresh_crops(cfg: BuildConfig, split: str) -> FreshCrops:
+    """The windows of one split as ``FreshCrops`` (cfg.protocol must be 'independent'): the
+    built pairs' own crops by index, new crops of the same views on demand."""
+    if cfg.protocol != "independent":
+        raise ValueError("fresh crops need the 'independent' protocol (the 'paper' protocol "
+                         "keeps both ends aligned)")
+    records, _ = build_pairs(load_embedded(), cfg)
+    return FreshCrops([r for r in records if r.split == split], cfg)

@@ -6,6 +6,8 @@ A batch is a dict of numpy arrays, both views padded at the end to one bucket le
   valid (B,) bool (False for filler rows that complete the last batch of a bucket in eval).
 Lengths are rounded up to a few bucket lengths so that jit compiles a handful of shapes.
 The order of an epoch depends only on (seed, epoch): a resumed run sees the same batches.
+A dataset with a ``pair(i, rng)`` method (``mocap_syn.FreshCrops``) is cropped anew in every
+training epoch, with a generator seeded by (seed, epoch, i), so resumed runs see the same crops.
 """
 
 from __future__ import annotations
@@ -52,14 +54,15 @@ class PairBatcher:
         if batch_size % process_count:
             raise ValueError(f"batch size {batch_size} is not divisible by the "
                              f"{process_count} processes")
-        self.pairs = list(pairs)
+        # a dataset that crops its pairs anew every epoch (training only)
+        self.fresh = pairs if (train and hasattr(pairs, "pair")) else None
+        self.pairs = [pairs[i] for i in range(len(pairs))]
         self.batch_size = batch_size
         self.seed = seed
         self.train = train
         self.process_index = process_index
         self.process_count = process_count
-        self.bucket_of = np.array([bucket_for(max(len(p.view1), len(p.view2)), buckets)
-                                   for p in self.pairs])
+        self.bucket_of = np.array([bucket_for(self._max_length(p), buckets) for p in self.pairs])
         if train and self.steps_per_epoch() == 0:
             raise ValueError(f"no bucket holds a full batch of {batch_size} pairs "
                              f"({len(self.pairs)} pairs); lower the batch size")
@@ -79,20 +82,30 @@ class PairBatcher:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
 
+    def _max_length(self, p: Pair) -> int:
+        if self.fresh is not None:
+            return self.fresh.max_length
+        return max(len(p.view1), len(p.view2))
+
     def steps_per_epoch(self) -> int:
         return len(self._batches(0))
 
-    def make_batch(self, idx: np.ndarray) -> dict:
+    def get_pair(self, i: int, epoch: int) -> Pair:
+        if self.fresh is None:
+            return self.pairs[i]
+        return self.fresh.pair(i, np.random.default_rng([self.seed, epoch, i]))
+
+    def make_batch(self, idx: np.ndarray, epoch: int = 0) -> dict:
         lo = self.process_index * len(idx) // self.process_count
         hi = (self.process_index + 1) * len(idx) // self.process_count
         idx = idx[lo:hi]
         real = idx[idx >= 0]
-        length = max(max(len(self.pairs[i].view1), len(self.pairs[i].view2)) for i in real) \
-            if len(real) else 1
+        pairs = {int(i): self.get_pair(int(i), epoch) for i in (real if len(real) else [0])}
+        length = max(self._max_length(p) for p in pairs.values())
         length = bucket_for(length, sorted(set(self.bucket_of.tolist())))
         out = {k: [] for k in ("poses1", "mask1", "poses2", "mask2", "offset", "index", "valid")}
         for i in idx:
-            p = self.pairs[i if i >= 0 else real[0] if len(real) else 0]
+            p = pairs[int(i) if i >= 0 else next(iter(pairs))]
             a, ma = pad_to(p.view1, length)
             b, mb = pad_to(p.view2, length)
             for k, v in (("poses1", a), ("mask1", ma), ("poses2", b), ("mask2", mb),
@@ -104,7 +117,7 @@ class PairBatcher:
         """The batches of one epoch, from batch ``skip`` on, prepared in a background thread."""
         batches = self._batches(epoch)[skip:]
         if prefetch <= 0:
-            yield from (self.make_batch(b) for b in batches)
+            yield from (self.make_batch(b, epoch) for b in batches)
             return
         q: queue.Queue = queue.Queue(maxsize=prefetch)
         stop = threading.Event()
@@ -114,7 +127,7 @@ class PairBatcher:
                 for b in batches:
                     if stop.is_set():
                         return
-                    q.put(self.make_batch(b))
+                    q.put(self.make_batch(b, epoch))
             except BaseException as e:  # surfaced in the consumer
                 q.put(e)
             q.put(None)
