@@ -9,6 +9,10 @@ Fields:
                 epoch) or 'paper' (only the starts cut, as NTU-SYN: both views end together
                 and the offset equals the difference of the lengths).
   model.padding temporal padding of the convolutions: 'zero' (published), 'edge' or 'reflect'.
+  model.inner_frames  train and search offsets only on the frames whose temporal receptive
+                field lies inside their sequence (len(widths) * (kernel_size - 1) / 2 frames
+                from both ends): those cannot tell where a sequence ends, so the losses cannot
+                be lowered by matching positions counted from an end. Saved with the export.
   eval.rule     offset search: 'median' (published: median of per-frame best matches) or
                 'diagonal' (best mean similarity of the frames an offset aligns).
   loss.weights  term name -> weight (sesyn_jax.losses.LOSS_TERMS); loss.options term -> kwargs.
@@ -46,6 +50,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.widths = (64, 64, 64, 64, 128, 128, 128, 128, 128)
     c.model.kernel_size = 9
     c.model.padding = "zero"         # 'zero' (published), 'edge' or 'reflect'
+    c.model.inner_frames = False     # loss and offset search only on frames whose temporal
+                                     # receptive field lies inside the sequence
     c.model.dtype = "float32"        # 'bfloat16' on accelerators: bf16 compute, f32 params/loss
 
     c.loss = ml_collections.ConfigDict()
@@ -72,7 +78,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval.batch_size = 16
     c.eval.rule = "median"           # 'median' (published) or 'diagonal'
     c.eval.max_offset = 0            # frames; 0: every offset with enough overlap
-    c.eval.min_overlap = 0.25        # frames (>= 1) or a fraction of the shorter sequence
+    c.eval.min_overlap = 0.5         # frames (>= 1) or a fraction of the shorter sequence
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.num_processes = 1         # > 1: jax.distributed.initialize with the fields below

@@ -69,7 +69,8 @@ def run_one(cfg, workdir: str) -> dict:
     pairs = trainer.load_pairs(cfg, "test")
     preds = evaluation.predict_offsets(evaluation.make_embed_fn(loaded.model()), loaded.variables,
                                        pairs, cfg.eval.batch_size, cfg.data.buckets,
-                                       search=trainer.search_kwargs(cfg))
+                                       search=trainer.search_kwargs(cfg),
+                                       inner_radius=loaded.inner_radius)
     out = evaluation.score(preds, pairs, cfg.data.fps)
     checkpoint.atomic_write(result_path, lambda f: json.dump(out, f))
     return out

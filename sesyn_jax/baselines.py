@@ -66,7 +66,7 @@ def speed_signal(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def speed_search(poses_u: np.ndarray, poses_v: np.ndarray, *, max_offset: int | None = None,
-                 min_overlap: int | float = 0.25, subframe: bool = False
+                 min_overlap: int | float = 0.5, subframe: bool = False
                  ) -> inference.OffsetSearch:
     """Offset of u against v (frame m of u = frame m + d of v) by the correlation of their
     joint speeds; scores are Pearson correlations over the aligned frames with speed."""

@@ -38,6 +38,12 @@ class LoadedModel:
         from sesyn_jax.model import STGCNEmbedding
         return STGCNEmbedding(**self.model_config)
 
+    @property
+    def inner_radius(self) -> int:
+        """Frames to hide at each end when searching offsets: the receptive radius of a model
+        trained on inner frames only (model.json "inner_frames"), else 0."""
+        return self.model().receptive_radius if self.meta.get("inner_frames") else 0
+
 
 def atomic_write(path: str, write: Callable[[Any], None], binary: bool = False) -> None:
     """Write a file through a temporary file in the same folder, then rename it into place."""

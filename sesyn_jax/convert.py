@@ -259,9 +259,6 @@ def flax_to_torch(variables: Mapping, unused: Mapping[str, Any] | None = None,
                   model_config: Mapping | None = None) -> dict:
     """Flax variables -> a torch state_dict (dict of torch tensors) that the published network
     loads with strict=True. ``unused``: tensors carried from an import (else re-created)."""
-    torch = __import__("sesyn_jax.torch_model", fromlist=["x"]).require_torch()
-    import jax
-
     config = dict(model_config) if model_config is not None else _config_from_variables(variables)
     padding = config.get("padding", "zero")
     if padding != "zero":
@@ -269,6 +266,9 @@ def flax_to_torch(variables: Mapping, unused: Mapping[str, Any] | None = None,
             f"this model pads its temporal convolutions with {padding!r}; the published PyTorch "
             f"module zero-pads them, so exported weights would compute different embeddings "
             f"near both ends of every sequence there. Only models with padding='zero' export.")
+    torch = __import__("sesyn_jax.torch_model", fromlist=["x"]).require_torch()
+    import jax
+
     expected = _expected_shapes(config)
     state: dict[str, np.ndarray] = {}
     got = {}

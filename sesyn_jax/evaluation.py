@@ -11,6 +11,7 @@ import numpy as np
 from sesyn_jax.data.pairs import PairBatcher
 from sesyn_jax.data.syn_json import Pair
 from sesyn_jax.inference import estimate_offsets, search_offset
+from sesyn_jax.model import inner_mask
 from sesyn_jax.metrics import sync_metrics
 
 
@@ -28,10 +29,11 @@ def _batched_rule(search: dict | None) -> bool:
 
 def predict_offsets(embed_fn, variables, pairs: Sequence[Pair], batch_size: int,
                     buckets: Sequence[int], progress: bool = False,
-                    search: dict | None = None) -> np.ndarray:
+                    search: dict | None = None, inner_radius: int = 0) -> np.ndarray:
     """Estimated offsets (len(pairs),): view 1 as u, view 2 as v. ``search``: keyword arguments
     of ``inference.search_offset`` (rule, max_offset, min_overlap); default the published
-    rule."""
+    rule. ``inner_radius`` > 0: only frames that far from both ends take part (the
+    receptive radius of a model trained on inner frames, ``model.inner_mask``)."""
     batcher = PairBatcher(pairs, batch_size, buckets, train=False)
     preds = np.zeros(len(pairs), np.int64)
     it = batcher.epoch(0)
@@ -44,7 +46,9 @@ def predict_offsets(embed_fn, variables, pairs: Sequence[Pair], batch_size: int,
         f = np.asarray(embed_fn(variables, both, mask))
         b = len(batch["index"])
         valid = batch["valid"]
-        f1, f2, m1, m2 = f[:b][valid], f[b:][valid], batch["mask1"][valid], batch["mask2"][valid]
+        f1, f2 = f[:b][valid], f[b:][valid]
+        m1 = np.asarray(inner_mask(batch["mask1"][valid], inner_radius))
+        m2 = np.asarray(inner_mask(batch["mask2"][valid], inner_radius))
         if _batched_rule(search):
             off = estimate_offsets(f1, f2, m1, m2)
         else:

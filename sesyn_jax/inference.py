@@ -201,7 +201,7 @@ def pick_offset(lags: np.ndarray, scores: np.ndarray, subframe: bool = False
 
 
 def search_offset(f_u, f_v, mask_u=None, mask_v=None, *, rule: str = "median",
-                  max_offset: int | None = None, min_overlap: int | float = 0.25,
+                  max_offset: int | None = None, min_overlap: int | float = 0.5,
                   subframe: bool = False) -> OffsetSearch:
     """Offset between u (M, C) and v (N, C) frame features (masks: True on real frames), with
     its confidence and score curve; see the module doc for the rules."""
@@ -268,7 +268,7 @@ def _median_search(f_u, f_v, mu, mv, lo, hi, banded: bool, subframe: bool) -> Of
 
 
 def estimate_offset(f_u, f_v, mask_u=None, mask_v=None, *, rule: str = "median",
-                    max_offset: int | None = None, min_overlap: int | float = 0.25,
+                    max_offset: int | None = None, min_overlap: int | float = 0.5,
                     subframe: bool = False) -> int | float:
     """Offset in frames between u (M, C) and v (N, C): by default the published rule; see
     ``search_offset`` for the options and the module doc for the rules."""

@@ -14,6 +14,12 @@ each sequence's first and last real frame, ``'reflect'`` mirrors the sequence at
 (numpy's 'reflect' mode); both are applied per sequence at its own real length, so a padded
 batch still embeds every sequence as it would be embedded alone. In training, BatchNorm
 statistics are taken over real frames only.
+
+Whatever the padding, a frame within ``receptive_radius`` frames of either end sees the end.
+``inner_mask`` keeps only the frames whose whole temporal receptive field lies inside the real
+sequence: their embeddings are those of a convolution without padding, and cannot tell where
+the sequence starts or ends. Losses and offset searches restricted to them cannot be solved by
+matching positions counted from an end.
 """
 
 from __future__ import annotations
@@ -101,6 +107,19 @@ def padding_index(lengths: Array, total: int, pad: int, mode: str) -> Array:
     period = jnp.maximum(2 * last, 1)
     r = jnp.mod(j, period)
     return jnp.where(last == 0, 0, jnp.where(r > last, period - r, r))
+
+
+def inner_mask(mask, radius: int):
+    """(B, T) or (T,) bool mask of real frames (padding at the end) -> True only on frames m with
+    radius <= m < length - radius. A sequence with no such frame keeps its real frames (it is
+    too short to hide its ends), so that no sequence is left without frames."""
+    mask = jnp.asarray(mask, bool)
+    if radius <= 0:
+        return mask
+    length = mask.sum(axis=-1, keepdims=True)
+    t = jnp.arange(mask.shape[-1])
+    inner = mask & (t >= radius) & (t < length - radius)
+    return jnp.where(inner.any(axis=-1, keepdims=True), inner, mask)
 
 
 class TemporalConv(nn.Module):
@@ -246,6 +265,11 @@ class STGCNEmbedding(nn.Module):
     data_bn: bool = True
     in_channels: int = 3
     dtype: Any = jnp.float32
+
+    @property
+    def receptive_radius(self) -> int:
+        """Frames on each side that reach one output frame through the temporal convolutions."""
+        return len(self.widths) * ((self.kernel_size - 1) // 2)
 
     @nn.compact
     def __call__(self, poses: Array, mask: Array | None = None, train: bool = False) -> Array:

@@ -27,13 +27,16 @@ TABLE1_ROWS = ("Zero", "Length", "Speed", "Simple", "SSM", "SeSyn")
 
 def evaluate_checkpoint(config, loaded: LoadedModel, checkpoint: str, out: str | None = None,
                         sweeps: bool = True, drop_rates: Sequence[float] = (0, 1, 3, 5, 10),
-                        noise_px: Sequence[float] = (0, 3, 6, 9), progress: bool = True) -> dict:
+                        noise_px: Sequence[float] = (0, 3, 6, 9), progress: bool = True,
+                        pairs: Sequence | None = None) -> dict:
+    """Table 1, the sweeps and the plot for ``loaded`` on the config's test split (or on
+    ``pairs``), written to ``out``; returns what results.json holds plus the Markdown."""
     from sesyn_jax import trainer
 
     search = trainer.search_kwargs(config)
     out = out or _default_out(checkpoint)
     os.makedirs(out, exist_ok=True)
-    pairs = trainer.load_pairs(config, "test")
+    pairs = trainer.load_pairs(config, "test") if pairs is None else list(pairs)
     if not pairs:
         raise ValueError("the test split has no pairs")
     fps = config.data.fps
@@ -42,7 +45,8 @@ def evaluate_checkpoint(config, loaded: LoadedModel, checkpoint: str, out: str |
 
     def sesyn(ps):
         return evaluation.predict_offsets(embed, loaded.variables, ps, config.eval.batch_size,
-                                          buckets, progress=progress, search=search)
+                                          buckets, progress=progress, search=search,
+                                          inner_radius=loaded.inner_radius)
 
     true = np.array([p.offset for p in pairs])
     preds = {name: fn(pairs, **search) for name, fn in baselines.PREDICTORS.items()}

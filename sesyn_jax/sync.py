@@ -75,16 +75,21 @@ def embed(model, variables, poses: np.ndarray) -> np.ndarray:
     return np.asarray(model.apply(variables, jnp.asarray(poses[None], jnp.float32)))[0]
 
 
-def match_pair(f_a: np.ndarray, f_b: np.ndarray, a: str = "A", b: str = "B") -> PairResult:
-    from sesyn_jax.inference import frame_matches, offset_from_matches
+def match_pair(f_a: np.ndarray, f_b: np.ndarray, a: str = "A", b: str = "B",
+               inner_radius: int = 0) -> PairResult:
+    """The published matching rule; ``inner_radius`` > 0 (a model trained on inner frames):
+    only frames that far from both ends vote and are voted for."""
+    from sesyn_jax.inference import frame_matches, search_offset
     from sesyn_jax.losses import l2_similarity
+    from sesyn_jax.model import inner_mask
     import jax.numpy as jnp
 
+    mask_a = np.asarray(inner_mask(np.ones(len(f_a), bool), inner_radius))
+    mask_b = np.asarray(inner_mask(np.ones(len(f_b), bool), inner_radius))
+    found = search_offset(f_a, f_b, mask_a, mask_b, rule="median")
     o = frame_matches(f_a, f_b)
-    d = offset_from_matches(o)
-    agree = np.abs((o - np.arange(len(o))) - d) <= AGREE_WITHIN
     sim = np.asarray(l2_similarity(jnp.asarray(f_a), jnp.asarray(f_b)))
-    return PairResult(a, b, d, float(agree.mean()), o, sim)
+    return PairResult(a, b, int(found.offset), found.confidence, o, sim)
 
 
 def fit_offsets(n: int, pairs: list[tuple[int, int, float, float]], iters: int = 20,
@@ -129,7 +134,7 @@ def fuse_persons(results: list[PairResult]) -> tuple[int, float]:
 
 
 def match_persons(model, variables, a: np.ndarray, b: np.ndarray, name_a: str, name_b: str,
-                  min_confidence: float = 0.3) -> list[PairResult]:
+                  min_confidence: float = 0.3, inner_radius: int = 0) -> list[PairResult]:
     """a (P, T, 17, 3), b (Q, T', 17, 3): one-to-one person pairs by confidence."""
     usable_a = _usable(a, name_a)
     usable_b = _usable(b, name_b)
@@ -138,7 +143,8 @@ def match_persons(model, variables, a: np.ndarray, b: np.ndarray, name_a: str, n
                          f"{name_a if not usable_a else name_b}")
     fa = {p: embed(model, variables, a[p]) for p in usable_a}
     fb = {q: embed(model, variables, b[q]) for q in usable_b}
-    cands = sorted(((match_pair(fa[p], fb[q], f"{name_a}#{p}", f"{name_b}#{q}"), p, q)
+    cands = sorted(((match_pair(fa[p], fb[q], f"{name_a}#{p}", f"{name_b}#{q}", inner_radius),
+                     p, q)
                     for p in usable_a for q in usable_b), key=lambda x: -x[0].confidence)
     used_a, used_b, out = set(), set(), []
     for r, p, q in cands:
@@ -249,7 +255,8 @@ def main(argv=None) -> int:
     try:
         norm = [readers.normalize_recording(r.poses, r.resolution) for r in recs]
         if args.all_persons:
-            person_pairs = match_persons(model, variables, norm[0], norm[1], names[0], names[1])
+            person_pairs = match_persons(model, variables, norm[0], norm[1], names[0], names[1],
+                                         inner_radius=loaded.inner_radius)
             offset, conf = fuse_persons(person_pairs)
             results = [PairResult(names[0], names[1], offset, conf, person_pairs[0].matches,
                                   person_pairs[0].similarity)]
@@ -258,7 +265,7 @@ def main(argv=None) -> int:
             for n, x in zip(names, norm):
                 check_recording(x, n)
             feats = [embed(model, variables, x) for x in norm]
-            results = [match_pair(feats[i], feats[j], names[i], names[j])
+            results = [match_pair(feats[i], feats[j], names[i], names[j], loaded.inner_radius)
                        for i in range(len(feats)) for j in range(i + 1, len(feats))]
     except CannotSync as e:
         msg = f"cannot synchronize: {e}"

@@ -125,6 +125,12 @@ def model_kwargs(config) -> dict:
                 kernel_size=m.kernel_size, padding=m.padding)
 
 
+def inner_radius(model, config) -> int:
+    """Frames hidden at each end in losses and searches: the model's receptive radius when
+    model.inner_frames is set, else 0."""
+    return model.receptive_radius if config.model.inner_frames else 0
+
+
 def make_model(config):
     import jax.numpy as jnp
     from sesyn_jax.model import STGCNEmbedding
@@ -194,7 +200,8 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
 
     # -- the jit-compiled train step: batch sharded over the data axis, state donated.
     pair_loss = losses.make_loss_fn(dict(config.loss.weights), config.loss.options.to_dict())
-    step_fn = training.make_train_step(model, pair_loss, tx, config.train.bn_mode)
+    step_fn = training.make_train_step(model, pair_loss, tx, config.train.bn_mode,
+                                       inner_frames=config.model.inner_frames)
     train_step = jax.jit(step_fn, in_shardings=(replicated, data_sharding),
                          out_shardings=(replicated, replicated), donate_argnums=(0,))
     embed_fn = evaluation.make_embed_fn(model)
@@ -233,7 +240,8 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
     def evaluate(params, batch_stats) -> dict:
         preds = evaluation.predict_offsets(embed_fn, {"params": params, "batch_stats": batch_stats},
                                            test_pairs, config.eval.batch_size, config.data.buckets,
-                                           search=search_kwargs(config))
+                                           search=search_kwargs(config),
+                                           inner_radius=inner_radius(model, config))
         return evaluation.score(preds, test_pairs, config.data.fps)
 
     # -- the loop
@@ -308,7 +316,8 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
                             {"params": jax.device_get(state.params),
                              "batch_stats": jax.device_get(state.batch_stats)},
                             model_kwargs(config), source=f"train.py {workdir} step {step}",
-                            meta={"step": step, "val": val})
+                            meta={"step": step, "val": val,
+                                  "inner_frames": bool(config.model.inner_frames)})
     recompiled = (compiles - compiles_after_first_epoch) if compiles_after_first_epoch else 0
     print(f"done: {step} steps; train-step compilations: {compiles} "
           f"({recompiled} after the first epoch); export in {workdir}/export")

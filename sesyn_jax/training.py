@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from sesyn_jax.losses import LOSS_TERMS, batched_loss_fn
+from sesyn_jax.model import inner_mask
 
 BN_MODES = ("joint", "per_view")
 
@@ -69,10 +70,13 @@ def embed_views(model, params, batch_stats, batch: Mapping, train: bool, bn_mode
 
 
 def make_train_step(model, pair_loss_fn: Callable, tx: optax.GradientTransformation,
-                    bn_mode: str = "joint") -> Callable:
+                    bn_mode: str = "joint", inner_frames: bool = False) -> Callable:
     """(state, batch) -> (state, metrics). ``pair_loss_fn(f_u, f_v, mask_u, mask_v) ->
-    (loss, aux)`` for one pair (see ``losses.make_loss_fn``); the batch loss is its mean."""
+    (loss, aux)`` for one pair (see ``losses.make_loss_fn``); the batch loss is its mean.
+    ``inner_frames``: the loss sees only the frames whose temporal receptive field lies inside
+    their sequence (``model.inner_mask``), so it cannot be lowered by encoding positions."""
     batch_loss = batched_loss_fn(pair_loss_fn)
+    radius = model.receptive_radius if inner_frames else 0
 
     terms = getattr(pair_loss_fn, "terms", [])
 
@@ -88,11 +92,13 @@ def make_train_step(model, pair_loss_fn: Callable, tx: optax.GradientTransformat
         return out
 
     def train_step(state: TrainState, batch: Mapping):
+        mask_u, mask_v = inner_mask(batch["mask2"], radius), inner_mask(batch["mask1"], radius)
+
         def loss_fn(params):
             f1, f2, new_bs = embed_views(model, params, state.batch_stats, batch, True, bn_mode)
             dt = jnp.promote_types(f1.dtype, jnp.float32)  # bf16 embeddings: loss in float32
             f_u, f_v = f2.astype(dt), f1.astype(dt)
-            loss, aux = batch_loss(f_u, f_v, batch["mask2"], batch["mask1"])
+            loss, aux = batch_loss(f_u, f_v, mask_u, mask_v)
             return loss, (aux, new_bs, jax.lax.stop_gradient((f_u, f_v)))
 
         (loss, (aux, new_bs, (f_u, f_v))), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -100,7 +106,7 @@ def make_train_step(model, pair_loss_fn: Callable, tx: optax.GradientTransformat
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux,
-                   **term_grad_norms(f_u, f_v, batch["mask2"], batch["mask1"])}
+                   **term_grad_norms(f_u, f_v, mask_u, mask_v)}
         return TrainState(step=state.step + 1, params=params, batch_stats=new_bs,
                           opt_state=opt_state), metrics
 

@@ -107,3 +107,11 @@ def test_command_line_both_ways(tmp_path, torch_state):
     assert not os.path.exists(tmp_path / "x")
     with pytest.raises(checkpoint.CheckpointError, match="no model.json"):
         checkpoint.load_inference(str(tmp_path))
+
+
+def test_non_zero_padding_is_not_exported():
+    from sesyn_jax.model import init_variables
+    cfg = dict(SMALL, padding="reflect")
+    variables = init_variables(STGCNEmbedding(**cfg), __import__("jax").random.PRNGKey(0))
+    with pytest.raises(convert.ConversionError, match="zero-pads"):
+        convert.flax_to_torch(variables, model_config=cfg)

@@ -160,6 +160,39 @@ def test_evaluate_report(tmp_path, ckpt):
     assert os.path.getsize(tmp_path / "eval" / "error_vs_offset.png") > 10_000
 
 
+def np_simple_diagonal_offsets(pairs, max_offset, need):
+    """Simple baseline under the diagonal rule in plain numpy: per offset the mean of
+    -||a_m - b_(m+d)||^2 over the aligned frames, best offset with enough of them."""
+    out = []
+    for p in pairs:
+        a = p.view1.reshape(len(p.view1), -1).astype(np.float64)
+        b = p.view2.reshape(len(p.view2), -1).astype(np.float64)
+        best, arg = -np.inf, None
+        for d in range(-max_offset, max_offset + 1):
+            m = np.arange(max(0, -d), min(len(a), len(b) - d))
+            if len(m) >= need:
+                s = -np.mean(np.sum((a[m] - b[m + d]) ** 2, 1))
+                if s > best:
+                    best, arg = s, d
+        out.append(arg)
+    return np.array(out)
+
+
+def test_evaluate_with_the_diagonal_rule(tmp_path, ckpt):
+    from configs import quickstart
+    from sesyn_jax import report, trainer
+    cfg = quickstart.get_config()
+    cfg.eval.rule, cfg.eval.max_offset, cfg.eval.min_overlap = "diagonal", 30, 40
+    pairs = trainer.load_pairs(cfg, "test")[:12]
+    res = report.evaluate_checkpoint(cfg, checkpoint.load_inference(ckpt), ckpt,
+                                     out=str(tmp_path / "eval"), sweeps=False, progress=False,
+                                     pairs=pairs)
+    assert res["search"] == {"rule": "diagonal", "max_offset": 30, "min_overlap": 40}
+    assert res["predictions"]["Simple"] == np_simple_diagonal_offsets(pairs, 30, 40).tolist()
+    assert all(abs(p) <= 30 for name in ("SeSyn", "SSM", "Speed")
+               for p in res["predictions"][name])
+
+
 def test_syn_json_views_are_cut_by_category_id(tmp_path, ckpt, motion, capsys):
     """Two SYN JSON views of one synchronous window, cut by category_id 9 and 2: the offset is
     category_id(A) - category_id(B) = 7, as the published pipeline defines it."""

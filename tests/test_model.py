@@ -169,3 +169,57 @@ def test_bad_input_shapes():
         model.apply(variables, jnp.zeros((1, 5, 18, 3)))
     with pytest.raises(ValueError, match="poses must be"):
         model.apply(variables, jnp.zeros((5, 17, 3)))
+
+
+@pytest.mark.parametrize("mode", ["edge", "reflect"])
+def test_temporal_padding_modes_against_numpy(mode):
+    """'edge' / 'reflect' temporal padding equals numpy's np.pad of each sequence at its own
+    length followed by a float64 valid convolution; padded batch rows change nothing."""
+    from sesyn_jax.model import TemporalConv
+
+    rng = np.random.default_rng(0)
+    k, c_in, c_out = 5, 3, 4
+    x = rng.normal(size=(2, 11, 2, c_in)).astype(np.float32)
+    lengths = np.array([11, 3])
+    conv = TemporalConv(c_out, k, padding=mode)
+    variables = conv.init(jax.random.PRNGKey(0), jnp.asarray(x))
+    w = np.asarray(variables["params"]["kernel"], np.float64)
+    bias = np.asarray(variables["params"]["bias"], np.float64)
+    y = np.asarray(conv.apply(variables, jnp.asarray(x), jnp.asarray(lengths)))
+    for b, n in enumerate(lengths):
+        xp = np.pad(x[b, :n].astype(np.float64), ((2, 2), (0, 0), (0, 0)), mode=mode)
+        want = np.stack([np.einsum("kvi,kio->vo", xp[t:t + k], w) for t in range(n)]) + bias
+        np.testing.assert_allclose(y[b, :n], want, rtol=1e-5, atol=1e-5)
+
+
+def test_padding_option_checked():
+    with pytest.raises(ValueError, match="padding"):
+        init_variables(STGCNEmbedding(widths=(8,), padding="circular"), jax.random.PRNGKey(0))
+
+
+def test_inner_mask_against_numpy():
+    from sesyn_jax.model import inner_mask
+
+    lengths = np.array([10, 3, 7, 0])
+    mask = np.arange(10)[None, :] < lengths[:, None]
+    got = np.asarray(inner_mask(jnp.asarray(mask), 2))
+    want = np.zeros_like(mask)
+    for b, n in enumerate(lengths):
+        want[b, 2:max(2, n - 2)] = True
+    want[1] = mask[1]            # 3 frames have no inner frame: keep the real ones
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.asarray(inner_mask(jnp.asarray(mask), 0)), mask)
+
+
+@pytest.mark.parametrize("padding", ["zero", "edge", "reflect"])
+def test_inner_frames_cannot_see_where_a_sequence_ends(padding):
+    """A frame further than the receptive radius from both ends embeds the same whatever the
+    sequence around it is cut to; a frame near an end does not (that is the cue)."""
+    model = STGCNEmbedding(widths=(8, 8, 16), kernel_size=5, padding=padding)
+    assert model.receptive_radius == 6
+    variables = perturbed_variables(model, seed=2)
+    x = np.random.default_rng(1).normal(size=(1, 60, 17, 3)).astype(np.float32)
+    whole = np.asarray(model.apply(variables, x))[0]
+    cut = np.asarray(model.apply(variables, x[:, 10:50]))[0]      # frame m of cut = m + 10
+    np.testing.assert_allclose(cut[6:34], whole[16:44], rtol=1e-5, atol=1e-5)
+    assert np.abs(cut[0] - whole[10]).max() > 1e-3

@@ -84,6 +84,17 @@ def test_bad_config_errors_before_anything_is_written(tmp_path):
     cfg.loss.weights = {"identiy": 1.0}
     with pytest.raises(trainer.ConfigError, match="not registered"):
         trainer.check_config(cfg)
+    for field, value, match in (("data.protocol", "ntu", "data.protocol"),
+                                ("data.max_offset", 120, "data.max_offset"),
+                                ("model.padding", "circular", "model.padding"),
+                                ("eval.rule", "mean", "eval.rule"),
+                                ("eval.max_offset", -1, "eval.max_offset"),
+                                ("eval.min_overlap", 2.5, "eval.min_overlap")):
+        cfg = tiny_config()
+        group, name = field.split(".")
+        setattr(getattr(cfg, group), name, value)
+        with pytest.raises(trainer.ConfigError, match=match):
+            trainer.check_config(cfg)
     out = subprocess.run([sys.executable, "train.py", "--config", "configs/quickstart.py",
                           "--workdir", str(tmp_path / "x"), "--config.train.lrr=0.1"],
                          cwd=ROOT, capture_output=True, text=True)
