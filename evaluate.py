@@ -13,6 +13,8 @@ error_vs_offset.png.
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 
 from absl import app, flags, logging
@@ -37,6 +39,13 @@ def main(argv):
     from sesyn_jax import checkpoint, report, trainer
 
     try:
+        drop_rates = parse_numbers("--drop_rates", FLAGS.drop_rates, 0.0, 100.0,
+                                   "percent of frames dropped, in [0, 100)")
+        noise_px = parse_numbers("--noise_px", FLAGS.noise_px, 0.0, math.inf,
+                                 "pixels of Gaussian noise, >= 0")
+        if FLAGS.out and os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):
+            raise ValueError(f"--out {FLAGS.out} is a file; give a folder for results.json, "
+                             f"results.md and the plot")
         trainer.check_config(FLAGS.config)
         loaded = checkpoint.load_inference(FLAGS.checkpoint)
     except (trainer.ConfigError, checkpoint.CheckpointError, ValueError) as e:
@@ -44,12 +53,26 @@ def main(argv):
         return 2
     results = report.evaluate_checkpoint(
         FLAGS.config, loaded, FLAGS.checkpoint, out=FLAGS.out, sweeps=FLAGS.sweeps,
-        drop_rates=[float(x) for x in FLAGS.drop_rates],
-        noise_px=[float(x) for x in FLAGS.noise_px], progress=FLAGS.progress)
+        drop_rates=drop_rates, noise_px=noise_px, progress=FLAGS.progress)
     print(results["markdown"])
     print(f"\nwritten to {results['out']}")
     return 0
 
 
+def parse_numbers(flag: str, values, lo: float, hi: float, what: str) -> list[float]:
+    """Numbers of a list flag in [lo, hi), or a ValueError naming the flag and the value."""
+    out = []
+    for v in values:
+        try:
+            x = float(v)
+        except ValueError:
+            raise ValueError(f"{flag}: {v!r} is not a number; expected {what}") from None
+        if not math.isfinite(x) or not lo <= x < hi:
+            raise ValueError(f"{flag}: {v} is out of range; expected {what}")
+        out.append(x)
+    return out
+
+
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    from sesyn_jax.cli import parse_flags_or_exit
+    app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags_or_exit)

@@ -35,14 +35,15 @@ def main(argv):
 
     try:
         trainer.check_config(config)
+        result = trainer.train_and_evaluate(config, FLAGS.workdir,
+                                            stop_after_steps=FLAGS.stop_after_steps,
+                                            progress=FLAGS.progress)
     except trainer.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result = trainer.train_and_evaluate(config, FLAGS.workdir,
-                                        stop_after_steps=FLAGS.stop_after_steps,
-                                        progress=FLAGS.progress)
     return 0 if result.get("status") in ("finished", "interrupted") else 1
 
 
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    from sesyn_jax.cli import parse_flags_or_exit
+    app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags_or_exit)

@@ -55,7 +55,10 @@ def check_config(config) -> None:
         raise ConfigError(f"data.max_offset must be in [0, data.frames), got {d.max_offset}")
     if d.pairing not in ("auto", "ntu", "cmu"):
         raise ConfigError(f"data.pairing must be 'auto', 'ntu' or 'cmu', got {d.pairing!r}")
-    graph.get_layout(m.layout)
+    try:
+        graph.get_layout(m.layout)
+    except ValueError as e:
+        raise ConfigError(f"model.layout: {e}") from None
     if m.strategy not in graph.STRATEGIES:
         raise ConfigError(f"model.strategy must be one of {graph.STRATEGIES}, got {m.strategy!r}")
     if m.padding not in PADDINGS:
@@ -74,12 +77,33 @@ def check_config(config) -> None:
                           f"got {t.schedule!r}")
     if t.batch_size < 1 or t.epochs < 1:
         raise ConfigError("train.batch_size and train.epochs must be >= 1")
+    if not (math.isfinite(t.lr) and t.lr > 0):
+        raise ConfigError(f"train.lr must be a positive number, got {t.lr}")
+    if not 0 <= t.momentum < 1 or t.weight_decay < 0:
+        raise ConfigError(f"train.momentum must be in [0, 1) and train.weight_decay >= 0, got "
+                          f"{t.momentum} and {t.weight_decay}")
+    for name in ("log_every", "checkpoint_every", "keep"):
+        if getattr(t, name) < 1:
+            raise ConfigError(f"train.{name} must be >= 1, got {getattr(t, name)}")
+    if t.eval_every < 0 or t.warmup_epochs < 0:
+        raise ConfigError("train.eval_every and train.warmup_epochs must be >= 0 (eval_every 0: "
+                          "evaluate at the end only)")
+    buckets = tuple(d.buckets)
+    if not buckets or not all(isinstance(b, int) and b > 0 for b in buckets):
+        raise ConfigError(f"data.buckets must be a non-empty tuple of positive frame counts, "
+                          f"e.g. (128, 256), got {buckets}")
+    if d.source == "embedded" and max(buckets) < d.frames:
+        raise ConfigError(f"data.buckets: the largest bucket ({max(buckets)}) is shorter than "
+                          f"the {d.frames}-frame sequences of data.frames; add a bucket >= "
+                          f"{d.frames}")
     check_eval_config(config.eval)
 
 
 def check_eval_config(e) -> None:
     from sesyn_jax.inference import RULES
 
+    if e.batch_size < 1:
+        raise ConfigError(f"eval.batch_size must be >= 1, got {e.batch_size}")
     if e.rule not in RULES:
         raise ConfigError(f"eval.rule must be one of {RULES}, got {e.rule!r}")
     if e.max_offset < 0:
@@ -165,6 +189,9 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
 
     check_config(config)
     workdir = os.path.abspath(workdir)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir {workdir} is a file; give a folder (new, or a run to "
+                          f"resume)")
 
     # -- devices and mesh: one data axis over every device; parameters replicated.
     if config.mesh.num_processes > 1:
@@ -184,9 +211,17 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
     test_pairs = load_pairs(config, "test")
     if not train_pairs:
         raise ConfigError("the training split has no pairs")
-    batcher = PairBatcher(train_pairs, config.train.batch_size, config.data.buckets,
-                          seed=config.seed, train=True, process_index=jax.process_index(),
-                          process_count=jax.process_count())
+    try:
+        batcher = PairBatcher(train_pairs, config.train.batch_size, config.data.buckets,
+                              seed=config.seed, train=True, process_index=jax.process_index(),
+                              process_count=jax.process_count())
+        longest = max(max(len(p.view1), len(p.view2)) for p in test_pairs) if test_pairs else 0
+        if longest > max(config.data.buckets):
+            raise ValueError(f"a test sequence has {longest} frames, more than the largest "
+                             f"bucket {max(config.data.buckets)}; add a larger bucket to "
+                             f"data.buckets")
+    except ValueError as e:
+        raise ConfigError(f"data: {e}") from None
     steps_per_epoch = batcher.steps_per_epoch()
     total_steps = steps_per_epoch * config.train.epochs
 
@@ -224,8 +259,16 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
         restored = manager.restore(start_step, args=ocp.args.StandardRestore(
             {"state": jax.device_get(state), "data": {"step": np.zeros((), np.int64)}}))
         state = jax.device_put(restored["state"], replicated)
+        export_dir = os.path.join(workdir, "export")
+        if start_step >= total_steps and os.path.exists(os.path.join(export_dir, "model.json")):
+            manager.close()
+            print(f"{workdir}: this run already finished ({start_step} steps); its export is "
+                  f"in {export_dir}. Nothing to do.")
+            return {"status": "finished", "step": start_step, "already_finished": True}
         print(f"resumed from {workdir}/checkpoints/{start_step} (epoch "
               f"{start_step // steps_per_epoch}, step {start_step})")
+        # rows logged after the checkpoint (a kill between a log and the next save) come again
+        _truncate_metrics(os.path.join(workdir, "metrics.jsonl"), start_step)
 
     def save(step: int, metrics: dict | None = None):
         finite = jax.tree_util.tree_reduce(
@@ -251,6 +294,7 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
         from tqdm import tqdm
         bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
     step = start_step
+    val = None  # a run resumed at its last step (killed before its export) has no new one
     compiles_after_first_epoch = None
     status = "finished"
     t_window, pairs_window = time.perf_counter(), 0
@@ -307,6 +351,7 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
         if bar:
             bar.close()
         log.close()
+        manager.close()
     if status != "finished":
         return {"status": status, "step": step}
 
@@ -323,6 +368,24 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
           f"({recompiled} after the first epoch); export in {workdir}/export")
     return {"status": status, "step": step, "val": val, "compiles": compiles,
             "recompiles_after_first_epoch": recompiled}
+
+
+def _truncate_metrics(path: str, last_step: int) -> None:
+    """Drop the rows of metrics.jsonl logged after ``last_step`` (atomic rewrite)."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    keep = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the kill
+        if row.get("step", 0) <= last_step:
+            keep.append(line if line.endswith("\n") else line + "\n")
+    if len(keep) != len(lines):
+        ckpt_lib.atomic_write(path, lambda f: f.writelines(keep))
 
 
 def _cache_size(jitted) -> int:
