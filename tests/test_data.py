@@ -201,3 +201,45 @@ def test_test_time_corruptions():
     d = (y - x)[:, :, 0] * 1920
     assert abs(d[:, 5:].std() - 9.0) < 0.5
     assert np.all(y[:, 3] == 0)
+
+
+# OpenPose's documented keypoint names (output order), written out here independently of the
+# reader's index table, and COCO-17's order.
+BODY_25_NAMES = ["nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow",
+                 "l_wrist", "mid_hip", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee",
+                 "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear", "l_big_toe", "l_small_toe",
+                 "l_heel", "r_big_toe", "r_small_toe", "r_heel"]
+OPENPOSE_COCO18_NAMES = ["nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder",
+                         "l_elbow", "l_wrist", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee",
+                         "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear"]
+COCO17_NAMES = ["nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder",
+                "l_elbow", "r_elbow", "l_wrist", "r_wrist", "l_hip", "r_hip", "l_knee",
+                "r_knee", "l_ankle", "r_ankle"]
+
+
+@pytest.mark.parametrize("model, names", [("BODY_25", BODY_25_NAMES),
+                                          ("COCO", OPENPOSE_COCO18_NAMES)])
+def test_openpose_every_joint_lands_on_its_coco_name(tmp_path, model, names):
+    p = np.zeros((len(names), 3))
+    p[:, 0] = 1000 + np.arange(len(names))       # x encodes the OpenPose index
+    p[:, 1] = 50
+    p[:, 2] = 0.8
+    for t in range(2):
+        openpose_frame(tmp_path / f"v_{t:012d}_keypoints.json", [p])
+    rec = readers.read_recording(str(tmp_path), openpose_model=model)
+    want = [1000 + names.index(n) for n in COCO17_NAMES]
+    np.testing.assert_array_equal(rec.poses[0, :, 0], want)
+
+
+def test_normalize_recording_non_square_image():
+    poses = np.zeros((2, 17, 3), np.float32)
+    poses[..., 0], poses[..., 1], poses[..., 2] = 960.0, 270.0, 0.9
+    poses[1, 4] = [1500.0, 900.0, 0.0]            # an unseen joint keeps nothing
+    out = readers.normalize_recording(poses, (1920, 1080))
+    np.testing.assert_allclose(out[0, 0], [0.0, -0.25, 0.9])   # x / 1920 - 0.5, y / 1080 - 0.5
+    np.testing.assert_array_equal(out[1, 4], [0.0, 0.0, 0.0])
+    # without a resolution, the extent of the seen joints stands in for the image size
+    poses[0, 0, :2] = [1280.0, 720.0]
+    out = readers.normalize_recording(poses, None)
+    np.testing.assert_allclose(out[0, 0, :2], [0.5, 0.5])
+    np.testing.assert_allclose(out[0, 1, :2], [960 / 1280 - 0.5, 270 / 720 - 0.5])

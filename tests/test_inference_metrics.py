@@ -89,3 +89,11 @@ def test_metrics_edge_cases_and_table():
     row = format_table_row(sync_metrics([3, -7, 0, 12, 5], [2, -10, 0, 1, 5]), "SeSyn")
     assert row == "| SeSyn | 3.00 | 60.00 | 80.00 | 80.00 | 0.1000 | 0.83 | 25.00 | 50.00 | 75.00 |"
     assert format_table({"x": sync_metrics([1], [1])}).startswith("| Method | Frm.err")
+
+
+def test_accuracy_counts_errors_equal_to_k():
+    # errors exactly 1, 5, 10 and 11 frames
+    m = sync_metrics([1, 5, 10, 11], [0, 0, 0, 0])
+    assert (m["acc@1"], m["acc@5"], m["acc@10"]) == (0.25, 0.5, 0.75)
+    m = sync_metrics([-10, 15, 13], [-20, 10, 10])   # e = 10, 5, 3; e / |true| = .5, .5, .3
+    assert m["racc@50"] == 1.0 and m["racc@30"] == pytest.approx(1 / 3)

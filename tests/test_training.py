@@ -252,3 +252,30 @@ def test_resume_drops_metrics_rows_logged_after_the_checkpoint(tmp_path):
     steps = [json.loads(line)["step"] for line in open(run / "metrics.jsonl")
              if "loss" in json.loads(line)]
     assert steps == sorted(set(steps)) and steps[0] == 1
+
+
+def test_train_step_loss_runs_from_view_2_to_view_1():
+    """The published training calls the loss with u = view 2 and v = view 1; the loss is not
+    symmetric, so the step's reported loss tells the two directions apart."""
+    from sesyn_jax import losses
+    from sesyn_jax.model import STGCNEmbedding, init_variables
+
+    model = STGCNEmbedding(widths=(8, 16), kernel_size=3)
+    variables = init_variables(model, jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    mask1 = np.arange(24)[None] < np.array([[24], [19]])
+    mask2 = np.arange(24)[None] < np.array([[15], [22]])
+    batch = {"poses1": rng.normal(size=(2, 24, 17, 3)).astype(np.float32), "mask1": mask1,
+             "poses2": rng.normal(size=(2, 24, 17, 3)).astype(np.float32), "mask2": mask2}
+    loss_fn = losses.make_loss_fn({"identity": 1.0, "deviation": 0.5, "interval": 0.035})
+    tx = training.make_optimizer(0.01)
+    step = training.make_train_step(model, loss_fn, tx)
+    _, metrics = step(training.create_state(variables, tx), batch)
+    f1, f2, _ = training.embed_views(model, variables["params"], variables["batch_stats"], batch,
+                                     True)
+    one = jax.jit(lambda *a: loss_fn(*a)[0])
+    per_pair = lambda u, v, mu, mv: [float(one(u[i], v[i], mu[i], mv[i])) for i in (0, 1)]
+    forward = np.mean(per_pair(f2, f1, mask2, mask1))
+    backward = np.mean(per_pair(f1, f2, mask1, mask2))
+    assert float(metrics["loss"]) == pytest.approx(forward, rel=1e-5)
+    assert abs(forward - backward) > 1e-3 * abs(forward)
