@@ -35,25 +35,37 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     from sesyn_jax.hostmem import tune_host_allocator
+
     tune_host_allocator()  # before JAX starts its CPU threads; see sesyn_jax/hostmem.py
     from sesyn_jax import checkpoint, report, trainer
 
     try:
-        drop_rates = parse_numbers("--drop_rates", FLAGS.drop_rates, 0.0, 100.0,
-                                   "percent of frames dropped, in [0, 100)")
-        noise_px = parse_numbers("--noise_px", FLAGS.noise_px, 0.0, math.inf,
-                                 "pixels of Gaussian noise, >= 0")
+        drop_rates = parse_numbers(
+            "--drop_rates", FLAGS.drop_rates, 0.0, 100.0, "percent of frames dropped, in [0, 100)"
+        )
+        noise_px = parse_numbers(
+            "--noise_px", FLAGS.noise_px, 0.0, math.inf, "pixels of Gaussian noise, >= 0"
+        )
         if FLAGS.out and os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):
-            raise ValueError(f"--out {FLAGS.out} is a file; give a folder for results.json, "
-                             f"results.md and the plot")
+            raise ValueError(
+                f"--out {FLAGS.out} is a file; give a folder for results.json, "
+                f"results.md and the plot"
+            )
         trainer.check_config(FLAGS.config)
         loaded = checkpoint.load_inference(FLAGS.checkpoint)
     except (trainer.ConfigError, checkpoint.CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     results = report.evaluate_checkpoint(
-        FLAGS.config, loaded, FLAGS.checkpoint, out=FLAGS.out, sweeps=FLAGS.sweeps,
-        drop_rates=drop_rates, noise_px=noise_px, progress=FLAGS.progress)
+        FLAGS.config,
+        loaded,
+        FLAGS.checkpoint,
+        out=FLAGS.out,
+        sweeps=FLAGS.sweeps,
+        drop_rates=drop_rates,
+        noise_px=noise_px,
+        progress=FLAGS.progress,
+    )
     print(results["markdown"])
     print(f"\nwritten to {results['out']}")
     return 0
@@ -75,4 +87,5 @@ def parse_numbers(flag: str, values, lo: float, hi: float, what: str) -> list[fl
 
 if __name__ == "__main__":
     from sesyn_jax.cli import parse_flags_or_exit
+
     app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags_or_exit)

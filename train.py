@@ -19,8 +19,12 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "a configs/*.py file", lock_config=True)
 flags.DEFINE_string("workdir", None, "run folder: checkpoints, metrics, config, export")
-flags.DEFINE_integer("stop_after_steps", 0, "stop (as if interrupted) after this many steps in "
-                     "this invocation; 0: run to the end. For resume tests.")
+flags.DEFINE_integer(
+    "stop_after_steps",
+    0,
+    "stop (as if interrupted) after this many steps in "
+    "this invocation; 0: run to the end. For resume tests.",
+)
 flags.DEFINE_bool("progress", True, "show a progress bar")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -29,15 +33,16 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     from sesyn_jax.hostmem import tune_host_allocator
+
     tune_host_allocator()  # before JAX starts its CPU threads; see sesyn_jax/hostmem.py
     config = FLAGS.config
     from sesyn_jax import trainer
 
     try:
         trainer.check_config(config)
-        result = trainer.train_and_evaluate(config, FLAGS.workdir,
-                                            stop_after_steps=FLAGS.stop_after_steps,
-                                            progress=FLAGS.progress)
+        result = trainer.train_and_evaluate(
+            config, FLAGS.workdir, stop_after_steps=FLAGS.stop_after_steps, progress=FLAGS.progress
+        )
     except trainer.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -46,4 +51,5 @@ def main(argv):
 
 if __name__ == "__main__":
     from sesyn_jax.cli import parse_flags_or_exit
+
     app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags_or_exit)

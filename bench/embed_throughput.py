@@ -23,6 +23,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
     from sesyn_jax.hostmem import tune_host_allocator
+
     allocator = tune_host_allocator()  # as the entry points do; see sesyn_jax/hostmem.py
 
     import jax
@@ -34,8 +35,10 @@ def main(argv=None) -> int:
     model = STGCNEmbedding()
     variables = init_variables(model, jax.random.PRNGKey(0))
     embed = make_embed_fn(model)
-    print(f"JAX {jax.__version__} on {jax.devices()[0].platform}, batch {args.batch} sequences; "
-          f"host allocator: {allocator}")
+    print(
+        f"JAX {jax.__version__} on {jax.devices()[0].platform}, batch {args.batch} sequences; "
+        f"host allocator: {allocator}"
+    )
     print(f"{'frames':>6} {'embed frames/s':>15} {'offset pairs/s':>15} {'compile s':>10}")
     for t in args.frames:
         rng = np.random.default_rng(0)
@@ -57,8 +60,10 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             estimate_offsets(fu, fv, m, m)
             to.append(time.perf_counter() - t0)
-        print(f"{t:>6} {args.batch * t / np.median(ts):>15.0f} {half / np.median(to):>15.1f} "
-              f"{compile_s:>10.1f}")
+        print(
+            f"{t:>6} {args.batch * t / np.median(ts):>15.0f} {half / np.median(to):>15.1f} "
+            f"{compile_s:>10.1f}"
+        )
     return 0
 
 

@@ -27,13 +27,16 @@ from train_throughput import jax_step, timed_with_faults  # noqa: E402  (bench/ 
 from sesyn_jax import hostmem  # noqa: E402
 
 # "default": glibc's documented defaults for the two settings hostmem tunes in the heap
-ARMS = {"default": ((hostmem.M_MMAP_MAX, 65536), (hostmem.M_TRIM_THRESHOLD, 128 * 1024)),
-        "tuned": hostmem.HEAP_SETTINGS}
+ARMS = {
+    "default": ((hostmem.M_MMAP_MAX, 65536), (hostmem.M_TRIM_THRESHOLD, 128 * 1024)),
+    "tuned": hostmem.HEAP_SETTINGS,
+}
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--frames", type=int, default=120)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--bn-mode", default="per_view", choices=["joint", "per_view"])
@@ -52,22 +55,29 @@ def main(argv=None) -> int:
     secs = {a: [] for a in ARMS}
     faults = {a: [] for a in ARMS}
     for i in range(args.repeats):
-        for arm in (("default", "tuned") if i % 2 else ("tuned", "default")):
+        for arm in ("default", "tuned") if i % 2 else ("tuned", "default"):
             hostmem.mallopt(ARMS[arm])
             run()
             s, f = timed_with_faults(run)
             secs[arm].append(s)
             faults[arm].append(f)
     med = {a: float(np.median(secs[a])) for a in ARMS}
-    row = {"frames": args.frames, "batch": args.batch, "bn_mode": args.bn_mode,
-           "default_step_s": round(med["default"], 4), "tuned_step_s": round(med["tuned"], 4),
-           "default_page_faults": int(np.median(faults["default"])),
-           "tuned_page_faults": int(np.median(faults["tuned"])),
-           "speedup": round(med["default"] / med["tuned"], 3)}
-    print(f"{args.frames} frames, batch {args.batch}, {args.bn_mode}: default {med['default']:.3f} s "
-          f"({row['default_page_faults']} page faults), tuned {med['tuned']:.3f} s "
-          f"({row['tuned_page_faults']} page faults) per step; tuned is {row['speedup']:.2f}x, "
-          f"medians of {args.repeats}")
+    row = {
+        "frames": args.frames,
+        "batch": args.batch,
+        "bn_mode": args.bn_mode,
+        "default_step_s": round(med["default"], 4),
+        "tuned_step_s": round(med["tuned"], 4),
+        "default_page_faults": int(np.median(faults["default"])),
+        "tuned_page_faults": int(np.median(faults["tuned"])),
+        "speedup": round(med["default"] / med["tuned"], 3),
+    }
+    print(
+        f"{args.frames} frames, batch {args.batch}, {args.bn_mode}: default {med['default']:.3f} s "
+        f"({row['default_page_faults']} page faults), tuned {med['tuned']:.3f} s "
+        f"({row['tuned_page_faults']} page faults) per step; tuned is {row['speedup']:.2f}x, "
+        f"medians of {args.repeats}"
+    )
     if args.json:
         print(json.dumps(row))
     return 0

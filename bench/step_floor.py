@@ -15,7 +15,7 @@ In one process, interleaved step by step, medians of --repeats after warm-up:
 
 The arithmetic of one step is XLA's own count (``cost_analysis``) of the compiled per-view step;
 PyTorch does the same arithmetic. The last lines compare the step time a target ratio over
-PyTorch batch 1 asks for (``--target``, 1.25 in issue 7) with the products-only floor.
+PyTorch batch 1 asks for (``--target``, default 1.25) with the products-only floor.
 """
 
 from __future__ import annotations
@@ -32,7 +32,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from train_throughput import (  # noqa: E402  (bench/ is not a package)
-    jax_step, make_batch, torch_step, train_step_and_state)
+    jax_step,
+    make_batch,
+    torch_step,
+    train_step_and_state,
+)
 
 from sesyn_jax.hostmem import tune_host_allocator  # noqa: E402
 
@@ -73,8 +77,9 @@ def products_step(t: int):
                 x, c_in = y, width
             return x
 
-    a = jnp.asarray(graph_lib.adjacency(graph_lib.get_layout(net.layout), net.strategy),
-                    jnp.float32)
+    a = jnp.asarray(
+        graph_lib.adjacency(graph_lib.get_layout(net.layout), net.strategy), jnp.float32
+    )
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.uniform(-0.4, 0.4, (2, t, a.shape[1], net.in_channels)), jnp.float32)
     g = jnp.asarray(rng.standard_normal((2, t, a.shape[1], net.widths[-1])), jnp.float32)
@@ -96,17 +101,22 @@ def matmul_peak(torch, n: int = 2048):
     ja, jb = jnp.asarray(a), jnp.asarray(b)
     mm = jax.jit(jnp.dot).lower(ja, jb).compile()
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    return (lambda: mm(ja, jb).block_until_ready()), (lambda: torch.mm(ta, tb)), 2.0 * n ** 3
+    return (lambda: mm(ja, jb).block_until_ready()), (lambda: torch.mm(ta, tb)), 2.0 * n**3
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--frames", type=int, default=120)
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--target", type=float, default=1.25,
-                   help="ratio over PyTorch batch 1 to compare the floor with")
+    p.add_argument(
+        "--target",
+        type=float,
+        default=1.25,
+        help="ratio over PyTorch batch 1 to compare the floor with",
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     tune_host_allocator()  # as train.py, before JAX starts its threads
@@ -118,12 +128,14 @@ def main(argv=None) -> int:
     mm_jax, mm_torch, mm_flops = matmul_peak(torch)
     products, products_flops = products_step(t)
     flops = step_flops(t)
-    runs = {"matmul 2048^3 (JAX)": (mm_jax, mm_flops, 0),
-            "matmul 2048^3 (PyTorch)": (mm_torch, mm_flops, 0),
-            "PyTorch step, batch 1": (torch_step(1, t), flops, 1),
-            "JAX step, batch 1, BN per view": (jax_step(1, t, bn_mode="per_view")[0], flops, 1),
-            "JAX step, batch 1, BN joint": (jax_step(1, t, bn_mode="joint")[0], flops, 1),
-            "JAX products only (floor)": (products, products_flops, 1)}
+    runs = {
+        "matmul 2048^3 (JAX)": (mm_jax, mm_flops, 0),
+        "matmul 2048^3 (PyTorch)": (mm_torch, mm_flops, 0),
+        "PyTorch step, batch 1": (torch_step(1, t), flops, 1),
+        "JAX step, batch 1, BN per view": (jax_step(1, t, bn_mode="per_view")[0], flops, 1),
+        "JAX step, batch 1, BN joint": (jax_step(1, t, bn_mode="joint")[0], flops, 1),
+        "JAX products only (floor)": (products, products_flops, 1),
+    }
     for fn, _, _ in runs.values():
         for _ in range(args.warmup):
             fn()
@@ -136,16 +148,23 @@ def main(argv=None) -> int:
     med = {k: float(np.median(v)) for k, v in secs.items()}
     peak = max(mm_flops / med["matmul 2048^3 (JAX)"], mm_flops / med["matmul 2048^3 (PyTorch)"])
 
-    print(f"JAX {jax.__version__}, PyTorch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPU cores; {t} frames; medians of {args.repeats}, interleaved")
-    print(f"one train step: {flops / 1e9:.1f} GFLOP (XLA's count); products only: "
-          f"{products_flops / 1e9:.1f} GFLOP")
+    print(
+        f"JAX {jax.__version__}, PyTorch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPU cores; {t} frames; medians of {args.repeats}, interleaved"
+    )
+    print(
+        f"one train step: {flops / 1e9:.1f} GFLOP (XLA's count); products only: "
+        f"{products_flops / 1e9:.1f} GFLOP"
+    )
     print(f"{'':32s} {'s':>7} {'pairs/s':>8} {'GFLOP/s':>8} {'of peak':>8}")
     rows = {}
     for k, (_, fl, pairs) in runs.items():
         rate = fl / med[k] / 1e9
-        rows[k] = {"s": round(med[k], 4), "gflop_per_s": round(rate, 1),
-                   "fraction_of_peak": round(rate * 1e9 / peak, 3)}
+        rows[k] = {
+            "s": round(med[k], 4),
+            "gflop_per_s": round(rate, 1),
+            "fraction_of_peak": round(rate * 1e9 / peak, 3),
+        }
         pps = f"{pairs / med[k]:8.2f}" if pairs else f"{'':8s}"
         print(f"{k:32s} {med[k]:7.3f} {pps} {rate:8.1f} {rate * 1e9 / peak:8.0%}")
     torch_s = med["PyTorch step, batch 1"]
@@ -153,15 +172,26 @@ def main(argv=None) -> int:
     floor = med["JAX products only (floor)"]
     best = min(med["JAX step, batch 1, BN per view"], med["JAX step, batch 1, BN joint"])
     print(f"JAX step / PyTorch batch 1: {torch_s / best:.2f}x (best of the two BN modes)")
-    print(f"{args.target:.2f}x PyTorch batch 1 needs a {need:.3f} s step; the products alone take "
-          f"{floor:.3f} s ({floor / need:.2f}x of it), which leaves {need - floor:+.3f} s for "
-          f"BatchNorm, ReLU, masks, residuals, loss and optimizer (the JAX step spends "
-          f"{best - floor:.3f} s on them now)")
+    print(
+        f"{args.target:.2f}x PyTorch batch 1 needs a {need:.3f} s step; the products alone take "
+        f"{floor:.3f} s ({floor / need:.2f}x of it), which leaves {need - floor:+.3f} s for "
+        f"BatchNorm, ReLU, masks, residuals, loss and optimizer (the JAX step spends "
+        f"{best - floor:.3f} s on them now)"
+    )
     if args.json:
-        print(json.dumps({"frames": t, "step_gflop": round(flops / 1e9, 2),
-                          "peak_gflop_per_s": round(peak / 1e9, 1), "rows": rows,
-                          "ratio_vs_torch_b1": round(torch_s / best, 3),
-                          "target_step_s": round(need, 4), "products_floor_s": round(floor, 4)}))
+        print(
+            json.dumps(
+                {
+                    "frames": t,
+                    "step_gflop": round(flops / 1e9, 2),
+                    "peak_gflop_per_s": round(peak / 1e9, 1),
+                    "rows": rows,
+                    "ratio_vs_torch_b1": round(torch_s / best, 3),
+                    "target_step_s": round(need, 4),
+                    "products_floor_s": round(floor, 4),
+                }
+            )
+        )
     return 0
 
 

@@ -32,8 +32,12 @@ def make_batch(b: int, t: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     poses = rng.uniform(-0.4, 0.4, (2, b, t, 17, 3)).astype(np.float32)
     poses[..., 2] = rng.uniform(0.3, 1.0, poses.shape[:-1])
-    return {"poses1": poses[0], "poses2": poses[1], "mask1": np.ones((b, t), bool),
-            "mask2": np.ones((b, t), bool)}
+    return {
+        "poses1": poses[0],
+        "poses2": poses[1],
+        "mask1": np.ones((b, t), bool),
+        "mask2": np.ones((b, t), bool),
+    }
 
 
 def train_step_and_state(dtype: str = "float32", bn_mode: str = "joint"):
@@ -46,8 +50,12 @@ def train_step_and_state(dtype: str = "float32", bn_mode: str = "joint"):
     model = STGCNEmbedding(dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32)
     tx = training.make_optimizer(0.005, 0.9, True, 1e-4)
     state = training.create_state(init_variables(model, jax.random.PRNGKey(0)), tx)
-    step = training.make_train_step(model, losses.make_loss_fn(
-        {"identity": 1.0, "deviation": 0.5, "interval": 0.035}), tx, bn_mode)
+    step = training.make_train_step(
+        model,
+        losses.make_loss_fn({"identity": 1.0, "deviation": 0.5, "interval": 0.035}),
+        tx,
+        bn_mode,
+    )
     return step, state
 
 
@@ -78,14 +86,15 @@ def torch_step(b: int, t: int):
     from sesyn_jax.torch_model import build_torch_model, poses_to_torch_layout, torch_sesyn_loss
 
     model = build_torch_model().train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.005, momentum=0.9, nesterov=True,
-                          weight_decay=1e-4)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.005, momentum=0.9, nesterov=True, weight_decay=1e-4
+    )
     batch = make_batch(b, t)
     x1 = torch.from_numpy(poses_to_torch_layout(batch["poses1"]))
     x2 = torch.from_numpy(poses_to_torch_layout(batch["poses2"]))
 
     def run():
-        out1, out2 = model(x1), model(x2)   # one forward per view, as published
+        out1, out2 = model(x1), model(x2)  # one forward per view, as published
         loss = sum(torch_sesyn_loss(out2[i], out1[i], 0.5, 0.035)[0] for i in range(b)) / b
         opt.zero_grad()
         loss.backward()
@@ -112,38 +121,52 @@ def timed_with_faults(fn) -> tuple[float, int]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--frames", type=int, nargs="+", default=[120, 480])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    p.add_argument("--bn-mode", default="joint", choices=["joint", "per_view"],
-                   help="train.bn_mode of the JAX step: 'joint' (both views in one forward, the "
-                        "quickstart's) or 'per_view' (one forward per view, as published and as "
-                        "configs/ntu_syn.py and cmu_syn.py train)")
-    p.add_argument("--host-allocator", default="tuned", choices=["tuned", "default"],
-                   help="'tuned': sesyn_jax.hostmem.tune_host_allocator() first, as train.py "
-                        "does; 'default': glibc's defaults")
+    p.add_argument(
+        "--bn-mode",
+        default="joint",
+        choices=["joint", "per_view"],
+        help="train.bn_mode of the JAX step: 'joint' (both views in one forward, the "
+        "quickstart's) or 'per_view' (one forward per view, as published and as "
+        "configs/ntu_syn.py and cmu_syn.py train)",
+    )
+    p.add_argument(
+        "--host-allocator",
+        default="tuned",
+        choices=["tuned", "default"],
+        help="'tuned': sesyn_jax.hostmem.tune_host_allocator() first, as train.py "
+        "does; 'default': glibc's defaults",
+    )
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     allocator = "default"
     if args.host_allocator == "tuned":
         from sesyn_jax.hostmem import tune_host_allocator
+
         allocator = tune_host_allocator()
 
     import jax
+
     threads = os.cpu_count()
     torch = None
     if not args.no_torch:
         import torch
+
         torch.set_num_threads(threads)
-    print(f"JAX {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} device(s)); "
-          + (f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads; " if torch else "")
-          + f"{threads} CPU cores; {args.repeats} timed repeats after {args.warmup} warm-up; "
-          + f"host allocator: {allocator}")
+    print(
+        f"JAX {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} device(s)); "
+        + (f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads; " if torch else "")
+        + f"{threads} CPU cores; {args.repeats} timed repeats after {args.warmup} warm-up; "
+        + f"host allocator: {allocator}"
+    )
     rows, best = [], {}
     for t in args.frames:
         t_ref = None
@@ -167,34 +190,60 @@ def main(argv=None) -> int:
                     tt.append(median_time(tfn, 1))
                     t1.append(median_time(ref, 1))
             j = b / float(np.median(tj))
-            row = {"frames": t, "batch": b, "bn_mode": args.bn_mode, "jax_pairs_per_s": round(j, 3),
-                   "jax_step_s": round(float(np.median(tj)), 4), "compile_s": round(compile_s, 2),
-                   "jax_page_faults_per_step": int(np.median(faults)), "host_allocator": allocator}
+            row = {
+                "frames": t,
+                "batch": b,
+                "bn_mode": args.bn_mode,
+                "jax_pairs_per_s": round(j, 3),
+                "jax_step_s": round(float(np.median(tj)), 4),
+                "compile_s": round(compile_s, 2),
+                "jax_page_faults_per_step": int(np.median(faults)),
+                "host_allocator": allocator,
+            }
             if tfn:
                 tb = b / float(np.median(tt))
                 t_ref = 1 / float(np.median(t1))
-                row.update(torch_pairs_per_s=round(tb, 3), torch_b1_pairs_per_s=round(t_ref, 3),
-                           ratio_vs_torch_b1=round(j / t_ref, 3),
-                           ratio_vs_torch_same_b=round(j / tb, 3))
+                row.update(
+                    torch_pairs_per_s=round(tb, 3),
+                    torch_b1_pairs_per_s=round(t_ref, 3),
+                    ratio_vs_torch_b1=round(j / t_ref, 3),
+                    ratio_vs_torch_same_b=round(j / tb, 3),
+                )
             rows.append(row)
             print(json.dumps(row), flush=True)
             if t not in best or j > best[t]["pairs_per_s"]:
-                best[t] = {"frames": t, "batch": b, "bn_mode": args.bn_mode,
-                           "pairs_per_s": round(j, 3)}
+                best[t] = {
+                    "frames": t,
+                    "batch": b,
+                    "bn_mode": args.bn_mode,
+                    "pairs_per_s": round(j, 3),
+                }
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print()
-    print(f"{'frames':>6} {'batch':>5} {'JAX pairs/s':>12} {'torch same B':>13} "
-          f"{'torch B=1':>10} {'JAX/torch B=1':>14} {'JAX/torch same B':>17} {'compile s':>10}")
+    print(
+        f"{'frames':>6} {'batch':>5} {'JAX pairs/s':>12} {'torch same B':>13} "
+        f"{'torch B=1':>10} {'JAX/torch B=1':>14} {'JAX/torch same B':>17} {'compile s':>10}"
+    )
     for r in rows:
-        print(f"{r['frames']:>6} {r['batch']:>5} {r['jax_pairs_per_s']:>12.2f} "
-              f"{r.get('torch_pairs_per_s', float('nan')):>13.2f} "
-              f"{r.get('torch_b1_pairs_per_s', float('nan')):>10.2f} "
-              f"{r.get('ratio_vs_torch_b1', float('nan')):>14.2f} "
-              f"{r.get('ratio_vs_torch_same_b', float('nan')):>17.2f} {r['compile_s']:>10.1f}")
+        print(
+            f"{r['frames']:>6} {r['batch']:>5} {r['jax_pairs_per_s']:>12.2f} "
+            f"{r.get('torch_pairs_per_s', float('nan')):>13.2f} "
+            f"{r.get('torch_b1_pairs_per_s', float('nan')):>10.2f} "
+            f"{r.get('ratio_vs_torch_b1', float('nan')):>14.2f} "
+            f"{r.get('ratio_vs_torch_same_b', float('nan')):>17.2f} {r['compile_s']:>10.1f}"
+        )
     print(f"peak resident memory of this process: {peak_mb:.0f} MiB")
     if args.json:
-        print(json.dumps({**best[min(args.frames)], "all": list(best.values()), "rows": rows,
-                          "peak_rss_mib": round(peak_mb)}))
+        print(
+            json.dumps(
+                {
+                    **best[min(args.frames)],
+                    "all": list(best.values()),
+                    "rows": rows,
+                    "peak_rss_mib": round(peak_mb),
+                }
+            )
+        )
     return 0
 
 

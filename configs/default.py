@@ -32,13 +32,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.root = ""
     c.data.train_dir = ""
     c.data.test_dir = ""
-    c.data.pairing = "auto"          # 'auto', 'ntu' (C001/C002) or 'cmu' (C11/C21)
-    c.data.frames = 120              # embedded source: window length
-    c.data.camera_pairs = 2          # embedded source: camera pairs per window
-    c.data.seed = 0                  # embedded source: cameras, noise and offsets (fixed across
-                                     # training seeds, so that seeds see the same pairs)
+    c.data.pairing = "auto"  # 'auto', 'ntu' (C001/C002) or 'cmu' (C11/C21)
+    c.data.frames = 120  # embedded source: window length
+    c.data.camera_pairs = 2  # embedded source: camera pairs per window
+    c.data.seed = 0  # embedded source: cameras, noise and offsets (fixed across
+    # training seeds, so that seeds see the same pairs)
     c.data.protocol = "independent"  # embedded source: 'independent' or 'paper'
-    c.data.max_offset = 30           # embedded source: offsets drawn from [-max, max]
+    c.data.max_offset = 30  # embedded source: offsets drawn from [-max, max]
     c.data.buckets = (64, 128, 256, 512)
     c.data.fps = 30.0
     c.data.cache = True
@@ -49,14 +49,15 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.strategy = "spatial"
     c.model.widths = (64, 64, 64, 64, 128, 128, 128, 128, 128)
     c.model.kernel_size = 9
-    c.model.padding = "zero"         # 'zero' (published), 'edge' or 'reflect'
-    c.model.inner_frames = False     # loss and offset search only on frames whose temporal
-                                     # receptive field lies inside the sequence
-    c.model.dtype = "float32"        # 'bfloat16' on accelerators: bf16 compute, f32 params/loss
+    c.model.padding = "zero"  # 'zero' (published), 'edge' or 'reflect'
+    c.model.inner_frames = False  # loss and offset search only on frames whose temporal
+    # receptive field lies inside the sequence
+    c.model.dtype = "float32"  # 'bfloat16' on accelerators: bf16 compute, f32 params/loss
 
     c.loss = ml_collections.ConfigDict()
-    c.loss.weights = ml_collections.ConfigDict({"identity": 1.0, "deviation": 0.5,
-                                                "interval": 0.035})
+    c.loss.weights = ml_collections.ConfigDict(
+        {"identity": 1.0, "deviation": 0.5, "interval": 0.035}
+    )
     c.loss.options = ml_collections.ConfigDict({"interval": {"tau": 1}})
 
     c.train = ml_collections.ConfigDict()
@@ -66,22 +67,22 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.momentum = 0.9
     c.train.nesterov = True
     c.train.weight_decay = 1e-4
-    c.train.schedule = "constant"    # 'constant', 'cosine' or 'warmup_cosine'
+    c.train.schedule = "constant"  # 'constant', 'cosine' or 'warmup_cosine'
     c.train.warmup_epochs = 0
     c.train.bn_mode = "joint"
-    c.train.log_every = 10           # steps
-    c.train.eval_every = 10          # epochs (0: only at the end)
-    c.train.checkpoint_every = 1     # epochs
-    c.train.keep = 3                 # latest checkpoints kept (plus the best by val frame error)
+    c.train.log_every = 10  # steps
+    c.train.eval_every = 10  # epochs (0: only at the end)
+    c.train.checkpoint_every = 1  # epochs
+    c.train.keep = 3  # latest checkpoints kept (plus the best by val frame error)
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 16
-    c.eval.rule = "median"           # 'median' (published) or 'diagonal'
-    c.eval.max_offset = 0            # frames; 0: every offset with enough overlap
-    c.eval.min_overlap = 0.5         # frames (>= 1) or a fraction of the shorter sequence
+    c.eval.rule = "median"  # 'median' (published) or 'diagonal'
+    c.eval.max_offset = 0  # frames; 0: every offset with enough overlap
+    c.eval.min_overlap = 0.5  # frames (>= 1) or a fraction of the shorter sequence
 
     c.mesh = ml_collections.ConfigDict()
-    c.mesh.num_processes = 1         # > 1: jax.distributed.initialize with the fields below
+    c.mesh.num_processes = 1  # > 1: jax.distributed.initialize with the fields below
     c.mesh.coordinator_address = ""
     c.mesh.process_id = -1
     return c

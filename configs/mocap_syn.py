@@ -1,4 +1,4 @@
-"""MOCAP-SYN, our benchmark from real motion capture (SPEC section 9), read from the SYN JSON
+"""MOCAP-SYN, our benchmark from real motion capture, read from the SYN JSON
 files the builder writes. The network is the CPU-sized six-block one of the quickstart (30
 epochs take about 20 minutes on 2 cores); for the published network (an accelerator run) add
 --config.model.widths='(64,64,64,64,128,128,128,128,128)'.
@@ -19,7 +19,7 @@ from configs import default
 def get_config():
     c = default.get_config()
     c.data.source = "syn"
-    c.data.pairing = "ntu"            # the builder names views ..._C001 / ..._C002
+    c.data.pairing = "ntu"  # the builder names views ..._C001 / ..._C002
     c.data.buckets = (128,)
     c.loss.weights = {"identity": 1.0, "deviation": 0.5, "interval": 0.035}
     c.model.widths = (32, 32, 32, 64, 64, 64)

@@ -2,7 +2,8 @@
 same test pairs, and tabulate mean and standard deviation over seeds (like the paper's Table 2).
 
   python -m sesyn_jax.ablate --config configs/ablation_cpu.py \
-      --variants iden,iden+devi,iden+devi+intv,tcc_cls,tcc_reg_var --seeds 0,1,2 --workdir runs/ablation
+      --variants iden,iden+devi,iden+devi+intv,tcc_cls,tcc_reg_var --seeds 0,1,2 \
+      --workdir runs/ablation
 
 Each run lives in WORKDIR/<variant>/seed<k> (a train.py workdir); an interrupted ablation is
 resumed by running the same command: finished runs are skipped, an interrupted run resumes from
@@ -21,9 +22,14 @@ import numpy as np
 
 from sesyn_jax import variants
 
-COLUMNS = (("frame_error", "Frm.err", 1.0, 2), ("acc@1", "Acc@1", 100.0, 1),
-           ("acc@5", "Acc@5", 100.0, 1), ("acc@10", "Acc@10", 100.0, 1),
-           ("rel_error", "Rel.err", 1.0, 3), ("racc@10", "rAcc@10", 100.0, 1))
+COLUMNS = (
+    ("frame_error", "Frm.err", 1.0, 2),
+    ("acc@1", "Acc@1", 100.0, 1),
+    ("acc@5", "Acc@5", 100.0, 1),
+    ("acc@10", "Acc@10", 100.0, 1),
+    ("rel_error", "Rel.err", 1.0, 3),
+    ("racc@10", "rAcc@10", 100.0, 1),
+)
 
 
 def load_config_file(path: str):
@@ -67,10 +73,15 @@ def run_one(cfg, workdir: str) -> dict:
             raise RuntimeError(f"{workdir}: training ended with status {res['status']}")
     loaded = checkpoint.load_inference(workdir)
     pairs = trainer.load_pairs(cfg, "test")
-    preds = evaluation.predict_offsets(evaluation.make_embed_fn(loaded.model()), loaded.variables,
-                                       pairs, cfg.eval.batch_size, cfg.data.buckets,
-                                       search=trainer.search_kwargs(cfg),
-                                       inner_radius=loaded.inner_radius)
+    preds = evaluation.predict_offsets(
+        evaluation.make_embed_fn(loaded.model()),
+        loaded.variables,
+        pairs,
+        cfg.eval.batch_size,
+        cfg.data.buckets,
+        search=trainer.search_kwargs(cfg),
+        inner_radius=loaded.inner_radius,
+    )
     out = evaluation.score(preds, pairs, cfg.data.fps)
     checkpoint.atomic_write(result_path, lambda f: json.dump(out, f))
     return out
@@ -87,29 +98,43 @@ def summarize(results: dict[str, list[dict]]) -> dict:
     table = {}
     for v, runs in results.items():
         ok = [r for r in runs if not r.get("diverged")]
-        table[v] = {k: {"mean": float(np.mean([r[k] for r in ok])) if ok else float("nan"),
-                        "std": float(np.std([r[k] for r in ok], ddof=1)) if len(ok) > 1 else 0.0,
-                        "runs": [r[k] for r in runs]} for k, *_ in COLUMNS}
+        table[v] = {
+            k: {
+                "mean": float(np.mean([r[k] for r in ok])) if ok else float("nan"),
+                "std": float(np.std([r[k] for r in ok], ddof=1)) if len(ok) > 1 else 0.0,
+                "runs": [r[k] for r in runs],
+            }
+            for k, *_ in COLUMNS
+        }
         table[v]["diverged"] = len(runs) - len(ok)
     return table
 
 
 def markdown(table: dict, seeds) -> str:
     head = "| Variant | " + " | ".join(t for _, t, _, _ in COLUMNS) + " |"
-    lines = ["Mean ± standard deviation over the finished seeds of " + str(list(seeds))
-             + " (runs: finished, of which diverged; diverged runs are left out of the means).",
-             "", head + " runs | Frm.err per seed |", "|" + "---|" * (len(COLUMNS) + 3)]
+    lines = [
+        "Mean ± standard deviation over the finished seeds of "
+        + str(list(seeds))
+        + " (runs: finished, of which diverged; diverged runs are left out of the means).",
+        "",
+        head + " runs | Frm.err per seed |",
+        "|" + "---|" * (len(COLUMNS) + 3),
+    ]
     for v, row in table.items():
-        cells = [f"{row[k]['mean'] * s:.{d}f} ± {row[k]['std'] * s:.{d}f}" for k, _, s, d in COLUMNS]
+        cells = [
+            f"{row[k]['mean'] * s:.{d}f} ± {row[k]['std'] * s:.{d}f}" for k, _, s, d in COLUMNS
+        ]
         n = len(row["frame_error"]["runs"])
-        per = ", ".join("diverged" if np.isnan(x) else f"{x:.2f}"
-                        for x in row["frame_error"]["runs"])
+        per = ", ".join(
+            "diverged" if np.isnan(x) else f"{x:.2f}" for x in row["frame_error"]["runs"]
+        )
         lines.append(f"| {v} | " + " | ".join(cells) + f" | {n} ({row['diverged']}) | {per} |")
     return "\n".join(lines)
 
 
 def plot(table: dict, path: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -118,27 +143,39 @@ def plot(table: dict, path: str) -> None:
     for i, v in enumerate(names):
         runs = [x for x in table[v]["frame_error"]["runs"] if not np.isnan(x)]
         ax.scatter([i] * len(runs), runs, color="gray", s=12, zorder=3)
-        ax.errorbar(i, table[v]["frame_error"]["mean"], yerr=table[v]["frame_error"]["std"],
-                    fmt="o", color="C0", capsize=4, zorder=4)
+        ax.errorbar(
+            i,
+            table[v]["frame_error"]["mean"],
+            yerr=table[v]["frame_error"]["std"],
+            fmt="o",
+            color="C0",
+            capsize=4,
+            zorder=4,
+        )
     ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
     ax.set_ylabel("frame error (frames)")
     ax.set_title("Frame error per loss variant (mean ± std over seeds; dots: seeds)")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     from sesyn_jax.checkpoint import atomic_write
+
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), binary=True)
     plt.close(fig)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sesyn_jax.ablate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m sesyn_jax.ablate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--config", required=True)
     p.add_argument("--variants", required=True, help="comma-separated names (sesyn_jax.variants)")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--workdir", required=True)
     args = p.parse_args(argv)
     from sesyn_jax.hostmem import tune_host_allocator
+
     tune_host_allocator()  # before JAX starts its CPU threads; see sesyn_jax/hostmem.py
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     try:
@@ -147,6 +184,7 @@ def main(argv=None) -> int:
         # seed-major order: a partly finished ablation already covers every variant
         configs = {(v, s): variant_config(base, v, s) for s in seeds for v in names}
         from sesyn_jax import trainer
+
         for cfg in configs.values():
             trainer.check_config(cfg)
     except (ValueError, FileNotFoundError) as e:
@@ -159,8 +197,9 @@ def main(argv=None) -> int:
         r = run_one(cfg, wd)
         print(f"[{v} seed {s}] frame error {r['frame_error']:.2f}", flush=True)
         results[v].append(r)
-        md = write_table(results, seeds, args, done=sum(map(len, results.values())),
-                         total=len(configs))
+        md = write_table(
+            results, seeds, args, done=sum(map(len, results.values())), total=len(configs)
+        )
     print(md)
     return 0
 
@@ -174,9 +213,20 @@ def write_table(results: dict, seeds, args, done: int, total: int) -> str:
     if done < total:
         md = f"PARTIAL: {done} of {total} runs finished.\n\n" + md
     atomic_write(os.path.join(args.workdir, "ablation.md"), lambda f: f.write(md + "\n"))
-    atomic_write(os.path.join(args.workdir, "ablation.json"),
-                 lambda f: json.dump({"seeds": seeds, "config": args.config, "finished_runs": done,
-                                      "total_runs": total, "table": table}, f, indent=1))
+    atomic_write(
+        os.path.join(args.workdir, "ablation.json"),
+        lambda f: json.dump(
+            {
+                "seeds": seeds,
+                "config": args.config,
+                "finished_runs": done,
+                "total_runs": total,
+                "table": table,
+            },
+            f,
+            indent=1,
+        ),
+    )
     plot(table, os.path.join(args.workdir, "ablation.png"))
     return md
 

@@ -34,7 +34,7 @@ def _normalized_xy(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     w = seen.astype(np.float64)[..., None]
     center = (xy * w).sum(1, keepdims=True) / np.maximum(w.sum(1, keepdims=True), 1)
     xy = (xy - center) * w
-    scale = np.sqrt(np.sum(xy ** 2) / max(w.sum(), 1.0)) + 1e-9
+    scale = np.sqrt(np.sum(xy**2) / max(w.sum(), 1.0)) + 1e-9
     return xy / scale, seen
 
 
@@ -42,8 +42,8 @@ def ssm_features(poses: np.ndarray, half_window: int = 15) -> np.ndarray:
     """(T, V, 3) normalized poses -> (T, 2 * half_window + 1) self-similarity descriptor."""
     xy, seen = _normalized_xy(poses)
     t = len(xy)
-    both = seen[:, None, :] & seen[None, :, :]                       # (T, T, V)
-    d2 = np.sum((xy[:, None] - xy[None, :]) ** 2, axis=-1)           # (T, T, V)
+    both = seen[:, None, :] & seen[None, :, :]  # (T, T, V)
+    d2 = np.sum((xy[:, None] - xy[None, :]) ** 2, axis=-1)  # (T, T, V)
     dist = np.sqrt(np.sum(d2 * both, -1) / np.maximum(both.sum(-1), 1))
     k = np.arange(-half_window, half_window + 1)
     cols = np.clip(np.arange(t)[:, None] + k[None, :], 0, t - 1)
@@ -65,9 +65,14 @@ def speed_signal(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return speed, mask
 
 
-def speed_search(poses_u: np.ndarray, poses_v: np.ndarray, *, max_offset: int | None = None,
-                 min_overlap: int | float = 0.5, subframe: bool = False
-                 ) -> inference.OffsetSearch:
+def speed_search(
+    poses_u: np.ndarray,
+    poses_v: np.ndarray,
+    *,
+    max_offset: int | None = None,
+    min_overlap: int | float = 0.5,
+    subframe: bool = False,
+) -> inference.OffsetSearch:
     """Offset of u against v (frame m of u = frame m + d of v) by the correlation of their
     joint speeds; scores are Pearson correlations over the aligned frames with speed."""
     a, ma = speed_signal(poses_u)
@@ -110,5 +115,8 @@ def speed_offsets(pairs, **search) -> np.ndarray:
 # Per-frame features that go through the same offset search as the learned embeddings.
 BASELINES = {"Simple": simple_features, "SSM": ssm_features}
 # Predictors of whole pairs: name -> fn(pairs, **search) -> offsets.
-PREDICTORS = {"Zero": lambda pairs, **_: zero_offsets(pairs),
-              "Length": lambda pairs, **_: length_offsets(pairs), "Speed": speed_offsets}
+PREDICTORS = {
+    "Zero": lambda pairs, **_: zero_offsets(pairs),
+    "Length": lambda pairs, **_: length_offsets(pairs),
+    "Speed": speed_offsets,
+}

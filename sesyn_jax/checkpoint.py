@@ -36,6 +36,7 @@ class LoadedModel:
 
     def model(self):
         from sesyn_jax.model import STGCNEmbedding
+
         return STGCNEmbedding(**self.model_config)
 
     @property
@@ -70,9 +71,14 @@ def _jsonable_config(config: Mapping) -> dict:
     return out
 
 
-def save_inference(path: str, variables: Mapping, model_config: Mapping,
-                   extras: Mapping[str, np.ndarray] | None = None, source: str = "",
-                   meta: Mapping | None = None) -> str:
+def save_inference(
+    path: str,
+    variables: Mapping,
+    model_config: Mapping,
+    extras: Mapping[str, np.ndarray] | None = None,
+    source: str = "",
+    meta: Mapping | None = None,
+) -> str:
     """Write an inference checkpoint folder (params and batch_stats only)."""
     import jax
     import orbax.checkpoint as ocp
@@ -92,7 +98,9 @@ def save_inference(path: str, variables: Mapping, model_config: Mapping,
         with open(os.path.join(tmp, "model.json"), "w") as f:
             json.dump(info, f, indent=2)
         if extras:
-            np.savez(os.path.join(tmp, "extras.npz"), **{k: np.asarray(v) for k, v in extras.items()})
+            np.savez(
+                os.path.join(tmp, "extras.npz"), **{k: np.asarray(v) for k, v in extras.items()}
+            )
         old = None
         if os.path.exists(path):
             old = tempfile.mkdtemp(dir=parent, prefix=".old-" + os.path.basename(path))
@@ -109,12 +117,15 @@ def save_inference(path: str, variables: Mapping, model_config: Mapping,
 
 def _model_config_from_json(info: Mapping, where: str) -> dict:
     if info.get("format") != FORMAT or not isinstance(info.get("model"), Mapping):
-        raise CheckpointError(f"{where}: field 'format' must be {FORMAT!r} with a 'model' "
-                              f"object; got format={info.get('format')!r}")
+        raise CheckpointError(
+            f"{where}: field 'format' must be {FORMAT!r} with a 'model' "
+            f"object; got format={info.get('format')!r}"
+        )
     cfg = dict(info["model"])
     if "widths" in cfg:
         cfg["widths"] = tuple(int(w) for w in cfg["widths"])
     from sesyn_jax.model import STGCNEmbedding
+
     known = {f.name for f in dataclasses.fields(STGCNEmbedding)}
     unknown = sorted(set(cfg) - known)
     if unknown:
@@ -129,17 +140,21 @@ def load_inference(path: str) -> LoadedModel:
         raise CheckpointError(f"{path}: no such checkpoint")
     if os.path.isfile(path):
         from sesyn_jax import convert
+
         sd = convert.unwrap_checkpoint(convert.load_torch_checkpoint(path))
         config = convert.infer_model_config(sd)
         variables, unused = convert.torch_to_flax(sd, return_unused=True, model_config=config)
         return LoadedModel(variables, config, unused, {"source": f"PyTorch checkpoint {path}"})
-    if not os.path.exists(os.path.join(path, "model.json")) and \
-            os.path.exists(os.path.join(path, "export", "model.json")):
+    if not os.path.exists(os.path.join(path, "model.json")) and os.path.exists(
+        os.path.join(path, "export", "model.json")
+    ):
         path = os.path.join(path, "export")
     info_path = os.path.join(path, "model.json")
     if not os.path.exists(info_path):
-        raise CheckpointError(f"{path}: not a sesyn-jax checkpoint folder (no model.json; "
-                              f"expected an inference export, a train.py workdir or a .pth)")
+        raise CheckpointError(
+            f"{path}: not a sesyn-jax checkpoint folder (no model.json; "
+            f"expected an inference export, a train.py workdir or a .pth)"
+        )
     try:
         with open(info_path) as f:
             info = json.load(f)
@@ -151,15 +166,19 @@ def load_inference(path: str) -> LoadedModel:
     import orbax.checkpoint as ocp
     from sesyn_jax.model import STGCNEmbedding, init_variables
 
-    target = jax.eval_shape(lambda: init_variables(STGCNEmbedding(**config),
-                                                   jax.random.PRNGKey(0), 8))
+    target = jax.eval_shape(
+        lambda: init_variables(STGCNEmbedding(**config), jax.random.PRNGKey(0), 8)
+    )
     target = {"params": target["params"], "batch_stats": target.get("batch_stats", {})}
     try:
         variables = ocp.StandardCheckpointer().restore(
-            os.path.abspath(os.path.join(path, "variables")), target)
+            os.path.abspath(os.path.join(path, "variables")), target
+        )
     except Exception as e:
-        raise CheckpointError(f"{path}/variables: cannot be restored as the model in "
-                              f"model.json ({type(e).__name__}: {e})") from e
+        raise CheckpointError(
+            f"{path}/variables: cannot be restored as the model in "
+            f"model.json ({type(e).__name__}: {e})"
+        ) from e
     extras = {}
     if os.path.exists(os.path.join(path, "extras.npz")):
         with np.load(os.path.join(path, "extras.npz")) as z:

@@ -18,10 +18,12 @@ def parse_flags_or_exit(argv: list[str]) -> list[str]:
         _exit(f"{e}")
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         bad = [a for a in argv[1:] if a.startswith("--config.")]
-        _exit(f"a --config override cannot be applied ({type(e).__name__}: {e}); check the "
-              f"field names and types in the config file ({' '.join(bad) or 'no override'}). "
-              f"A config is locked: to add a field, such as a new loss term in "
-              f"loss.weights, write it in a config file")
+        _exit(
+            f"a --config override cannot be applied ({type(e).__name__}: {e}); check the "
+            f"field names and types in the config file ({' '.join(bad) or 'no override'}). "
+            f"A config is locked: to add a field, such as a new loss term in "
+            f"loss.weights, write it in a config file"
+        )
 
 
 def _exit(message: str) -> None:

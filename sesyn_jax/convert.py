@@ -38,22 +38,38 @@ class ConversionError(ValueError):
     """A state_dict or variables tree that does not describe a SeSyn-Net network."""
 
 
-_BN = {"weight": ("params", "scale"), "bias": ("params", "bias"),
-       "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
+_BN = {
+    "weight": ("params", "scale"),
+    "bias": ("params", "bias"),
+    "running_mean": ("batch_stats", "mean"),
+    "running_var": ("batch_stats", "var"),
+}
 
 # (torch key regex, flax module path template, kind). Groups: block index, BN field.
 _RULES = [
     (r"data_bn\.(weight|bias|running_mean|running_var)", ("data_bn",), "bn"),
     (r"st_gcn_networks\.(\d+)\.gcn\.conv\.(weight|bias)", ("block_{0}", "gcn"), "conv1x1"),
-    (r"st_gcn_networks\.(\d+)\.tcn\.0\.(weight|bias|running_mean|running_var)",
-     ("block_{0}", "tcn_bn1"), "bn"),
+    (
+        r"st_gcn_networks\.(\d+)\.tcn\.0\.(weight|bias|running_mean|running_var)",
+        ("block_{0}", "tcn_bn1"),
+        "bn",
+    ),
     (r"st_gcn_networks\.(\d+)\.tcn\.2\.(weight|bias)", ("block_{0}", "tcn_conv"), "tconv"),
-    (r"st_gcn_networks\.(\d+)\.tcn\.3\.(weight|bias|running_mean|running_var)",
-     ("block_{0}", "tcn_bn2"), "bn"),
-    (r"st_gcn_networks\.(\d+)\.residual\.0\.(weight|bias)", ("block_{0}", "residual_conv"),
-     "conv1x1"),
-    (r"st_gcn_networks\.(\d+)\.residual\.1\.(weight|bias|running_mean|running_var)",
-     ("block_{0}", "residual_bn"), "bn"),
+    (
+        r"st_gcn_networks\.(\d+)\.tcn\.3\.(weight|bias|running_mean|running_var)",
+        ("block_{0}", "tcn_bn2"),
+        "bn",
+    ),
+    (
+        r"st_gcn_networks\.(\d+)\.residual\.0\.(weight|bias)",
+        ("block_{0}", "residual_conv"),
+        "conv1x1",
+    ),
+    (
+        r"st_gcn_networks\.(\d+)\.residual\.1\.(weight|bias|running_mean|running_var)",
+        ("block_{0}", "residual_bn"),
+        "bn",
+    ),
     (r"edge_importance\.(\d+)", ("edge_importance_{0}",), "param"),
 ]
 _LAYOUT_BY_JOINTS = {17: "coco", 13: "coco13", 9: "coco9", 5: "coco5"}
@@ -93,16 +109,18 @@ def unwrap_checkpoint(obj: Any) -> Mapping[str, Any]:
         return obj["model"]
     if isinstance(obj, Mapping):
         return obj
-    raise ConversionError(f"expected a state_dict or a checkpoint dict with a 'model' entry, "
-                          f"got {type(obj).__name__}")
+    raise ConversionError(
+        f"expected a state_dict or a checkpoint dict with a 'model' entry, got {type(obj).__name__}"
+    )
 
 
 def infer_model_config(state_dict: Mapping[str, Any]) -> dict:
     """STGCNEmbedding keyword arguments that fit a torch state_dict."""
     sd = unwrap_checkpoint(state_dict)
     if "A" not in sd:
-        raise ConversionError("state_dict has no 'A' (adjacency) entry; is this a SeSyn-Net "
-                              "checkpoint?")
+        raise ConversionError(
+            "state_dict has no 'A' (adjacency) entry; is this a SeSyn-Net checkpoint?"
+        )
     a = _as_numpy(sd["A"])
     if a.ndim != 3 or a.shape[1] != a.shape[2]:
         raise ConversionError(f"'A' must have shape (K, V, V), got {a.shape}")
@@ -110,24 +128,37 @@ def infer_model_config(state_dict: Mapping[str, Any]) -> dict:
     layout = _LAYOUT_BY_JOINTS.get(v)
     strategy = _STRATEGY_BY_PARTITIONS.get(k)
     if layout is None or strategy is None:
-        raise ConversionError(f"'A' has shape {a.shape}: no layout with {v} joints and "
-                              f"{k} partitions (expected V in 17/13/9/5, K in 1/2/3)")
+        raise ConversionError(
+            f"'A' has shape {a.shape}: no layout with {v} joints and "
+            f"{k} partitions (expected V in 17/13/9/5, K in 1/2/3)"
+        )
     widths, i = [], 0
     while f"st_gcn_networks.{i}.tcn.2.weight" in sd:
         widths.append(int(_as_numpy(sd[f"st_gcn_networks.{i}.tcn.2.weight"]).shape[0]))
         i += 1
     if not widths:
-        raise ConversionError("state_dict has no 'st_gcn_networks.0.tcn.2.weight': no ST-GCN "
-                              "blocks found")
+        raise ConversionError(
+            "state_dict has no 'st_gcn_networks.0.tcn.2.weight': no ST-GCN blocks found"
+        )
     kernel = int(_as_numpy(sd["st_gcn_networks.0.tcn.2.weight"]).shape[2])
-    in_ch = int(_as_numpy(sd["st_gcn_networks.0.gcn.conv.weight"]).shape[1]) \
-        if "st_gcn_networks.0.gcn.conv.weight" in sd else 3
+    in_ch = (
+        int(_as_numpy(sd["st_gcn_networks.0.gcn.conv.weight"]).shape[1])
+        if "st_gcn_networks.0.gcn.conv.weight" in sd
+        else 3
+    )
     expected = graph_lib.adjacency(layout, strategy)
     if not np.allclose(a, expected, atol=1e-6):
-        raise ConversionError(f"'A' differs from the {layout}/{strategy} adjacency this project "
-                              f"builds (max abs diff {np.abs(a - expected).max():.3g})")
-    return dict(layout=layout, strategy=strategy, widths=tuple(widths), kernel_size=kernel,
-                in_channels=in_ch)
+        raise ConversionError(
+            f"'A' differs from the {layout}/{strategy} adjacency this project "
+            f"builds (max abs diff {np.abs(a - expected).max():.3g})"
+        )
+    return dict(
+        layout=layout,
+        strategy=strategy,
+        widths=tuple(widths),
+        kernel_size=kernel,
+        in_channels=in_ch,
+    )
 
 
 def _expected_shapes(model_config: Mapping) -> dict[tuple, tuple]:
@@ -143,8 +174,9 @@ def _expected_shapes(model_config: Mapping) -> dict[tuple, tuple]:
     return out
 
 
-def torch_to_flax(state_dict: Mapping[str, Any], return_unused: bool = False,
-                  model_config: Mapping | None = None):
+def torch_to_flax(
+    state_dict: Mapping[str, Any], return_unused: bool = False, model_config: Mapping | None = None
+):
     """A torch state_dict (or published checkpoint; tensors or numpy arrays) -> Flax variables
     {'params': ..., 'batch_stats': ...}. With ``return_unused``: (variables, unused), unused
     being the tensors forward() never reads, as numpy arrays."""
@@ -176,8 +208,10 @@ def torch_to_flax(state_dict: Mapping[str, Any], return_unused: bool = False,
             raw = _as_numpy(value)
             want_ndim = 4 if kind in ("conv1x1", "tconv") and field == "weight" else None
             if want_ndim is not None and raw.ndim != want_ndim:
-                raise ConversionError(f"{key}: shape {tuple(raw.shape)}, expected a 4-d conv "
-                                      f"weight (C_out, C_in, k, 1)")
+                raise ConversionError(
+                    f"{key}: shape {tuple(raw.shape)}, expected a 4-d conv "
+                    f"weight (C_out, C_in, k, 1)"
+                )
             arr = _to_flax_layout(kind, field, raw)
             produced[path] = (key, arr)
             break
@@ -193,11 +227,14 @@ def torch_to_flax(state_dict: Mapping[str, Any], return_unused: bool = False,
     for path, (key, arr) in produced.items():
         if path in expected and tuple(arr.shape) != expected[path]:
             torch_shape = tuple(_as_numpy(sd[key]).shape)
-            problems.append(f"{key}: shape {torch_shape} does not fit the model "
-                            f"(Flax {'/'.join(path)} expects {expected[path]})")
+            problems.append(
+                f"{key}: shape {torch_shape} does not fit the model "
+                f"(Flax {'/'.join(path)} expects {expected[path]})"
+            )
     if problems:
-        raise ConversionError("state_dict does not match the SeSyn-Net network "
-                              f"({config}): " + "; ".join(problems))
+        raise ConversionError(
+            f"state_dict does not match the SeSyn-Net network ({config}): " + "; ".join(problems)
+        )
     for path, (_, arr) in produced.items():
         node = variables
         for p in path[:-1]:
@@ -212,13 +249,23 @@ def _torch_key(path: tuple) -> str:
     leaf = path[-1]
     if module == () and leaf.startswith("edge_importance_"):
         return f"edge_importance.{leaf.rsplit('_', 1)[1]}"
-    bn_field = {("params", "scale"): "weight", ("params", "bias"): "bias",
-                ("batch_stats", "mean"): "running_mean", ("batch_stats", "var"): "running_var"}
+    bn_field = {
+        ("params", "scale"): "weight",
+        ("params", "bias"): "bias",
+        ("batch_stats", "mean"): "running_mean",
+        ("batch_stats", "var"): "running_var",
+    }
     if module == ("data_bn",):
         return f"data_bn.{bn_field[(collection, leaf)]}"
     block = module[0].split("_")[1]
-    sub = {"gcn": "gcn.conv", "tcn_bn1": "tcn.0", "tcn_conv": "tcn.2", "tcn_bn2": "tcn.3",
-           "residual_conv": "residual.0", "residual_bn": "residual.1"}[module[1]]
+    sub = {
+        "gcn": "gcn.conv",
+        "tcn_bn1": "tcn.0",
+        "tcn_conv": "tcn.2",
+        "tcn_bn2": "tcn.3",
+        "residual_conv": "residual.0",
+        "residual_bn": "residual.1",
+    }[module[1]]
     if module[1].endswith(("bn", "bn1", "bn2")):
         field = bn_field[(collection, leaf)]
     else:
@@ -255,8 +302,9 @@ def _unused_defaults(config: Mapping, state: Mapping[str, np.ndarray]) -> dict[s
     return out
 
 
-def flax_to_torch(variables: Mapping, unused: Mapping[str, Any] | None = None,
-                  model_config: Mapping | None = None) -> dict:
+def flax_to_torch(
+    variables: Mapping, unused: Mapping[str, Any] | None = None, model_config: Mapping | None = None
+) -> dict:
     """Flax variables -> a torch state_dict (dict of torch tensors) that the published network
     loads with strict=True. ``unused``: tensors carried from an import (else re-created)."""
     config = dict(model_config) if model_config is not None else _config_from_variables(variables)
@@ -265,7 +313,8 @@ def flax_to_torch(variables: Mapping, unused: Mapping[str, Any] | None = None,
         raise ConversionError(
             f"this model pads its temporal convolutions with {padding!r}; the published PyTorch "
             f"module zero-pads them, so exported weights would compute different embeddings "
-            f"near both ends of every sequence there. Only models with padding='zero' export.")
+            f"near both ends of every sequence there. Only models with padding='zero' export."
+        )
     torch = __import__("sesyn_jax.torch_model", fromlist=["x"]).require_torch()
     import jax
 
@@ -273,14 +322,17 @@ def flax_to_torch(variables: Mapping, unused: Mapping[str, Any] | None = None,
     state: dict[str, np.ndarray] = {}
     got = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(
-            {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})})[0]:
+        {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+    )[0]:
         got[tuple(p.key for p in path)] = np.asarray(leaf)
     missing = [p for p in expected if p not in got]
     extra = [p for p in got if p not in expected]
     if missing or extra:
-        raise ConversionError(f"variables do not match the network {config}: missing "
-                              f"{['/'.join(p) for p in missing]}, unexpected "
-                              f"{['/'.join(p) for p in extra]}")
+        raise ConversionError(
+            f"variables do not match the network {config}: missing "
+            f"{['/'.join(p) for p in missing]}, unexpected "
+            f"{['/'.join(p) for p in extra]}"
+        )
     for path, arr in got.items():
         if arr.shape != expected[path]:
             raise ConversionError(f"{'/'.join(path)}: shape {arr.shape}, expected {expected[path]}")
@@ -314,8 +366,13 @@ def _config_from_variables(variables: Mapping) -> dict:
     strategy = _STRATEGY_BY_PARTITIONS[k]
     kern = np.shape(params["block_0"]["tcn_conv"]["kernel"])
     in_ch = int(np.shape(params["block_0"]["gcn"]["kernel"])[0])
-    return dict(layout=layout, strategy=strategy, widths=tuple(widths), kernel_size=int(kern[0]),
-                in_channels=in_ch)
+    return dict(
+        layout=layout,
+        strategy=strategy,
+        widths=tuple(widths),
+        kernel_size=int(kern[0]),
+        in_channels=in_ch,
+    )
 
 
 def load_torch_checkpoint(path: str):
@@ -334,8 +391,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from sesyn_jax import checkpoint as ckpt_lib
 
-    parser = argparse.ArgumentParser(prog="python -m sesyn_jax.convert", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sesyn_jax.convert",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     t2f = sub.add_parser("torch2flax", help="a .pth checkpoint -> an inference checkpoint folder")
     t2f.add_argument("src")
@@ -349,8 +409,9 @@ def main(argv: list[str] | None = None) -> int:
             sd = unwrap_checkpoint(load_torch_checkpoint(args.src))
             config = infer_model_config(sd)
             variables, unused = torch_to_flax(sd, return_unused=True, model_config=config)
-            ckpt_lib.save_inference(args.dst, variables, config, extras=unused,
-                                    source=f"converted from {args.src}")
+            ckpt_lib.save_inference(
+                args.dst, variables, config, extras=unused, source=f"converted from {args.src}"
+            )
             print(f"wrote {args.dst} (model {config})")
         else:
             torch = __import__("sesyn_jax.torch_model", fromlist=["x"]).require_torch()

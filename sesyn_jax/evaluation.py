@@ -17,19 +17,26 @@ from sesyn_jax.metrics import sync_metrics
 
 def make_embed_fn(model) -> Callable:
     """jit-compiled (variables, poses (B, T, V, 3), mask (B, T)) -> (B, T, D) in eval mode."""
-    return jax.jit(lambda variables, poses, mask: model.apply(variables, poses, mask,
-                                                              train=False))
+    return jax.jit(lambda variables, poses, mask: model.apply(variables, poses, mask, train=False))
 
 
 def _batched_rule(search: dict | None) -> bool:
     """The published rule over whole sequences runs batched on the device."""
-    return not search or (search.get("rule", "median") == "median"
-                          and search.get("max_offset") is None)
+    return not search or (
+        search.get("rule", "median") == "median" and search.get("max_offset") is None
+    )
 
 
-def predict_offsets(embed_fn, variables, pairs: Sequence[Pair], batch_size: int,
-                    buckets: Sequence[int], progress: bool = False,
-                    search: dict | None = None, inner_radius: int = 0) -> np.ndarray:
+def predict_offsets(
+    embed_fn,
+    variables,
+    pairs: Sequence[Pair],
+    batch_size: int,
+    buckets: Sequence[int],
+    progress: bool = False,
+    search: dict | None = None,
+    inner_radius: int = 0,
+) -> np.ndarray:
     """Estimated offsets (len(pairs),): view 1 as u, view 2 as v. ``search``: keyword arguments
     of ``inference.search_offset`` (rule, max_offset, min_overlap); default the published
     rule. ``inner_radius`` > 0: only frames that far from both ends take part (the
@@ -39,6 +46,7 @@ def predict_offsets(embed_fn, variables, pairs: Sequence[Pair], batch_size: int,
     it = batcher.epoch(0)
     if progress:
         from tqdm import tqdm
+
         it = tqdm(it, total=batcher.steps_per_epoch(), desc="embedding", leave=False)
     for batch in it:
         both = jnp.concatenate([batch["poses1"], batch["poses2"]])
@@ -52,17 +60,24 @@ def predict_offsets(embed_fn, variables, pairs: Sequence[Pair], batch_size: int,
         if _batched_rule(search):
             off = estimate_offsets(f1, f2, m1, m2)
         else:
-            off = [search_offset(f1[i], f2[i], m1[i], m2[i], **search).offset
-                   for i in range(len(f1))]
+            off = [
+                search_offset(f1[i], f2[i], m1[i], m2[i], **search).offset for i in range(len(f1))
+            ]
         preds[batch["index"][valid]] = off
     return preds
 
 
-def feature_offsets(feature_fn: Callable, pairs: Sequence[Pair],
-                    search: dict | None = None) -> np.ndarray:
+def feature_offsets(
+    feature_fn: Callable, pairs: Sequence[Pair], search: dict | None = None
+) -> np.ndarray:
     """Offsets with hand-made per-frame features (the baselines), same search as the model."""
-    return np.array([search_offset(feature_fn(p.view1), feature_fn(p.view2), **(search or {}))
-                     .offset for p in pairs], np.int64)
+    return np.array(
+        [
+            search_offset(feature_fn(p.view1), feature_fn(p.view2), **(search or {})).offset
+            for p in pairs
+        ],
+        np.int64,
+    )
 
 
 def score(preds: np.ndarray, pairs: Sequence[Pair], fps: float) -> dict:

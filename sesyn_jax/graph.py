@@ -21,10 +21,23 @@ import numpy as np
 
 # COCO-17 joint names, in COCO order.
 COCO_JOINTS = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
 )
 _J = {name: i for i, name in enumerate(COCO_JOINTS)}
 
@@ -62,30 +75,66 @@ class Layout:
 
 
 _COCO_BONES = _pairs(
-    "left_ankle-left_knee", "left_knee-left_hip", "right_ankle-right_knee",
-    "right_knee-right_hip", "left_hip-right_hip", "left_shoulder-left_hip",
-    "right_shoulder-right_hip", "left_shoulder-right_shoulder", "left_elbow-left_shoulder",
-    "right_elbow-right_shoulder", "left_wrist-left_elbow", "right_wrist-right_elbow",
-    "left_eye-right_eye", "left_eye-nose", "right_eye-nose", "left_ear-left_eye",
-    "right_ear-right_eye", "left_ear-left_shoulder", "right_ear-right_shoulder",
+    "left_ankle-left_knee",
+    "left_knee-left_hip",
+    "right_ankle-right_knee",
+    "right_knee-right_hip",
+    "left_hip-right_hip",
+    "left_shoulder-left_hip",
+    "right_shoulder-right_hip",
+    "left_shoulder-right_shoulder",
+    "left_elbow-left_shoulder",
+    "right_elbow-right_shoulder",
+    "left_wrist-left_elbow",
+    "right_wrist-right_elbow",
+    "left_eye-right_eye",
+    "left_eye-nose",
+    "right_eye-nose",
+    "left_ear-left_eye",
+    "right_ear-right_eye",
+    "left_ear-left_shoulder",
+    "right_ear-right_shoulder",
 )
 # The reduced skeletons of the paper's joint ablation: the nose joins both shoulders directly.
-_TORSO = ("nose-left_shoulder", "nose-right_shoulder", "left_shoulder-right_shoulder",
-          "left_shoulder-left_hip", "right_shoulder-right_hip", "left_hip-right_hip")
+_TORSO = (
+    "nose-left_shoulder",
+    "nose-right_shoulder",
+    "left_shoulder-right_shoulder",
+    "left_shoulder-left_hip",
+    "right_shoulder-right_hip",
+    "left_hip-right_hip",
+)
 
 LAYOUTS: dict[str, Layout] = {
     "coco": Layout("coco", tuple(range(17)), _COCO_BONES, _J["nose"]),
     "coco13": Layout(
-        "coco13", (0,) + tuple(range(5, 17)),
-        _pairs(*_TORSO, "left_shoulder-left_elbow", "right_shoulder-right_elbow",
-               "left_elbow-left_wrist", "right_elbow-right_wrist", "left_hip-left_knee",
-               "right_hip-right_knee", "left_knee-left_ankle", "right_knee-right_ankle"),
-        _J["nose"]),
+        "coco13",
+        (0,) + tuple(range(5, 17)),
+        _pairs(
+            *_TORSO,
+            "left_shoulder-left_elbow",
+            "right_shoulder-right_elbow",
+            "left_elbow-left_wrist",
+            "right_elbow-right_wrist",
+            "left_hip-left_knee",
+            "right_hip-right_knee",
+            "left_knee-left_ankle",
+            "right_knee-right_ankle",
+        ),
+        _J["nose"],
+    ),
     "coco9": Layout(
-        "coco9", (0, 5, 6, 9, 10, 11, 12, 15, 16),
-        _pairs(*_TORSO, "left_shoulder-left_wrist", "right_shoulder-right_wrist",
-               "left_hip-left_ankle", "right_hip-right_ankle"),
-        _J["nose"]),
+        "coco9",
+        (0, 5, 6, 9, 10, 11, 12, 15, 16),
+        _pairs(
+            *_TORSO,
+            "left_shoulder-left_wrist",
+            "right_shoulder-right_wrist",
+            "left_hip-left_ankle",
+            "right_hip-right_ankle",
+        ),
+        _J["nose"],
+    ),
     "coco5": Layout("coco5", (0, 5, 6, 11, 12), _pairs(*_TORSO), _J["nose"]),
 }
 # The published code calls the reduced layouts '5', '9' and '13'.
@@ -97,8 +146,10 @@ STRATEGIES = ("uniform", "distance", "spatial")
 def get_layout(name: str) -> Layout:
     key = _ALIASES.get(str(name), str(name))
     if key not in LAYOUTS:
-        raise ValueError(f"unknown skeleton layout {name!r}; expected one of "
-                         f"{sorted(LAYOUTS) + sorted(_ALIASES)}")
+        raise ValueError(
+            f"unknown skeleton layout {name!r}; expected one of "
+            f"{sorted(LAYOUTS) + sorted(_ALIASES)}"
+        )
     return LAYOUTS[key]
 
 
@@ -123,8 +174,13 @@ def _column_normalize(adj: np.ndarray) -> np.ndarray:
     return adj * inv[None, :]
 
 
-def adjacency(layout: str | Layout = "coco", strategy: str = "spatial", max_hop: int = 1,
-              dilation: int = 1, textbook_distance: bool = False) -> np.ndarray:
+def adjacency(
+    layout: str | Layout = "coco",
+    strategy: str = "spatial",
+    max_hop: int = 1,
+    dilation: int = 1,
+    textbook_distance: bool = False,
+) -> np.ndarray:
     """The partitioned adjacency (K, V, V), float64, of a layout and partition strategy.
 
     ``uniform``: K = 1, the normalized adjacency. ``distance``: one partition per hop count.

@@ -48,8 +48,10 @@ def mallopt(settings) -> None:
     libc = ctypes.CDLL(None)
     for param, value in settings:
         if libc.mallopt(ctypes.c_int(param), ctypes.c_int(value)) != 1:
-            raise RuntimeError(f"glibc mallopt({param}, {value}) failed; "
-                               f"set {ENV_VAR}=default to run with glibc's defaults")
+            raise RuntimeError(
+                f"glibc mallopt({param}, {value}) failed; "
+                f"set {ENV_VAR}=default to run with glibc's defaults"
+            )
 
 
 def tune_host_allocator() -> str:

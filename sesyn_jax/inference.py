@@ -54,8 +54,9 @@ def frame_matches(f_u, f_v, mask_u=None, mask_v=None) -> np.ndarray:
     mv = np.ones(f_v.shape[0], bool) if mask_v is None else np.asarray(mask_v, bool)
     if not mv.any() or not mu.any():
         raise ValueError("both sequences need at least one real frame to match")
-    o = np.asarray(_batched_matches(f_u[None], f_v[None], jnp.asarray(mu)[None],
-                                    jnp.asarray(mv)[None]))[0]
+    o = np.asarray(
+        _batched_matches(f_u[None], f_v[None], jnp.asarray(mu)[None], jnp.asarray(mv)[None])
+    )[0]
     return o[mu]
 
 
@@ -69,7 +70,7 @@ def offset_from_matches(matches: np.ndarray, frame_index: np.ndarray | None = No
 
 
 RULES = ("median", "diagonal")
-AGREE_FRAMES = 2      # a vote or a rival peak within this many frames counts as the same offset
+AGREE_FRAMES = 2  # a vote or a rival peak within this many frames counts as the same offset
 
 
 @dataclasses.dataclass
@@ -106,8 +107,10 @@ def lag_range(m: int, n: int, max_offset: int | None) -> tuple[int, int]:
             raise ValueError(f"max_offset must be >= 0, got {max_offset}")
         lo, hi = max(lo, -int(max_offset)), min(hi, int(max_offset))
     if lo > hi:
-        raise ValueError(f"no offset within max_offset={max_offset} aligns any frames of "
-                         f"sequences of {m} and {n} frames")
+        raise ValueError(
+            f"no offset within max_offset={max_offset} aligns any frames of "
+            f"sequences of {m} and {n} frames"
+        )
     return lo, hi
 
 
@@ -115,8 +118,10 @@ def resolve_min_overlap(min_overlap: int | float, real_u: int, real_v: int) -> i
     """min_overlap >= 1: that many frames; a fraction in (0, 1): that share of the shorter
     sequence's real frames (at least 1)."""
     if min_overlap <= 0 or (min_overlap >= 1 and not float(min_overlap).is_integer()):
-        raise ValueError(f"min_overlap must be a whole number of frames >= 1 or a fraction in "
-                         f"(0, 1), got {min_overlap}")
+        raise ValueError(
+            f"min_overlap must be a whole number of frames >= 1 or a fraction in "
+            f"(0, 1), got {min_overlap}"
+        )
     if min_overlap >= 1:
         return int(min_overlap)
     return max(1, int(math.ceil(min_overlap * min(real_u, real_v))))
@@ -131,8 +136,9 @@ def _block_rows(num_lags: int, budget: int = 1 << 22) -> int:
     return rows
 
 
-def lag_blocks(f_u: np.ndarray, f_v: np.ndarray, mask_u: np.ndarray, mask_v: np.ndarray,
-               lo: int, hi: int):
+def lag_blocks(
+    f_u: np.ndarray, f_v: np.ndarray, mask_u: np.ndarray, mask_v: np.ndarray, lo: int, hi: int
+):
     """Yield (m0, sim, valid) per block of u's frames m0 .. m0 + R - 1: sim (R, L) float32 with
     sim[i, k] = S_uv(m0 + i, m0 + i + lo + k) (the clamped -squared distance) and valid (R, L)
     True where both frames exist and are real. Memory per block is O(R (R + L) + (R + L) C)."""
@@ -141,21 +147,21 @@ def lag_blocks(f_u: np.ndarray, f_v: np.ndarray, mask_u: np.ndarray, mask_v: np.
     num = hi - lo + 1
     rows = _block_rows(num)
     # a common centre keeps the float32 |a|^2 + |b|^2 - 2ab from cancelling badly
-    centre = (_masked_sum(f_u, mask_u) + _masked_sum(f_v, mask_v))
+    centre = _masked_sum(f_u, mask_u) + _masked_sum(f_v, mask_v)
     centre = (centre / max(1, mask_u.sum() + mask_v.sum())).astype(np.float32)
     for m0 in range(0, m, rows):
         r = min(rows, m - m0)
-        u = np.asarray(f_u[m0:m0 + r], np.float32) - centre
+        u = np.asarray(f_u[m0 : m0 + r], np.float32) - centre
         width = r + num - 1
         v = np.zeros((width, c), np.float32)
         mv = np.zeros(width, bool)
-        a, b = max(0, m0 + lo), min(n, m0 + r - 1 + hi + 1)   # v frames this block can reach
+        a, b = max(0, m0 + lo), min(n, m0 + r - 1 + hi + 1)  # v frames this block can reach
         if a < b:
-            v[a - (m0 + lo):b - (m0 + lo)] = np.asarray(f_v[a:b], np.float32) - centre
-            mv[a - (m0 + lo):b - (m0 + lo)] = mask_v[a:b]
+            v[a - (m0 + lo) : b - (m0 + lo)] = np.asarray(f_v[a:b], np.float32) - centre
+            mv[a - (m0 + lo) : b - (m0 + lo)] = mask_v[a:b]
         sq = (np.sum(u * u, 1)[:, None] + np.sum(v * v, 1)[None, :]) - 2.0 * (u @ v.T)
         sim = np.ascontiguousarray(-np.maximum(sq, 0.0), np.float32)
-        ok = np.ascontiguousarray(mask_u[m0:m0 + r, None] & mv[None, :])
+        ok = np.ascontiguousarray(mask_u[m0 : m0 + r, None] & mv[None, :])
         yield m0, _shear(sim, num), _shear(ok, num)
 
 
@@ -163,7 +169,9 @@ def _masked_sum(f: np.ndarray, mask: np.ndarray, chunk: int = 4096) -> np.ndarra
     """Sum of the real rows in float64, chunk by chunk (no copy of the whole array)."""
     out = np.zeros(f.shape[1], np.float64)
     for i in range(0, len(f), chunk):
-        out += np.asarray(mask[i:i + chunk], np.float64) @ np.asarray(f[i:i + chunk], np.float64)
+        out += np.asarray(mask[i : i + chunk], np.float64) @ np.asarray(
+            f[i : i + chunk], np.float64
+        )
     return out
 
 
@@ -173,8 +181,9 @@ def _shear(x: np.ndarray, num: int) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(x, (x.shape[0], num), (s0 + s1, s1), writeable=False)
 
 
-def pick_offset(lags: np.ndarray, scores: np.ndarray, subframe: bool = False
-                ) -> tuple[int | float, float]:
+def pick_offset(
+    lags: np.ndarray, scores: np.ndarray, subframe: bool = False
+) -> tuple[int | float, float]:
     """The best-scoring lag (nan scores are not candidates) and the peak confidence
     (best - runner-up) / (best - median score), the runner-up more than AGREE_FRAMES away;
     with ``subframe`` the lag is refined by a parabola through its neighbours' scores."""
@@ -200,9 +209,17 @@ def pick_offset(lags: np.ndarray, scores: np.ndarray, subframe: bool = False
     return offset, conf
 
 
-def search_offset(f_u, f_v, mask_u=None, mask_v=None, *, rule: str = "median",
-                  max_offset: int | None = None, min_overlap: int | float = 0.5,
-                  subframe: bool = False) -> OffsetSearch:
+def search_offset(
+    f_u,
+    f_v,
+    mask_u=None,
+    mask_v=None,
+    *,
+    rule: str = "median",
+    max_offset: int | None = None,
+    min_overlap: int | float = 0.5,
+    subframe: bool = False,
+) -> OffsetSearch:
     """Offset between u (M, C) and v (N, C) frame features (masks: True on real frames), with
     its confidence and score curve; see the module doc for the rules."""
     if rule not in RULES:
@@ -251,8 +268,8 @@ def _median_search(f_u, f_v, mu, mv, lo, hi, banded: bool, subframe: bool) -> Of
         has = np.zeros(len(f_u), bool)
         overlap = np.zeros(len(lags), np.int64)
         for m0, sim, ok in lag_blocks(f_u, f_v, mu, mv, lo, hi):
-            votes[m0:m0 + len(sim)] = lo + np.argmax(np.where(ok, sim, -np.inf), axis=1)
-            has[m0:m0 + len(sim)] = ok.any(axis=1)
+            votes[m0 : m0 + len(sim)] = lo + np.argmax(np.where(ok, sim, -np.inf), axis=1)
+            has[m0 : m0 + len(sim)] = ok.any(axis=1)
             overlap += ok.sum(0)
         votes = votes[has]
         if votes.size == 0:
@@ -267,13 +284,29 @@ def _median_search(f_u, f_v, mu, mv, lo, hi, banded: bool, subframe: bool) -> Of
     return OffsetSearch(offset, conf, lags, share, overlap, "median")
 
 
-def estimate_offset(f_u, f_v, mask_u=None, mask_v=None, *, rule: str = "median",
-                    max_offset: int | None = None, min_overlap: int | float = 0.5,
-                    subframe: bool = False) -> int | float:
+def estimate_offset(
+    f_u,
+    f_v,
+    mask_u=None,
+    mask_v=None,
+    *,
+    rule: str = "median",
+    max_offset: int | None = None,
+    min_overlap: int | float = 0.5,
+    subframe: bool = False,
+) -> int | float:
     """Offset in frames between u (M, C) and v (N, C): by default the published rule; see
     ``search_offset`` for the options and the module doc for the rules."""
-    return search_offset(f_u, f_v, mask_u, mask_v, rule=rule, max_offset=max_offset,
-                         min_overlap=min_overlap, subframe=subframe).offset
+    return search_offset(
+        f_u,
+        f_v,
+        mask_u,
+        mask_v,
+        rule=rule,
+        max_offset=max_offset,
+        min_overlap=min_overlap,
+        subframe=subframe,
+    ).offset
 
 
 def estimate_offsets(f_u, f_v, mask_u=None, mask_v=None) -> np.ndarray:
@@ -287,5 +320,6 @@ def estimate_offsets(f_u, f_v, mask_u=None, mask_v=None) -> np.ndarray:
     if not mu.any(axis=1).all() or not mv.any(axis=1).all():
         raise ValueError("every pair needs at least one real frame in each view")
     o = np.asarray(_batched_matches(f_u, f_v, jnp.asarray(mu), jnp.asarray(mv)))
-    return np.array([offset_from_matches(o[i][mu[i]], np.flatnonzero(mu[i])) for i in range(b)],
-                    dtype=np.int64)
+    return np.array(
+        [offset_from_matches(o[i][mu[i]], np.flatnonzero(mu[i])) for i in range(b)], dtype=np.int64
+    )

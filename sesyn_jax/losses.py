@@ -96,8 +96,9 @@ def cosine_similarity(a: Array, b: Array) -> Array:
     return an @ bn.T
 
 
-def similarity(a: Array, b: Array, similarity: str = "l2", temperature: float = 1.0,
-               scale_by_dim: bool = False) -> Array:
+def similarity(
+    a: Array, b: Array, similarity: str = "l2", temperature: float = 1.0, scale_by_dim: bool = False
+) -> Array:
     """The frame similarity of the module doc (default: the published -clamped squared L2)."""
     if similarity == "l2":
         s = l2_similarity(a, b)
@@ -112,8 +113,9 @@ def similarity(a: Array, b: Array, similarity: str = "l2", temperature: float = 
     return s
 
 
-def cycle_similarity(f_u: Array, f_v: Array, mask_u: Array | None = None,
-                     mask_v: Array | None = None, **sim) -> tuple[Array, Array]:
+def cycle_similarity(
+    f_u: Array, f_v: Array, mask_u: Array | None = None, mask_v: Array | None = None, **sim
+) -> tuple[Array, Array]:
     """S_v~u (M, M) of Eq. 5 and the (M,) mask of u's real frames; ``sim``: similarity options."""
     mask_u = _full_mask(f_u, mask_u)
     mask_v = _full_mask(f_v, mask_v)
@@ -122,8 +124,9 @@ def cycle_similarity(f_u: Array, f_v: Array, mask_u: Array | None = None,
     return similarity(f_v_soft, f_u, **sim), mask_u
 
 
-def cycle_positions(f_u: Array, f_v: Array, mask_u: Array | None = None,
-                    mask_v: Array | None = None, **sim) -> tuple[Array, Array, Array]:
+def cycle_positions(
+    f_u: Array, f_v: Array, mask_u: Array | None = None, mask_v: Array | None = None, **sim
+) -> tuple[Array, Array, Array]:
     """p (M,) of Eq. 9 (the expected 0-based index each frame of u cycles back to), the
     variance of that index under the same weights, and u's mask."""
     s, mask_u = cycle_similarity(f_u, f_v, mask_u, mask_v, **sim)
@@ -151,20 +154,28 @@ def deviation_loss(f_u, f_v, mask_u=None, mask_v=None, **sim) -> Array:
 
 
 @register_term("tcc_reg")
-def tcc_regression_loss(f_u, f_v, mask_u=None, mask_v=None, variance: bool = False,
-                        lam: float = 0.001, huber_delta: float = 0.0, **sim) -> Array:
+def tcc_regression_loss(
+    f_u,
+    f_v,
+    mask_u=None,
+    mask_v=None,
+    variance: bool = False,
+    lam: float = 0.001,
+    huber_delta: float = 0.0,
+    **sim,
+) -> Array:
     """TCC cycle-back regression (module doc): squared error of the cycled-back index, divided
     by its variance plus lam * log(sigma) with ``variance``, or Huber with ``huber_delta`` > 0."""
     p, var, mask_u = cycle_positions(f_u, f_v, mask_u, mask_v, **sim)
     err = p - jnp.arange(p.shape[0], dtype=p.dtype)
     if huber_delta > 0:
         a = jnp.abs(err)
-        per = jnp.where(a <= huber_delta, 0.5 * err ** 2, huber_delta * (a - 0.5 * huber_delta))
+        per = jnp.where(a <= huber_delta, 0.5 * err**2, huber_delta * (a - 0.5 * huber_delta))
     elif variance:
         var = jnp.maximum(var, 1e-6)
-        per = err ** 2 / var + lam * 0.5 * jnp.log(var)
+        per = err**2 / var + lam * 0.5 * jnp.log(var)
     else:
-        per = err ** 2
+        per = err**2
     return masked_mean(per, mask_u)
 
 
@@ -181,8 +192,9 @@ def interval_loss(f_u, f_v, mask_u=None, mask_v=None, tau: int = 1, **sim) -> Ar
     return masked_mean(diff, mask_u[tau:] & mask_u[:-tau])
 
 
-def make_loss_fn(weights: Mapping[str, float],
-                 options: Mapping[str, Mapping] | None = None) -> Callable:
+def make_loss_fn(
+    weights: Mapping[str, float], options: Mapping[str, Mapping] | None = None
+) -> Callable:
     """Assemble ``fn(f_u, f_v, mask_u=None, mask_v=None) -> (loss, aux)`` for one pair.
 
     weights: term name -> weight, e.g. {'identity': 1.0, 'deviation': 0.5, 'interval': 0.035};
@@ -210,14 +222,23 @@ def make_loss_fn(weights: Mapping[str, float],
     return loss_fn
 
 
-def sesyn_loss(f_u: Array, f_v: Array, mask_u: Array | None = None, mask_v: Array | None = None,
-               *, mu1: float, mu2: float, tau: int = 1) -> tuple[Array, dict[str, Array]]:
+def sesyn_loss(
+    f_u: Array,
+    f_v: Array,
+    mask_u: Array | None = None,
+    mask_v: Array | None = None,
+    *,
+    mu1: float,
+    mu2: float,
+    tau: int = 1,
+) -> tuple[Array, dict[str, Array]]:
     """The SeSyn-Net loss of one pair (Eq. 12). f_u (M, C), f_v (N, C); masks (M,), (N,) bool.
 
     Returns (loss, {'identity': ..., 'deviation': ..., 'interval': ...}).
     """
-    fn = make_loss_fn({"identity": 1.0, "deviation": mu1, "interval": mu2},
-                      {"interval": {"tau": tau}})
+    fn = make_loss_fn(
+        {"identity": 1.0, "deviation": mu1, "interval": mu2}, {"interval": {"tau": tau}}
+    )
     return fn(f_u, f_v, mask_u, mask_v)
 
 

@@ -9,15 +9,28 @@ from __future__ import annotations
 
 import numpy as np
 
-METRIC_KEYS = ("frame_error", "acc@1", "acc@5", "acc@10", "abs_error", "rel_error",
-               "racc@10", "racc@30", "racc@50")
+METRIC_KEYS = (
+    "frame_error",
+    "acc@1",
+    "acc@5",
+    "acc@10",
+    "abs_error",
+    "rel_error",
+    "racc@10",
+    "racc@30",
+    "racc@50",
+)
 
 # (key, column title, scale, decimals) of the paper's Table 1.
 _TABLE_COLUMNS = (
-    ("frame_error", "Frm.err", 1.0, 2), ("acc@1", "Acc@1", 100.0, 2),
-    ("acc@5", "Acc@5", 100.0, 2), ("acc@10", "Acc@10", 100.0, 2),
-    ("abs_error", "Abs.err (s)", 1.0, 4), ("rel_error", "Rel.err", 1.0, 2),
-    ("racc@10", "rAcc@10", 100.0, 2), ("racc@30", "rAcc@30", 100.0, 2),
+    ("frame_error", "Frm.err", 1.0, 2),
+    ("acc@1", "Acc@1", 100.0, 2),
+    ("acc@5", "Acc@5", 100.0, 2),
+    ("acc@10", "Acc@10", 100.0, 2),
+    ("abs_error", "Abs.err (s)", 1.0, 4),
+    ("rel_error", "Rel.err", 1.0, 2),
+    ("racc@10", "rAcc@10", 100.0, 2),
+    ("racc@30", "rAcc@30", 100.0, 2),
     ("racc@50", "rAcc@50", 100.0, 2),
 )
 

@@ -155,8 +155,8 @@ class TemporalConv(nn.Module):
             pads = [(0, 0)]
         xr = x.transpose(0, 2, 1, 3).reshape(b * v, -1, c_in)
         y = jax.lax.conv_general_dilated(
-            xr, kernel.astype(self.dtype), (1,), pads,
-            dimension_numbers=("NWC", "WIO", "NWC"))
+            xr, kernel.astype(self.dtype), (1,), pads, dimension_numbers=("NWC", "WIO", "NWC")
+        )
         y = y.reshape(b, v, t, self.features).transpose(0, 2, 1, 3)
         return y + bias.astype(self.dtype)
 
@@ -226,7 +226,9 @@ class STGCNBlock(nn.Module):
             res = Pointwise(self.features, self.dtype, name="residual_conv")(x)
             res = BatchNorm(name="residual_bn")(res, mask, train)
         else:
-            raise ValueError(f"residual must be 'none', 'identity' or 'conv', got {self.residual!r}")
+            raise ValueError(
+                f"residual must be 'none', 'identity' or 'conv', got {self.residual!r}"
+            )
 
         y = GraphConv(self.features, self.dtype, name="gcn")(x, a)
         y = nn.relu(BatchNorm(name="tcn_bn1")(y, mask, train))
@@ -234,8 +236,9 @@ class STGCNBlock(nn.Module):
         if mask is not None:
             y = y * mask[:, :, None, None].astype(y.dtype)
             lengths = mask.sum(axis=1)
-        y = TemporalConv(self.features, self.kernel_size, self.dtype, self.padding,
-                         name="tcn_conv")(y, lengths)
+        y = TemporalConv(
+            self.features, self.kernel_size, self.dtype, self.padding, name="tcn_conv"
+        )(y, lengths)
         y = BatchNorm(name="tcn_bn2")(y, mask, train)
         return nn.relu(y + res)
 
@@ -284,8 +287,10 @@ class STGCNEmbedding(nn.Module):
             raise ValueError(f"poses must be (B, T, V, {self.in_channels}), got {poses.shape}")
         if poses.shape[2] != lay.num_joints:
             if poses.shape[2] != len(graph_lib.COCO_JOINTS):
-                raise ValueError(f"poses have {poses.shape[2]} joints; layout {lay.name!r} expects "
-                                 f"{lay.num_joints} (or all 17 COCO joints)")
+                raise ValueError(
+                    f"poses have {poses.shape[2]} joints; layout {lay.name!r} expects "
+                    f"{lay.num_joints} (or all 17 COCO joints)"
+                )
             poses = poses[:, :, np.asarray(lay.joints)]
         if mask is not None:
             mask = mask.astype(bool)
@@ -305,8 +310,9 @@ class STGCNEmbedding(nn.Module):
             else:
                 a_i = a
             residual = "none" if i == 0 else ("identity" if c_in == width else "conv")
-            x = STGCNBlock(width, self.kernel_size, residual, self.dtype, self.padding,
-                           name=f"block_{i}")(x, a_i, mask, train)
+            x = STGCNBlock(
+                width, self.kernel_size, residual, self.dtype, self.padding, name=f"block_{i}"
+            )(x, a_i, mask, train)
             c_in = width
 
         out = x.astype(jnp.promote_types(self.dtype, jnp.float32)).reshape(b, t, v * c_in)

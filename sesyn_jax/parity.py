@@ -21,8 +21,12 @@ import sys
 
 import numpy as np
 
-from sesyn_jax.torch_model import (build_torch_model, poses_to_torch_layout, require_torch,
-                                   torch_sesyn_loss)
+from sesyn_jax.torch_model import (
+    build_torch_model,
+    poses_to_torch_layout,
+    require_torch,
+    torch_sesyn_loss,
+)
 
 PAPER_MU = {"ntu": (0.5, 0.035), "cmu": (0.7, 0.015)}
 
@@ -38,8 +42,9 @@ def diff(a, b) -> tuple[float, float]:
     return err, err / scale if scale > 0 else err
 
 
-def perturb_torch_model(tmodel, seed: int = 0, calibrate_on: np.ndarray | None = None,
-                        bn_scale: float = 1.0):
+def perturb_torch_model(
+    tmodel, seed: int = 0, calibrate_on: np.ndarray | None = None, bn_scale: float = 1.0
+):
     """Move every tensor away from its initial value: random BN statistics and affine
     parameters, random edge importances, non-zero biases; conv weights ~ N(0, 0.02) as the
     published training initialises them (larger would explode through nine blocks).
@@ -111,12 +116,19 @@ def torch_layer_outputs(tmodel, poses: np.ndarray, dtype) -> dict[str, np.ndarra
     """Outputs of data_bn and every block, in the Flax layout (B, T, ...)."""
     torch = require_torch()
     outs: dict[str, np.ndarray] = {}
-    hooks = [tmodel.data_bn.register_forward_hook(
-        lambda m, i, o: outs.__setitem__("data_bn", o.detach().permute(0, 2, 1).numpy()))]
+    hooks = [
+        tmodel.data_bn.register_forward_hook(
+            lambda m, i, o: outs.__setitem__("data_bn", o.detach().permute(0, 2, 1).numpy())
+        )
+    ]
     for i, blk in enumerate(tmodel.st_gcn_networks):
-        hooks.append(blk.register_forward_hook(
-            lambda m, inp, o, i=i: outs.__setitem__(f"block_{i}",
-                                                    o.detach().permute(0, 2, 3, 1).numpy())))
+        hooks.append(
+            blk.register_forward_hook(
+                lambda m, inp, o, i=i: outs.__setitem__(
+                    f"block_{i}", o.detach().permute(0, 2, 3, 1).numpy()
+                )
+            )
+        )
     try:
         x = torch.from_numpy(poses_to_torch_layout(poses)).to(dtype)
         outs["output"] = tmodel(x).detach().numpy()
@@ -129,7 +141,9 @@ def torch_layer_outputs(tmodel, poses: np.ndarray, dtype) -> dict[str, np.ndarra
 def flax_layer_outputs(model, variables, poses, train: bool):
     import jax.numpy as jnp
 
-    kw = dict(capture_intermediates=True, mutable=["intermediates"] + (["batch_stats"] if train else []))
+    kw = dict(
+        capture_intermediates=True, mutable=["intermediates"] + (["batch_stats"] if train else [])
+    )
     out, state = model.apply(variables, jnp.asarray(poses), train=train, **kw)
     inter = state["intermediates"]
     res = {"data_bn": np.asarray(inter["data_bn"]["__call__"][0])}
@@ -141,9 +155,15 @@ def flax_layer_outputs(model, variables, poses, train: bool):
     return res, state.get("batch_stats")
 
 
-def run_parity(seed: int = 0, frames: int = 48, steps: int = 3, state_dict=None,
-               dtypes=("float32", "float64"), mu=PAPER_MU["ntu"],
-               bn_scale: float = 0.05) -> list[tuple]:
+def run_parity(
+    seed: int = 0,
+    frames: int = 48,
+    steps: int = 3,
+    state_dict=None,
+    dtypes=("float32", "float64"),
+    mu=PAPER_MU["ntu"],
+    bn_scale: float = 0.05,
+) -> list[tuple]:
     """Rows (section, name, max_abs, rel) of every comparison. bn_scale: see
     ``perturb_torch_model`` (ignored with a state_dict)."""
     import jax
@@ -156,8 +176,13 @@ def run_parity(seed: int = 0, frames: int = 48, steps: int = 3, state_dict=None,
     if state_dict is not None:
         config = convert.infer_model_config(state_dict)
     else:
-        config = dict(layout="coco", strategy="spatial",
-                      widths=(64, 64, 64, 64, 128, 128, 128, 128, 128), kernel_size=9, in_channels=3)
+        config = dict(
+            layout="coco",
+            strategy="spatial",
+            widths=(64, 64, 64, 64, 128, 128, 128, 128, 128),
+            kernel_size=9,
+            in_channels=3,
+        )
     rows = []
     poses1 = make_poses(frames, seed + 1)
     poses2 = make_poses(frames - 7, seed + 2)
@@ -170,9 +195,14 @@ def run_parity(seed: int = 0, frames: int = 48, steps: int = 3, state_dict=None,
             if state_dict is not None:
                 base.load_state_dict(convert.unwrap_checkpoint(state_dict), strict=False)
             else:
-                perturb_torch_model(base, seed, calibrate_on=np.concatenate(
-                    [make_poses(frames, seed + 3), make_poses(frames, seed + 4)]),
-                    bn_scale=bn_scale)
+                perturb_torch_model(
+                    base,
+                    seed,
+                    calibrate_on=np.concatenate(
+                        [make_poses(frames, seed + 3), make_poses(frames, seed + 4)]
+                    ),
+                    bn_scale=bn_scale,
+                )
             tmodel = base.to(tdtype)
             sd0 = {k: v.detach().clone() for k, v in tmodel.state_dict().items()}
             variables = convert.torch_to_flax(sd0, model_config=config)
@@ -209,7 +239,8 @@ def run_parity(seed: int = 0, frames: int = 48, steps: int = 3, state_dict=None,
             t_loss.backward()
             j_loss_fn = lambda a, b: losses.sesyn_loss(a, b, mu1=mu[0], mu2=mu[1])
             (j_loss, j_aux), (gu, gv) = jax.value_and_grad(j_loss_fn, argnums=(0, 1), has_aux=True)(
-                jnp.asarray(e2.numpy()), jnp.asarray(e1.numpy()))
+                jnp.asarray(e2.numpy()), jnp.asarray(e1.numpy())
+            )
             rows.append((f"loss {dt}", "loss") + diff(j_loss, t_loss.item()))
             for k in ("identity", "deviation", "interval"):
                 rows.append((f"loss {dt}", k) + diff(j_aux[k], t_aux[k].item()))
@@ -218,16 +249,30 @@ def run_parity(seed: int = 0, frames: int = 48, steps: int = 3, state_dict=None,
 
             # a few SGD-Nesterov steps on both sides, one pair per step, per-view BatchNorm
             if steps:
-                rows += _optimizer_rows(f"after {steps} steps {dt}", tmodel, sd0, model, variables,
-                                        p1, p2, steps, mu, tdtype, jdtype, config)
+                rows += _optimizer_rows(
+                    f"after {steps} steps {dt}",
+                    tmodel,
+                    sd0,
+                    model,
+                    variables,
+                    p1,
+                    p2,
+                    steps,
+                    mu,
+                    tdtype,
+                    jdtype,
+                    config,
+                )
     return rows
 
 
 def _leaf_rows(section, ours, ref) -> list:
     import jax
 
-    flat_ref = {tuple(p.key for p in path): leaf
-                for path, leaf in jax.tree_util.tree_flatten_with_path(ref)[0]}
+    flat_ref = {
+        tuple(p.key for p in path): leaf
+        for path, leaf in jax.tree_util.tree_flatten_with_path(ref)[0]
+    }
     rows = []
     for path, leaf in jax.tree_util.tree_flatten_with_path(ours)[0]:
         keys = tuple(p.key for p in path)
@@ -235,8 +280,9 @@ def _leaf_rows(section, ours, ref) -> list:
     return rows
 
 
-def _optimizer_rows(section, tmodel, sd0, model, variables, p1, p2, steps, mu, tdtype, jdtype,
-                    config) -> list:
+def _optimizer_rows(
+    section, tmodel, sd0, model, variables, p1, p2, steps, mu, tdtype, jdtype, config
+) -> list:
     import jax
     import jax.numpy as jnp
     import torch
@@ -262,6 +308,7 @@ def _optimizer_rows(section, tmodel, sd0, model, variables, p1, p2, steps, mu, t
     truth = None
     if tdtype != torch.float64:  # the same steps in float64: how far is each float32 run?
         import copy
+
         truth = torch_steps(copy.deepcopy(tmodel).double(), torch.float64)
     torch_steps(tmodel, tdtype)
 
@@ -270,36 +317,61 @@ def _optimizer_rows(section, tmodel, sd0, model, variables, p1, p2, steps, mu, t
     t = p1.shape[1]
     pad2 = np.zeros_like(p1)
     pad2[:, : p2.shape[1]] = p2
-    pad2[:, p2.shape[1]:] = 3.0  # garbage in padded frames
+    pad2[:, p2.shape[1] :] = 3.0  # garbage in padded frames
     mask2 = np.arange(t)[None] < p2.shape[1]
-    batch = {"poses1": jnp.asarray(p1), "mask1": jnp.ones((1, t), bool),
-             "poses2": jnp.asarray(pad2), "mask2": jnp.asarray(mask2)}
+    batch = {
+        "poses1": jnp.asarray(p1),
+        "mask1": jnp.ones((1, t), bool),
+        "poses2": jnp.asarray(pad2),
+        "mask2": jnp.asarray(mask2),
+    }
     pair = losses.make_loss_fn({"identity": 1.0, "deviation": mu[0], "interval": mu[1]})
     step = jax.jit(training.make_train_step(model, pair, tx, bn_mode="per_view"))
     for _ in range(steps):
         state, _ = step(state, batch)
     ref = convert.torch_to_flax(tmodel.state_dict(), model_config=config)
+
     def flat(params) -> np.ndarray:
         return np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(params)])
 
     ours, theirs, start = flat(state.params), flat(ref["params"]), flat(variables["params"])
     global_err = np.linalg.norm(ours - theirs)
     upd = np.linalg.norm(theirs - start)
-    rows = [(section, "all params: ||diff|| / ||params||", global_err,
-             global_err / np.linalg.norm(theirs)),
-            (section, "all params: ||diff|| / ||update||", global_err, global_err / upd)]
+    rows = [
+        (
+            section,
+            "all params: ||diff|| / ||params||",
+            global_err,
+            global_err / np.linalg.norm(theirs),
+        ),
+        (section, "all params: ||diff|| / ||update||", global_err, global_err / upd),
+    ]
     if truth is not None:
-        t64 = convert.torch_to_flax({k: v.float() if v.is_floating_point() else v
-                                     for k, v in truth.state_dict().items()}, model_config=config)
+        t64 = convert.torch_to_flax(
+            {k: v.float() if v.is_floating_point() else v for k, v in truth.state_dict().items()},
+            model_config=config,
+        )
         exact = flat(t64["params"])
         for who, vec in (("jax", ours), ("torch", theirs)):
             e = np.linalg.norm(vec - exact)
-            rows.append((section, f"all params: ||{who} f32 - torch f64|| / ||update||", e, e / upd))
-            rows.append((section, f"all params: ||{who} f32 - torch f64|| / ||params||", e,
-                         e / np.linalg.norm(exact)))
-    return (rows + _leaf_rows(section, {"params": state.params}, {"params": ref["params"]})
-            + _leaf_rows(section, {"batch_stats": state.batch_stats},
-                         {"batch_stats": ref["batch_stats"]}))
+            rows.append(
+                (section, f"all params: ||{who} f32 - torch f64|| / ||update||", e, e / upd)
+            )
+            rows.append(
+                (
+                    section,
+                    f"all params: ||{who} f32 - torch f64|| / ||params||",
+                    e,
+                    e / np.linalg.norm(exact),
+                )
+            )
+    return (
+        rows
+        + _leaf_rows(section, {"params": state.params}, {"params": ref["params"]})
+        + _leaf_rows(
+            section, {"batch_stats": state.batch_stats}, {"batch_stats": ref["batch_stats"]}
+        )
+    )
 
 
 def summarize(rows) -> list[tuple]:
@@ -319,20 +391,31 @@ def format_rows(rows) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sesyn_jax.parity", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sesyn_jax.parity",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--torch-checkpoint", help="a .pth (published or exported) to compare with")
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--bn-scale", type=float, default=0.05,
-                        help="scale of the random BatchNorm weights (default 0.05: embeddings "
-                        "whose squared distances are O(1-10), where all three loss terms are "
-                        "active; 1.0: the published initialisation's scale, where distances are "
-                        "thousands and float32 |a|^2+|b|^2-2ab cancels: there PyTorch's own "
-                        "float32 loss gradient is ~4e-4 from float64)")
-    parser.add_argument("--all", action="store_true", help="print every tensor, not only the "
-                        "per-layer forward rows and each section's worst parameter")
+    parser.add_argument(
+        "--bn-scale",
+        type=float,
+        default=0.05,
+        help="scale of the random BatchNorm weights (default 0.05: embeddings "
+        "whose squared distances are O(1-10), where all three loss terms are "
+        "active; 1.0: the published initialisation's scale, where distances are "
+        "thousands and float32 |a|^2+|b|^2-2ab cancels: there PyTorch's own "
+        "float32 loss gradient is ~4e-4 from float64)",
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="print every tensor, not only the "
+        "per-layer forward rows and each section's worst parameter",
+    )
     args = parser.parse_args(argv)
 
     import jax

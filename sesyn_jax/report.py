@@ -25,10 +25,17 @@ def _default_out(checkpoint: str) -> str:
 TABLE1_ROWS = ("Zero", "Length", "Speed", "Simple", "SSM", "SeSyn")
 
 
-def evaluate_checkpoint(config, loaded: LoadedModel, checkpoint: str, out: str | None = None,
-                        sweeps: bool = True, drop_rates: Sequence[float] = (0, 1, 3, 5, 10),
-                        noise_px: Sequence[float] = (0, 3, 6, 9), progress: bool = True,
-                        pairs: Sequence | None = None) -> dict:
+def evaluate_checkpoint(
+    config,
+    loaded: LoadedModel,
+    checkpoint: str,
+    out: str | None = None,
+    sweeps: bool = True,
+    drop_rates: Sequence[float] = (0, 1, 3, 5, 10),
+    noise_px: Sequence[float] = (0, 3, 6, 9),
+    progress: bool = True,
+    pairs: Sequence | None = None,
+) -> dict:
     """Table 1, the sweeps and the plot for ``loaded`` on the config's test split (or on
     ``pairs``), written to ``out``; returns what results.json holds plus the Markdown."""
     from sesyn_jax import trainer
@@ -44,9 +51,16 @@ def evaluate_checkpoint(config, loaded: LoadedModel, checkpoint: str, out: str |
     embed = evaluation.make_embed_fn(loaded.model())
 
     def sesyn(ps):
-        return evaluation.predict_offsets(embed, loaded.variables, ps, config.eval.batch_size,
-                                          buckets, progress=progress, search=search,
-                                          inner_radius=loaded.inner_radius)
+        return evaluation.predict_offsets(
+            embed,
+            loaded.variables,
+            ps,
+            config.eval.batch_size,
+            buckets,
+            progress=progress,
+            search=search,
+            inner_radius=loaded.inner_radius,
+        )
 
     true = np.array([p.offset for p in pairs])
     preds = {name: fn(pairs, **search) for name, fn in baselines.PREDICTORS.items()}
@@ -55,13 +69,25 @@ def evaluate_checkpoint(config, loaded: LoadedModel, checkpoint: str, out: str |
     preds["SeSyn"] = sesyn(pairs)
     rows = {name: metrics.sync_metrics(preds[name], true, fps) for name in TABLE1_ROWS}
     limit = f", |offset| <= {search['max_offset']}" if search["max_offset"] else ""
-    md = [f"# Evaluation of {checkpoint}", "",
-          f"{len(pairs)} test pairs, {fps:g} fps; offset search: {search['rule']} rule"
-          f"{limit} (Speed: correlation of joint speeds; Zero and Length: sanity predictors "
-          f"that look only at the lengths).", "", "## Table 1", "", metrics.format_table(rows)]
-    result = {"checkpoint": checkpoint, "pairs": len(pairs), "search": search, "table1": rows,
-              "predictions": {k: np.asarray(preds[k]).tolist() for k in TABLE1_ROWS},
-              "true": true.tolist()}
+    md = [
+        f"# Evaluation of {checkpoint}",
+        "",
+        f"{len(pairs)} test pairs, {fps:g} fps; offset search: {search['rule']} rule"
+        f"{limit} (Speed: correlation of joint speeds; Zero and Length: sanity predictors "
+        f"that look only at the lengths).",
+        "",
+        "## Table 1",
+        "",
+        metrics.format_table(rows),
+    ]
+    result = {
+        "checkpoint": checkpoint,
+        "pairs": len(pairs),
+        "search": search,
+        "table1": rows,
+        "predictions": {k: np.asarray(preds[k]).tolist() for k in TABLE1_ROWS},
+        "true": true.tolist(),
+    }
 
     if sweeps:
         drop, noise = {}, {}
@@ -72,17 +98,25 @@ def evaluate_checkpoint(config, loaded: LoadedModel, checkpoint: str, out: str |
             ps = corrupt_pairs(pairs, noise_px=sigma, seed=2) if sigma else pairs
             noise[f"{sigma:g} px"] = metrics.sync_metrics(sesyn(ps), true, fps)
         result["drop_frames"], result["noise"] = drop, noise
-        md += ["", "## Dropped frames (SeSyn, Table 5)", "", metrics.format_table(drop, "Drop rate"),
-               "", "## Gaussian noise on every joint (SeSyn, Table 6)", "",
-               metrics.format_table(noise, "Noise")]
+        md += [
+            "",
+            "## Dropped frames (SeSyn, Table 5)",
+            "",
+            metrics.format_table(drop, "Drop rate"),
+            "",
+            "## Gaussian noise on every joint (SeSyn, Table 6)",
+            "",
+            metrics.format_table(noise, "Noise"),
+        ]
     png = os.path.join(out, "error_vs_offset.png")
     plot_error_vs_offset({k: preds[k] for k in TABLE1_ROWS if k != "Length"}, true, png)
     md += ["", f"Frame error against the true offset: {os.path.basename(png)}"]
     result["markdown"] = "\n".join(md)
     result["out"] = out
-    atomic_write(os.path.join(out, "results.json"),
-                 lambda f: json.dump({k: v for k, v in result.items() if k != "markdown"}, f,
-                                     indent=1))
+    atomic_write(
+        os.path.join(out, "results.json"),
+        lambda f: json.dump({k: v for k, v in result.items() if k != "markdown"}, f, indent=1),
+    )
     atomic_write(os.path.join(out, "results.md"), lambda f: f.write(result["markdown"] + "\n"))
     return result
 
@@ -96,6 +130,7 @@ def _buckets_for(pairs, buckets) -> tuple:
 def plot_error_vs_offset(preds: dict, true: np.ndarray, path: str) -> None:
     """Mean frame error per true offset (the paper's Figure 3), one line per method."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

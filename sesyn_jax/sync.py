@@ -28,7 +28,7 @@ import sys
 import numpy as np
 
 MIN_FRAMES = 16
-MIN_MOTION = 0.002     # median per-frame joint displacement, in image widths/heights
+MIN_MOTION = 0.002  # median per-frame joint displacement, in image widths/heights
 AGREE_WITHIN = 2
 
 
@@ -42,12 +42,16 @@ class PairResult:
     b: str
     offset: int
     confidence: float
-    matches: np.ndarray        # (M,) best frame of b for each frame of a
-    similarity: np.ndarray     # (M, N)
+    matches: np.ndarray  # (M,) best frame of b for each frame of a
+    similarity: np.ndarray  # (M, N)
 
     def to_dict(self, fps: float | None) -> dict:
-        d = {"a": self.a, "b": self.b, "offset_frames": self.offset,
-             "confidence": round(self.confidence, 3)}
+        d = {
+            "a": self.a,
+            "b": self.b,
+            "offset_frames": self.offset,
+            "confidence": round(self.confidence, 3),
+        }
         if fps:
             d["offset_seconds"] = round(self.offset / fps, 4)
         return d
@@ -60,23 +64,29 @@ def check_recording(poses: np.ndarray, name: str) -> None:
     if not person.any():
         raise CannotSync(f"{name}: no person detected in any frame")
     if person.sum() < MIN_FRAMES:
-        raise CannotSync(f"{name}: a person is seen in only {int(person.sum())} frames; at least "
-                         f"{MIN_FRAMES} are needed")
+        raise CannotSync(
+            f"{name}: a person is seen in only {int(person.sum())} frames; at least "
+            f"{MIN_FRAMES} are needed"
+        )
     both = seen[1:] & seen[:-1]
     step = np.linalg.norm(poses[1:, :, :2] - poses[:-1, :, :2], axis=-1)[both]
     if step.size == 0 or float(np.median(step)) < MIN_MOTION:
-        raise CannotSync(f"{name}: almost no motion (median joint displacement "
-                         f"{float(np.median(step)) if step.size else 0:.4f} of the image per "
-                         f"frame); every offset would fit equally well")
+        raise CannotSync(
+            f"{name}: almost no motion (median joint displacement "
+            f"{float(np.median(step)) if step.size else 0:.4f} of the image per "
+            f"frame); every offset would fit equally well"
+        )
 
 
 def embed(model, variables, poses: np.ndarray) -> np.ndarray:
     import jax.numpy as jnp
+
     return np.asarray(model.apply(variables, jnp.asarray(poses[None], jnp.float32)))[0]
 
 
-def match_pair(f_a: np.ndarray, f_b: np.ndarray, a: str = "A", b: str = "B",
-               inner_radius: int = 0) -> PairResult:
+def match_pair(
+    f_a: np.ndarray, f_b: np.ndarray, a: str = "A", b: str = "B", inner_radius: int = 0
+) -> PairResult:
     """The published matching rule; ``inner_radius`` > 0 (a model trained on inner frames):
     only frames that far from both ends vote and are voted for."""
     from sesyn_jax.inference import frame_matches, search_offset
@@ -92,8 +102,13 @@ def match_pair(f_a: np.ndarray, f_b: np.ndarray, a: str = "A", b: str = "B",
     return PairResult(a, b, int(found.offset), found.confidence, o, sim)
 
 
-def fit_offsets(n: int, pairs: list[tuple[int, int, float, float]], iters: int = 20,
-                huber: float = 2.0, tukey: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+def fit_offsets(
+    n: int,
+    pairs: list[tuple[int, int, float, float]],
+    iters: int = 20,
+    huber: float = 2.0,
+    tukey: float = 4.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Offsets t (n,) with t[0] = 0 from pairwise (i, j, d_ij, weight), d_ij ~ t_j - t_i, by
     iteratively reweighted least squares: Huber weights first (a convex start), then Tukey's
     biweight, which gives a pair off by more than ``tukey`` frames no weight at all. Returns
@@ -133,19 +148,33 @@ def fuse_persons(results: list[PairResult]) -> tuple[int, float]:
     return fused, float(agree)
 
 
-def match_persons(model, variables, a: np.ndarray, b: np.ndarray, name_a: str, name_b: str,
-                  min_confidence: float = 0.3, inner_radius: int = 0) -> list[PairResult]:
+def match_persons(
+    model,
+    variables,
+    a: np.ndarray,
+    b: np.ndarray,
+    name_a: str,
+    name_b: str,
+    min_confidence: float = 0.3,
+    inner_radius: int = 0,
+) -> list[PairResult]:
     """a (P, T, 17, 3), b (Q, T', 17, 3): one-to-one person pairs by confidence."""
     usable_a = _usable(a, name_a)
     usable_b = _usable(b, name_b)
     if not usable_a or not usable_b:
-        raise CannotSync(f"no person with enough frames and motion in "
-                         f"{name_a if not usable_a else name_b}")
+        raise CannotSync(
+            f"no person with enough frames and motion in {name_a if not usable_a else name_b}"
+        )
     fa = {p: embed(model, variables, a[p]) for p in usable_a}
     fb = {q: embed(model, variables, b[q]) for q in usable_b}
-    cands = sorted(((match_pair(fa[p], fb[q], f"{name_a}#{p}", f"{name_b}#{q}", inner_radius),
-                     p, q)
-                    for p in usable_a for q in usable_b), key=lambda x: -x[0].confidence)
+    cands = sorted(
+        (
+            (match_pair(fa[p], fb[q], f"{name_a}#{p}", f"{name_b}#{q}", inner_radius), p, q)
+            for p in usable_a
+            for q in usable_b
+        ),
+        key=lambda x: -x[0].confidence,
+    )
     used_a, used_b, out = set(), set(), []
     for r, p, q in cands:
         if p in used_a or q in used_b or r.confidence < min_confidence:
@@ -154,8 +183,10 @@ def match_persons(model, variables, a: np.ndarray, b: np.ndarray, name_a: str, n
         used_b.add(q)
         out.append(r)
     if not out:
-        raise CannotSync(f"no person of {name_a} matches a person of {name_b} with confidence "
-                         f">= {min_confidence}")
+        raise CannotSync(
+            f"no person of {name_a} matches a person of {name_b} with confidence "
+            f">= {min_confidence}"
+        )
     return out
 
 
@@ -172,6 +203,7 @@ def _usable(x: np.ndarray, name: str) -> list[int]:
 
 def plot_pair(result: PairResult, path: str, fps: float | None = None) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -181,16 +213,27 @@ def plot_pair(result: PairResult, path: str, fps: float | None = None) -> None:
     # robust colour range: the first and last frames (zero padding of the temporal
     # convolution) are far from everything and would wash out the rest
     lo = float(np.percentile(result.similarity, 10))
-    im = ax.imshow(result.similarity, aspect="auto", origin="lower", cmap="viridis", vmin=lo,
-                   vmax=float(result.similarity.max()))
+    im = ax.imshow(
+        result.similarity,
+        aspect="auto",
+        origin="lower",
+        cmap="viridis",
+        vmin=lo,
+        vmax=float(result.similarity.max()),
+    )
     fig.colorbar(im, ax=ax, label="similarity  -||f_A - f_B||^2")
     m = np.arange(len(result.matches))
     agree = np.abs((result.matches - m) - result.offset) <= AGREE_WITHIN
     ax.scatter(result.matches[agree], m[agree], s=6, c="white", label="best match (agrees)")
     ax.scatter(result.matches[~agree], m[~agree], s=6, c="red", label="best match (disagrees)")
     n = result.similarity.shape[1]
-    ax.plot(np.clip(m + result.offset, 0, n - 1), m, "w--", lw=1,
-            label=f"offset {result.offset:+d} frames")
+    ax.plot(
+        np.clip(m + result.offset, 0, n - 1),
+        m,
+        "w--",
+        lw=1,
+        label=f"offset {result.offset:+d} frames",
+    )
     a, b = os.path.basename(result.a.rstrip("/")), os.path.basename(result.b.rstrip("/"))
     ax.set_xlabel(f"frame of B = {b}", fontsize=8)
     ax.set_ylabel(f"frame of A = {a}", fontsize=8)
@@ -199,6 +242,7 @@ def plot_pair(result: PairResult, path: str, fps: float | None = None) -> None:
     ax.legend(loc="upper left", fontsize=8, framealpha=0.6)
     fig.tight_layout()
     from sesyn_jax.checkpoint import atomic_write
+
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), binary=True)
     plt.close(fig)
 
@@ -208,24 +252,29 @@ def describe(offset: int, a: str, b: str, fps: float | None) -> str:
     if offset == 0:
         return f"{a} and {b} are in sync (offset 0 frames)"
     first, later = (b, a) if offset > 0 else (a, b)
-    return (f"frame m of {a} = frame m {offset:+d} of {b}: {first} started {abs(offset)} "
-            f"frames{sec} before {later}")
+    return (
+        f"frame m of {a} = frame m {offset:+d} of {b}: {first} started {abs(offset)} "
+        f"frames{sec} before {later}"
+    )
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="sesyn-sync", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="sesyn-sync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--checkpoint", required=True, help="train.py workdir, export or .pth")
     parser.add_argument("recordings", nargs="+", help="two or more pose recordings")
     parser.add_argument("--fps", type=float, help="frame rate (default: from the files)")
     parser.add_argument("--resolution", help="WxH in pixels (default: from the files)")
     parser.add_argument("--all-persons", action="store_true", help="track and match every person")
-    parser.add_argument("--openpose-model", default="auto", choices=["auto", "BODY_25",
-                                                                     "BODY_25B", "COCO"])
+    parser.add_argument(
+        "--openpose-model", default="auto", choices=["auto", "BODY_25", "BODY_25B", "COCO"]
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--plot", help="PNG of the similarity matrix of the first pair")
     args = parser.parse_args(argv)
     from sesyn_jax.hostmem import tune_host_allocator
+
     tune_host_allocator()  # before JAX starts its CPU threads; see sesyn_jax/hostmem.py
     if len(args.recordings) < 2:
         parser.error("give at least two recordings")
@@ -243,8 +292,10 @@ def main(argv=None) -> int:
 
     try:
         loaded = checkpoint.load_inference(args.checkpoint)
-        recs = [readers.read_recording(p, args.all_persons, args.openpose_model, args.fps, res)
-                for p in args.recordings]
+        recs = [
+            readers.read_recording(p, args.all_persons, args.openpose_model, args.fps, res)
+            for p in args.recordings
+        ]
     except (checkpoint.CheckpointError, PoseFormatError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -255,18 +306,36 @@ def main(argv=None) -> int:
     try:
         norm = [readers.normalize_recording(r.poses, r.resolution) for r in recs]
         if args.all_persons:
-            person_pairs = match_persons(model, variables, norm[0], norm[1], names[0], names[1],
-                                         inner_radius=loaded.inner_radius)
+            person_pairs = match_persons(
+                model,
+                variables,
+                norm[0],
+                norm[1],
+                names[0],
+                names[1],
+                inner_radius=loaded.inner_radius,
+            )
             offset, conf = fuse_persons(person_pairs)
-            results = [PairResult(names[0], names[1], offset, conf, person_pairs[0].matches,
-                                  person_pairs[0].similarity)]
+            results = [
+                PairResult(
+                    names[0],
+                    names[1],
+                    offset,
+                    conf,
+                    person_pairs[0].matches,
+                    person_pairs[0].similarity,
+                )
+            ]
             out["persons"] = [r.to_dict(fps) for r in person_pairs]
         else:
             for n, x in zip(names, norm):
                 check_recording(x, n)
             feats = [embed(model, variables, x) for x in norm]
-            results = [match_pair(feats[i], feats[j], names[i], names[j], loaded.inner_radius)
-                       for i in range(len(feats)) for j in range(i + 1, len(feats))]
+            results = [
+                match_pair(feats[i], feats[j], names[i], names[j], loaded.inner_radius)
+                for i in range(len(feats))
+                for j in range(i + 1, len(feats))
+            ]
     except CannotSync as e:
         msg = f"cannot synchronize: {e}"
         print(json.dumps({"status": "refused", "reason": str(e)}) if args.json else msg)
@@ -275,13 +344,20 @@ def main(argv=None) -> int:
     first = results[0]
     if len(recs) > 2:
         idx = {n: i for i, n in enumerate(names)}
-        fit, resid = fit_offsets(len(names), [(idx[r.a], idx[r.b], r.offset, r.confidence)
-                                              for r in results])
-        out["views"] = [{"recording": n, "offset_frames": int(round(t)),
-                         **({"offset_seconds": round(float(t) / fps, 4)} if fps else {})}
-                        for n, t in zip(names, fit)]
-        out["pairs"] = [dict(r.to_dict(fps), residual_frames=round(float(e), 2))
-                        for r, e in zip(results, resid)]
+        fit, resid = fit_offsets(
+            len(names), [(idx[r.a], idx[r.b], r.offset, r.confidence) for r in results]
+        )
+        out["views"] = [
+            {
+                "recording": n,
+                "offset_frames": int(round(t)),
+                **({"offset_seconds": round(float(t) / fps, 4)} if fps else {}),
+            }
+            for n, t in zip(names, fit)
+        ]
+        out["pairs"] = [
+            dict(r.to_dict(fps), residual_frames=round(float(e), 2)) for r, e in zip(results, resid)
+        ]
     else:
         out.update(first.to_dict(fps))
     out["status"] = "ok"
@@ -298,17 +374,28 @@ def main(argv=None) -> int:
             print(f"  {v['recording']}: {v['offset_frames']:+d} frames{sec}")
         print("pairs (offset, confidence, residual of the fit):")
         for p in out["pairs"]:
-            print(f"  {p['a']} -> {p['b']}: {p['offset_frames']:+d}, {p['confidence']:.0%}, "
-                  f"{p['residual_frames']:+.2f}")
+            print(
+                f"  {p['a']} -> {p['b']}: {p['offset_frames']:+d}, {p['confidence']:.0%}, "
+                f"{p['residual_frames']:+.2f}"
+            )
     else:
         print(describe(first.offset, names[0], names[1], fps))
-        print(f"offset: {first.offset:+d} frames"
-              + (f" = {first.offset / fps:+.3f} s" if fps else " (give --fps for seconds)"))
-        print(f"confidence: {first.confidence:.0%} of the frames of {names[0]} agree within "
-              f"{AGREE_WITHIN} frames")
+        print(
+            f"offset: {first.offset:+d} frames"
+            + (f" = {first.offset / fps:+.3f} s" if fps else " (give --fps for seconds)")
+        )
+        print(
+            f"confidence: {first.confidence:.0%} of the frames of {names[0]} agree within "
+            f"{AGREE_WITHIN} frames"
+        )
         if "persons" in out:
-            print("person pairs: " + ", ".join(f"{p['a']}~{p['b']} {p['offset_frames']:+d} "
-                                               f"({p['confidence']:.0%})" for p in out["persons"]))
+            print(
+                "person pairs: "
+                + ", ".join(
+                    f"{p['a']}~{p['b']} {p['offset_frames']:+d} ({p['confidence']:.0%})"
+                    for p in out["persons"]
+                )
+            )
         if first.confidence < 0.3:
             print("warning: low confidence; the recordings may show different motion or people")
     if args.plot:

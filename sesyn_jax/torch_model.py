@@ -1,9 +1,10 @@
 """A PyTorch implementation of the published SeSyn-Net network and loss (optional; needs torch).
 
-Written from SPEC section 3 for parity tests, the parity tool and benchmarks. Its state_dict has
-the published key names and shapes (including the unused channel gate and mlp tensors), so a
-published checkpoint loads into it with ``strict=True`` and our exports load into the published
-code. Import cost: torch is imported when a builder is first called, not at module import.
+Written from the published network's description for parity tests, the parity tool and
+benchmarks. Its state_dict has the published key names and shapes (including the unused channel
+gate and mlp tensors), so a published checkpoint loads into it with ``strict=True`` and our
+exports load into the published code. Import cost: torch is imported when a builder is first
+called, not at module import.
 
 Layout is the published one: input (N, 3, T, V, M) (only person 0 is used), activations
 (N, C, T, V), output (N, T, V * C_out).
@@ -22,8 +23,9 @@ def require_torch():
     try:
         import torch  # noqa: F401
     except ImportError as e:  # pragma: no cover - exercised only without torch
-        raise ImportError("this feature needs PyTorch: pip install torch==2.13.0 "
-                          "(or pip install -e '.[torch]')") from e
+        raise ImportError(
+            "this feature needs PyTorch: pip install torch==2.13.0 (or pip install -e '.[torch]')"
+        ) from e
     return torch
 
 
@@ -49,13 +51,17 @@ def _classes():
             super().__init__()
             self.gcn = GraphConv(c_in, c_out, k)
             self.tcn = nn.Sequential(
-                nn.BatchNorm2d(c_out), nn.ReLU(),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(),
                 nn.Conv2d(c_out, c_out, (kernel_size, 1), padding=((kernel_size - 1) // 2, 0)),
-                nn.BatchNorm2d(c_out), nn.Dropout(0.0))
+                nn.BatchNorm2d(c_out),
+                nn.Dropout(0.0),
+            )
             self.residual_kind = residual
             if residual == "conv":
-                self.residual = nn.Sequential(nn.Conv2d(c_in, c_out, kernel_size=1),
-                                              nn.BatchNorm2d(c_out))
+                self.residual = nn.Sequential(
+                    nn.Conv2d(c_in, c_out, kernel_size=1), nn.BatchNorm2d(c_out)
+                )
 
         def forward(self, x, a):
             if self.residual_kind == "none":
@@ -69,8 +75,12 @@ def _classes():
     class ChannelGate(nn.Module):  # unused by forward(); present for the state_dict keys
         def __init__(self, channels=17, reduction=2):
             super().__init__()
-            self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(channels, channels // reduction),
-                                     nn.ReLU(), nn.Linear(channels // reduction, channels))
+            self.mlp = nn.Sequential(
+                nn.Flatten(),
+                nn.Linear(channels, channels // reduction),
+                nn.ReLU(),
+                nn.Linear(channels // reduction, channels),
+            )
 
     class Channel(nn.Module):
         def __init__(self):
@@ -83,9 +93,14 @@ def _classes():
             self.multi_layer = nn.Sequential(nn.Conv2d(2, 1, kernel_size=1), nn.Sigmoid())
 
     class TorchSTGCN(nn.Module):
-        def __init__(self, layout="coco", strategy="spatial",
-                     widths=(64, 64, 64, 64, 128, 128, 128, 128, 128), kernel_size=9,
-                     in_channels=3):
+        def __init__(
+            self,
+            layout="coco",
+            strategy="spatial",
+            widths=(64, 64, 64, 64, 128, 128, 128, 128, 128),
+            kernel_size=9,
+            in_channels=3,
+        ):
             super().__init__()
             self.joints = list(graph_lib.get_layout(layout).joints)
             a = torch.tensor(graph_lib.adjacency(layout, strategy), dtype=torch.float32)
@@ -101,7 +116,8 @@ def _classes():
             self.channel = Channel()
             self.mlp = FrameMix()
             self.edge_importance = nn.ParameterList(
-                [nn.Parameter(torch.ones_like(a)) for _ in blocks])
+                [nn.Parameter(torch.ones_like(a)) for _ in blocks]
+            )
 
         def forward(self, x):
             """x: (N, C, T, V, M) or (N, C, T, V) -> (N, T, V * C_out)."""

@@ -32,6 +32,7 @@ class NonFiniteLoss(RuntimeError):
 
 # ----------------------------------------------------------------------------- config checks
 
+
 def check_config(config) -> None:
     """Everything that can be checked before anything is compiled or written."""
     from sesyn_jax import graph, losses, training
@@ -44,11 +45,15 @@ def check_config(config) -> None:
         train_dir, test_dir = data_dirs(config)
         for name, path in (("train", train_dir), ("test", test_dir)):
             if not path:
-                raise ConfigError("data.source='syn' needs --config.data.root=DIR (with train/ "
-                                  "and test/) or data.train_dir and data.test_dir")
+                raise ConfigError(
+                    "data.source='syn' needs --config.data.root=DIR (with train/ "
+                    "and test/) or data.train_dir and data.test_dir"
+                )
             if not os.path.isdir(path):
-                raise ConfigError(f"data root: the {name} folder {path} does not exist "
-                                  f"(set --config.data.root or data.{name}_dir)")
+                raise ConfigError(
+                    f"data root: the {name} folder {path} does not exist "
+                    f"(set --config.data.root or data.{name}_dir)"
+                )
     if d.protocol not in ("paper", "independent"):
         raise ConfigError(f"data.protocol must be 'paper' or 'independent', got {d.protocol!r}")
     if not 0 <= d.max_offset < d.frames:
@@ -65,37 +70,50 @@ def check_config(config) -> None:
         raise ConfigError(f"model.padding must be one of {PADDINGS}, got {m.padding!r}")
     if m.dtype not in ("float32", "bfloat16"):
         raise ConfigError(f"model.dtype must be 'float32' or 'bfloat16', got {m.dtype!r}")
-    unknown = [k for k in list(config.loss.weights) + list(config.loss.options)
-               if k not in losses.LOSS_TERMS]
+    unknown = [
+        k
+        for k in list(config.loss.weights) + list(config.loss.options)
+        if k not in losses.LOSS_TERMS
+    ]
     if unknown:
-        raise ConfigError(f"loss terms {unknown} are not registered; known: "
-                          f"{sorted(losses.LOSS_TERMS)}")
+        raise ConfigError(
+            f"loss terms {unknown} are not registered; known: {sorted(losses.LOSS_TERMS)}"
+        )
     if t.bn_mode not in training.BN_MODES:
         raise ConfigError(f"train.bn_mode must be one of {training.BN_MODES}, got {t.bn_mode!r}")
     if t.schedule not in ("constant", "cosine", "warmup_cosine"):
-        raise ConfigError(f"train.schedule must be 'constant', 'cosine' or 'warmup_cosine', "
-                          f"got {t.schedule!r}")
+        raise ConfigError(
+            f"train.schedule must be 'constant', 'cosine' or 'warmup_cosine', got {t.schedule!r}"
+        )
     if t.batch_size < 1 or t.epochs < 1:
         raise ConfigError("train.batch_size and train.epochs must be >= 1")
     if not (math.isfinite(t.lr) and t.lr > 0):
         raise ConfigError(f"train.lr must be a positive number, got {t.lr}")
     if not 0 <= t.momentum < 1 or t.weight_decay < 0:
-        raise ConfigError(f"train.momentum must be in [0, 1) and train.weight_decay >= 0, got "
-                          f"{t.momentum} and {t.weight_decay}")
+        raise ConfigError(
+            f"train.momentum must be in [0, 1) and train.weight_decay >= 0, got "
+            f"{t.momentum} and {t.weight_decay}"
+        )
     for name in ("log_every", "checkpoint_every", "keep"):
         if getattr(t, name) < 1:
             raise ConfigError(f"train.{name} must be >= 1, got {getattr(t, name)}")
     if t.eval_every < 0 or t.warmup_epochs < 0:
-        raise ConfigError("train.eval_every and train.warmup_epochs must be >= 0 (eval_every 0: "
-                          "evaluate at the end only)")
+        raise ConfigError(
+            "train.eval_every and train.warmup_epochs must be >= 0 (eval_every 0: "
+            "evaluate at the end only)"
+        )
     buckets = tuple(d.buckets)
     if not buckets or not all(isinstance(b, int) and b > 0 for b in buckets):
-        raise ConfigError(f"data.buckets must be a non-empty tuple of positive frame counts, "
-                          f"e.g. (128, 256), got {buckets}")
+        raise ConfigError(
+            f"data.buckets must be a non-empty tuple of positive frame counts, "
+            f"e.g. (128, 256), got {buckets}"
+        )
     if d.source == "embedded" and max(buckets) < d.frames:
-        raise ConfigError(f"data.buckets: the largest bucket ({max(buckets)}) is shorter than "
-                          f"the {d.frames}-frame sequences of data.frames; add a bucket >= "
-                          f"{d.frames}")
+        raise ConfigError(
+            f"data.buckets: the largest bucket ({max(buckets)}) is shorter than "
+            f"the {d.frames}-frame sequences of data.frames; add a bucket >= "
+            f"{d.frames}"
+        )
     check_eval_config(config.eval)
 
 
@@ -109,15 +127,20 @@ def check_eval_config(e) -> None:
     if e.max_offset < 0:
         raise ConfigError(f"eval.max_offset must be >= 0 frames (0: no limit), got {e.max_offset}")
     if not (0 < e.min_overlap < 1 or (e.min_overlap >= 1 and float(e.min_overlap).is_integer())):
-        raise ConfigError(f"eval.min_overlap must be a whole number of frames >= 1 or a "
-                          f"fraction in (0, 1), got {e.min_overlap}")
+        raise ConfigError(
+            f"eval.min_overlap must be a whole number of frames >= 1 or a "
+            f"fraction in (0, 1), got {e.min_overlap}"
+        )
 
 
 def search_kwargs(config) -> dict:
     """The offset-search settings of config.eval, as ``inference.search_offset`` takes them."""
     e = config.eval
-    return dict(rule=e.rule, max_offset=int(e.max_offset) or None,
-                min_overlap=e.min_overlap if e.min_overlap < 1 else int(e.min_overlap))
+    return dict(
+        rule=e.rule,
+        max_offset=int(e.max_offset) or None,
+        min_overlap=e.min_overlap if e.min_overlap < 1 else int(e.min_overlap),
+    )
 
 
 def data_dirs(config) -> tuple[str, str]:
@@ -134,8 +157,13 @@ def load_pairs(config, split: str, fresh_crops: bool = False):
 
     d = config.data
     if d.source == "embedded":
-        cfg = mocap_syn.BuildConfig(frames=d.frames, seed=d.seed, camera_pairs=d.camera_pairs,
-                                    max_offset=d.max_offset, protocol=d.protocol)
+        cfg = mocap_syn.BuildConfig(
+            frames=d.frames,
+            seed=d.seed,
+            camera_pairs=d.camera_pairs,
+            max_offset=d.max_offset,
+            protocol=d.protocol,
+        )
         if fresh_crops and d.protocol == "independent":
             return mocap_syn.embedded_fresh_crops(cfg, split)
         return mocap_syn.embedded_pairs(cfg, split)
@@ -145,8 +173,13 @@ def load_pairs(config, split: str, fresh_crops: bool = False):
 
 def model_kwargs(config) -> dict:
     m = config.model
-    return dict(layout=m.layout, strategy=m.strategy, widths=tuple(m.widths),
-                kernel_size=m.kernel_size, padding=m.padding)
+    return dict(
+        layout=m.layout,
+        strategy=m.strategy,
+        widths=tuple(m.widths),
+        kernel_size=m.kernel_size,
+        padding=m.padding,
+    )
 
 
 def inner_radius(model, config) -> int:
@@ -177,8 +210,10 @@ def make_schedule(config, steps_per_epoch: int):
 
 # ----------------------------------------------------------------------------- the run
 
-def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
-                       progress: bool = True) -> dict[str, Any]:
+
+def train_and_evaluate(
+    config, workdir: str, stop_after_steps: int = 0, progress: bool = True
+) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
     import orbax.checkpoint as ocp
@@ -190,18 +225,20 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
     check_config(config)
     workdir = os.path.abspath(workdir)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise ConfigError(f"--workdir {workdir} is a file; give a folder (new, or a run to "
-                          f"resume)")
+        raise ConfigError(f"--workdir {workdir} is a file; give a folder (new, or a run to resume)")
 
     # -- devices and mesh: one data axis over every device; parameters replicated.
     if config.mesh.num_processes > 1:
-        jax.distributed.initialize(config.mesh.coordinator_address or None,
-                                   config.mesh.num_processes,
-                                   config.mesh.process_id if config.mesh.process_id >= 0 else None)
+        jax.distributed.initialize(
+            config.mesh.coordinator_address or None,
+            config.mesh.num_processes,
+            config.mesh.process_id if config.mesh.process_id >= 0 else None,
+        )
     n_dev = jax.device_count()
     if config.train.batch_size % n_dev:
-        raise ConfigError(f"train.batch_size {config.train.batch_size} is not divisible by the "
-                          f"{n_dev} devices")
+        raise ConfigError(
+            f"train.batch_size {config.train.batch_size} is not divisible by the {n_dev} devices"
+        )
     mesh = jax.make_mesh((n_dev,), ("data",))
     data_sharding = NamedSharding(mesh, P("data"))
     replicated = NamedSharding(mesh, P())
@@ -212,14 +249,22 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
     if not train_pairs:
         raise ConfigError("the training split has no pairs")
     try:
-        batcher = PairBatcher(train_pairs, config.train.batch_size, config.data.buckets,
-                              seed=config.seed, train=True, process_index=jax.process_index(),
-                              process_count=jax.process_count())
+        batcher = PairBatcher(
+            train_pairs,
+            config.train.batch_size,
+            config.data.buckets,
+            seed=config.seed,
+            train=True,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
         longest = max(max(len(p.view1), len(p.view2)) for p in test_pairs) if test_pairs else 0
         if longest > max(config.data.buckets):
-            raise ValueError(f"a test sequence has {longest} frames, more than the largest "
-                             f"bucket {max(config.data.buckets)}; add a larger bucket to "
-                             f"data.buckets")
+            raise ValueError(
+                f"a test sequence has {longest} frames, more than the largest "
+                f"bucket {max(config.data.buckets)}; add a larger bucket to "
+                f"data.buckets"
+            )
     except ValueError as e:
         raise ConfigError(f"data: {e}") from None
     steps_per_epoch = batcher.steps_per_epoch()
@@ -228,17 +273,27 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
     # -- model and state
     model = make_model(config)
     from sesyn_jax.model import init_variables
+
     variables = init_variables(model, jax.random.PRNGKey(config.seed))
-    tx = training.make_optimizer(make_schedule(config, steps_per_epoch), config.train.momentum,
-                                 config.train.nesterov, config.train.weight_decay)
+    tx = training.make_optimizer(
+        make_schedule(config, steps_per_epoch),
+        config.train.momentum,
+        config.train.nesterov,
+        config.train.weight_decay,
+    )
     state = jax.device_put(training.create_state(variables, tx), replicated)
 
     # -- the jit-compiled train step: batch sharded over the data axis, state donated.
     pair_loss = losses.make_loss_fn(dict(config.loss.weights), config.loss.options.to_dict())
-    step_fn = training.make_train_step(model, pair_loss, tx, config.train.bn_mode,
-                                       inner_frames=config.model.inner_frames)
-    train_step = jax.jit(step_fn, in_shardings=(replicated, data_sharding),
-                         out_shardings=(replicated, replicated), donate_argnums=(0,))
+    step_fn = training.make_train_step(
+        model, pair_loss, tx, config.train.bn_mode, inner_frames=config.model.inner_frames
+    )
+    train_step = jax.jit(
+        step_fn,
+        in_shardings=(replicated, data_sharding),
+        out_shardings=(replicated, replicated),
+        donate_argnums=(0,),
+    )
     embed_fn = evaluation.make_embed_fn(model)
 
     # -- checkpoints: resume if the workdir has one
@@ -248,43 +303,73 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
     manager = ocp.CheckpointManager(
         os.path.join(workdir, "checkpoints"),
         options=ocp.CheckpointManagerOptions(
-            preservation_policy=policy.AnyPreservationPolicy([
-                policy.LatestN(config.train.keep),
-                policy.BestN(get_metric_fn=lambda m: m["val_frame_error"], reverse=True, n=1,
-                             keep_checkpoints_without_metrics=False)]),
-            enable_async_checkpointing=False))
+            preservation_policy=policy.AnyPreservationPolicy(
+                [
+                    policy.LatestN(config.train.keep),
+                    policy.BestN(
+                        get_metric_fn=lambda m: m["val_frame_error"],
+                        reverse=True,
+                        n=1,
+                        keep_checkpoints_without_metrics=False,
+                    ),
+                ]
+            ),
+            enable_async_checkpointing=False,
+        ),
+    )
     start_step = 0
     if manager.latest_step() is not None:
         start_step = manager.latest_step()
-        restored = manager.restore(start_step, args=ocp.args.StandardRestore(
-            {"state": jax.device_get(state), "data": {"step": np.zeros((), np.int64)}}))
+        restored = manager.restore(
+            start_step,
+            args=ocp.args.StandardRestore(
+                {"state": jax.device_get(state), "data": {"step": np.zeros((), np.int64)}}
+            ),
+        )
         state = jax.device_put(restored["state"], replicated)
         export_dir = os.path.join(workdir, "export")
         if start_step >= total_steps and os.path.exists(os.path.join(export_dir, "model.json")):
             manager.close()
-            print(f"{workdir}: this run already finished ({start_step} steps); its export is "
-                  f"in {export_dir}. Nothing to do.")
+            print(
+                f"{workdir}: this run already finished ({start_step} steps); its export is "
+                f"in {export_dir}. Nothing to do."
+            )
             return {"status": "finished", "step": start_step, "already_finished": True}
-        print(f"resumed from {workdir}/checkpoints/{start_step} (epoch "
-              f"{start_step // steps_per_epoch}, step {start_step})")
+        print(
+            f"resumed from {workdir}/checkpoints/{start_step} (epoch "
+            f"{start_step // steps_per_epoch}, step {start_step})"
+        )
         # rows logged after the checkpoint (a kill between a log and the next save) come again
         _truncate_metrics(os.path.join(workdir, "metrics.jsonl"), start_step)
 
     def save(step: int, metrics: dict | None = None):
         finite = jax.tree_util.tree_reduce(
-            lambda ok, x: ok and bool(jnp.isfinite(x).all()), state.params, True)
+            lambda ok, x: ok and bool(jnp.isfinite(x).all()), state.params, True
+        )
         if not finite:  # never overwrite good checkpoints with a diverged state
-            raise NonFiniteLoss(f"non-finite parameters at step {step}; the last good checkpoint "
-                                f"in {workdir}/checkpoints is kept")
-        manager.save(step, args=ocp.args.StandardSave(
-            {"state": jax.device_get(state), "data": {"step": np.array(step, np.int64)}}), metrics=metrics)
+            raise NonFiniteLoss(
+                f"non-finite parameters at step {step}; the last good checkpoint "
+                f"in {workdir}/checkpoints is kept"
+            )
+        manager.save(
+            step,
+            args=ocp.args.StandardSave(
+                {"state": jax.device_get(state), "data": {"step": np.array(step, np.int64)}}
+            ),
+            metrics=metrics,
+        )
         manager.wait_until_finished()
 
     def evaluate(params, batch_stats) -> dict:
-        preds = evaluation.predict_offsets(embed_fn, {"params": params, "batch_stats": batch_stats},
-                                           test_pairs, config.eval.batch_size, config.data.buckets,
-                                           search=search_kwargs(config),
-                                           inner_radius=inner_radius(model, config))
+        preds = evaluation.predict_offsets(
+            embed_fn,
+            {"params": params, "batch_stats": batch_stats},
+            test_pairs,
+            config.eval.batch_size,
+            config.data.buckets,
+            search=search_kwargs(config),
+            inner_radius=inner_radius(model, config),
+        )
         return evaluation.score(preds, test_pairs, config.data.fps)
 
     # -- the loop
@@ -292,6 +377,7 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
     bar = None
     if progress:
         from tqdm import tqdm
+
         bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
     step = start_step
     val = None  # a run resumed at its last step (killed before its export) has no new one
@@ -305,7 +391,8 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
                 feed = {k: batch[k] for k in ("poses1", "mask1", "poses2", "mask2")}
                 if jax.process_count() > 1:  # each process holds its slice of the global batch
                     feed = jax.tree_util.tree_map(
-                        lambda x: jax.make_array_from_process_local_data(data_sharding, x), feed)
+                        lambda x: jax.make_array_from_process_local_data(data_sharding, x), feed
+                    )
                 else:
                     feed = jax.device_put(feed, data_sharding)
                 state, metrics = train_step(state, feed)
@@ -314,12 +401,18 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
                 if step % config.train.log_every == 0 or step == total_steps:
                     metrics = jax.device_get(metrics)
                     if not all(math.isfinite(float(v)) for v in metrics.values()):
-                        raise NonFiniteLoss(f"non-finite loss at step {step} ({metrics}); the last "
-                                            f"good checkpoint in {workdir}/checkpoints is kept")
+                        raise NonFiniteLoss(
+                            f"non-finite loss at step {step} ({metrics}); the last "
+                            f"good checkpoint in {workdir}/checkpoints is kept"
+                        )
                     rate = pairs_window / (time.perf_counter() - t_window)
                     t_window, pairs_window = time.perf_counter(), 0
-                    row = {"step": step, "epoch": epoch, "pairs_per_s": round(rate, 2),
-                           **{k: float(v) for k, v in metrics.items()}}
+                    row = {
+                        "step": step,
+                        "epoch": epoch,
+                        "pairs_per_s": round(rate, 2),
+                        **{k: float(v) for k, v in metrics.items()},
+                    }
                     log.write(json.dumps(row) + "\n")
                     log.flush()
                     if bar:
@@ -340,8 +433,10 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
                 log.write(json.dumps({"step": step, "epoch": epoch, "val": val}) + "\n")
                 log.flush()
                 if bar:
-                    bar.write(f"epoch {epoch + 1}: val frame error {val['frame_error']:.2f}, "
-                              f"acc@1 {100 * val['acc@1']:.1f}%")
+                    bar.write(
+                        f"epoch {epoch + 1}: val frame error {val['frame_error']:.2f}, "
+                        f"acc@1 {100 * val['acc@1']:.1f}%"
+                    )
             if last or (epoch + 1) % config.train.checkpoint_every == 0:
                 save(step, {"val_frame_error": val["frame_error"]} if val else None)
     except NonFiniteLoss as e:
@@ -357,17 +452,25 @@ def train_and_evaluate(config, workdir: str, stop_after_steps: int = 0,
 
     # -- the inference export: the final model
     compiles = _cache_size(train_step)
-    ckpt_lib.save_inference(os.path.join(workdir, "export"),
-                            {"params": jax.device_get(state.params),
-                             "batch_stats": jax.device_get(state.batch_stats)},
-                            model_kwargs(config), source=f"train.py {workdir} step {step}",
-                            meta={"step": step, "val": val,
-                                  "inner_frames": bool(config.model.inner_frames)})
+    ckpt_lib.save_inference(
+        os.path.join(workdir, "export"),
+        {"params": jax.device_get(state.params), "batch_stats": jax.device_get(state.batch_stats)},
+        model_kwargs(config),
+        source=f"train.py {workdir} step {step}",
+        meta={"step": step, "val": val, "inner_frames": bool(config.model.inner_frames)},
+    )
     recompiled = (compiles - compiles_after_first_epoch) if compiles_after_first_epoch else 0
-    print(f"done: {step} steps; train-step compilations: {compiles} "
-          f"({recompiled} after the first epoch); export in {workdir}/export")
-    return {"status": status, "step": step, "val": val, "compiles": compiles,
-            "recompiles_after_first_epoch": recompiled}
+    print(
+        f"done: {step} steps; train-step compilations: {compiles} "
+        f"({recompiled} after the first epoch); export in {workdir}/export"
+    )
+    return {
+        "status": status,
+        "step": step,
+        "val": val,
+        "compiles": compiles,
+        "recompiles_after_first_epoch": recompiled,
+    }
 
 
 def _truncate_metrics(path: str, last_step: int) -> None:
@@ -402,7 +505,9 @@ def _write_config(workdir: str, config) -> None:
         with open(path) as f:
             old = f.read()
         if old != text:
-            raise ConfigError(f"{workdir} holds a run with another config (config.json differs); "
-                              f"use a new --workdir or the same config to resume")
+            raise ConfigError(
+                f"{workdir} holds a run with another config (config.json differs); "
+                f"use a new --workdir or the same config to resume"
+            )
         return
     ckpt_lib.atomic_write(path, lambda f: f.write(text))

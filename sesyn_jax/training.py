@@ -28,8 +28,12 @@ class TrainState:
     opt_state: Any
 
 
-def make_optimizer(learning_rate: float | Callable = 0.005, momentum: float = 0.9,
-                   nesterov: bool = True, weight_decay: float = 1e-4) -> optax.GradientTransformation:
+def make_optimizer(
+    learning_rate: float | Callable = 0.005,
+    momentum: float = 0.9,
+    nesterov: bool = True,
+    weight_decay: float = 1e-4,
+) -> optax.GradientTransformation:
     """PyTorch's ``SGD(lr, momentum, nesterov=True, weight_decay)``: the decay is added to the
     gradient (coupled L2) before the momentum, as ``add_decayed_weights`` first does."""
     return optax.chain(
@@ -39,8 +43,12 @@ def make_optimizer(learning_rate: float | Callable = 0.005, momentum: float = 0.
 
 
 def create_state(variables: Mapping, tx: optax.GradientTransformation) -> TrainState:
-    return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
-                      batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]))
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=variables["params"],
+        batch_stats=variables["batch_stats"],
+        opt_state=tx.init(variables["params"]),
+    )
 
 
 def embed_views(model, params, batch_stats, batch: Mapping, train: bool, bn_mode: str = "joint"):
@@ -69,8 +77,13 @@ def embed_views(model, params, batch_stats, batch: Mapping, train: bool, bn_mode
     return f1, f2, upd["batch_stats"]
 
 
-def make_train_step(model, pair_loss_fn: Callable, tx: optax.GradientTransformation,
-                    bn_mode: str = "joint", inner_frames: bool = False) -> Callable:
+def make_train_step(
+    model,
+    pair_loss_fn: Callable,
+    tx: optax.GradientTransformation,
+    bn_mode: str = "joint",
+    inner_frames: bool = False,
+) -> Callable:
     """(state, batch) -> (state, metrics). ``pair_loss_fn(f_u, f_v, mask_u, mask_v) ->
     (loss, aux)`` for one pair (see ``losses.make_loss_fn``); the batch loss is its mean.
     ``inner_frames``: the loss sees only the frames whose temporal receptive field lies inside
@@ -85,9 +98,11 @@ def make_train_step(model, pair_loss_fn: Callable, tx: optax.GradientTransformat
         loss part only), so the interplay of terms can be seen."""
         out = {}
         for name, w, opts in terms:
+
             def one(a, b, name=name, w=w, opts=opts):
                 per = jax.vmap(lambda x, y, mx, my: LOSS_TERMS[name](x, y, mx, my, **opts))
                 return w * jnp.mean(per(a, b, mask_u, mask_v))
+
             out[f"grad_norm/{name}"] = optax.tree.norm(jax.grad(one, argnums=(0, 1))(f_u, f_v))
         return out
 
@@ -102,12 +117,18 @@ def make_train_step(model, pair_loss_fn: Callable, tx: optax.GradientTransformat
             return loss, (aux, new_bs, jax.lax.stop_gradient((f_u, f_v)))
 
         (loss, (aux, new_bs, (f_u, f_v))), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params)
+            state.params
+        )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux,
-                   **term_grad_norms(f_u, f_v, mask_u, mask_v)}
-        return TrainState(step=state.step + 1, params=params, batch_stats=new_bs,
-                          opt_state=opt_state), metrics
+        metrics = {
+            "loss": loss,
+            "grad_norm": optax.tree.norm(grads),
+            **aux,
+            **term_grad_norms(f_u, f_v, mask_u, mask_v),
+        }
+        return TrainState(
+            step=state.step + 1, params=params, batch_stats=new_bs, opt_state=opt_state
+        ), metrics
 
     return train_step

@@ -32,8 +32,10 @@ def resolve(name: str, mu1: float = 0.5, mu2: float = 0.035) -> tuple[dict, dict
     while base not in BASES:
         m = _SUFFIX.search(base)
         if m is None:
-            raise ValueError(f"unknown loss variant {name!r}; bases: {sorted(BASES)}, suffixes: "
-                             f"_cos, _l2, _dim, _t<temperature>")
+            raise ValueError(
+                f"unknown loss variant {name!r}; bases: {sorted(BASES)}, suffixes: "
+                f"_cos, _l2, _dim, _t<temperature>"
+            )
         suffixes.insert(0, m.group(1))
         base = base[: m.start()]
     weights, options = BASES[base]

@@ -15,20 +15,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(script, *args):
-    return subprocess.run([sys.executable, script, "--config", "configs/quickstart.py", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, script, "--config", "configs/quickstart.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
-@pytest.mark.parametrize("override, message", [
-    ("--config.train.lr=-1", "train.lr must be a positive number"),
-    ("--config.train.log_every=0", "train.log_every must be >= 1"),
-    ("--config.data.buckets=(8,)", "add a bucket >= 120"),
-    ("--config.data.buckets=()", "data.buckets must be a non-empty tuple"),
-    ("--config.model.layout=foo", "model.layout: unknown skeleton layout 'foo'"),
-    ("--config.loss.weights.foo=1.0", "loss.weights.foo"),
-    ("--config.train.lrr=0.1", "Did you mean \"lr\""),
-    ("--config.eval.rule=mean", "eval.rule must be one of"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("--config.train.lr=-1", "train.lr must be a positive number"),
+        ("--config.train.log_every=0", "train.log_every must be >= 1"),
+        ("--config.data.buckets=(8,)", "add a bucket >= 120"),
+        ("--config.data.buckets=()", "data.buckets must be a non-empty tuple"),
+        ("--config.model.layout=foo", "model.layout: unknown skeleton layout 'foo'"),
+        ("--config.loss.weights.foo=1.0", "loss.weights.foo"),
+        ("--config.train.lrr=0.1", 'Did you mean "lr"'),
+        ("--config.eval.rule=mean", "eval.rule must be one of"),
+    ],
+)
 def test_train_bad_config(tmp_path, override, message):
     out = run("train.py", "--workdir", str(tmp_path / "w"), override)
     assert out.returncode == 2, out.stderr[-2000:]
@@ -47,19 +55,23 @@ def test_train_workdir_is_a_file(tmp_path):
 def ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("ck") / "export"
     cfg = dict(widths=(8,), kernel_size=3)
-    checkpoint.save_inference(str(path), init_variables(STGCNEmbedding(**cfg),
-                                                        jax.random.PRNGKey(0)), cfg)
+    checkpoint.save_inference(
+        str(path), init_variables(STGCNEmbedding(**cfg), jax.random.PRNGKey(0)), cfg
+    )
     return str(path)
 
 
-@pytest.mark.parametrize("flag, message", [
-    ("--drop_rates=abc", "'abc' is not a number"),
-    ("--drop_rates=100", "100 is out of range"),
-    ("--drop_rates=-10", "-10 is out of range"),
-    ("--noise_px=-3", "-3 is out of range"),
-    ("--noise_px=inf", "inf is out of range"),
-    ("--config.eval.batch_size=0", "eval.batch_size must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--drop_rates=abc", "'abc' is not a number"),
+        ("--drop_rates=100", "100 is out of range"),
+        ("--drop_rates=-10", "-10 is out of range"),
+        ("--noise_px=-3", "-3 is out of range"),
+        ("--noise_px=inf", "inf is out of range"),
+        ("--config.eval.batch_size=0", "eval.batch_size must be >= 1"),
+    ],
+)
 def test_evaluate_bad_flags(tmp_path, ckpt, flag, message):
     out = run("evaluate.py", "--checkpoint", ckpt, "--out", str(tmp_path / "e"), flag)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr

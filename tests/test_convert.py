@@ -17,8 +17,9 @@ SMALL = dict(layout="coco", strategy="spatial", widths=(8, 8, 16, 16), kernel_si
 
 @pytest.fixture(scope="module")
 def torch_state():
-    tm = parity.perturb_torch_model(build_torch_model(**SMALL), seed=5,
-                                    calibrate_on=parity.make_poses(20, 9))
+    tm = parity.perturb_torch_model(
+        build_torch_model(**SMALL), seed=5, calibrate_on=parity.make_poses(20, 9)
+    )
     return tm, {k: v.clone() for k, v in tm.state_dict().items()}
 
 
@@ -31,15 +32,19 @@ def test_published_key_set_and_shapes():
     assert sd["channel.ChannelGate.mlp.1.weight"].shape == (8, 17)
     assert sd["channel.ChannelGate.mlp.3.weight"].shape == (17, 8)
     assert sd["mlp.multi_layer.0.weight"].shape == (1, 2, 1, 1)
-    n_used = sum(v.numel() for k, v in build_torch_model().named_parameters()
-                 if not k.startswith(("channel.", "mlp.")))
+    n_used = sum(
+        v.numel()
+        for k, v in build_torch_model().named_parameters()
+        if not k.startswith(("channel.", "mlp."))
+    )
     assert n_used == 1_167_009
 
 
 def test_round_trip_bit_identical_and_strict_load(torch_state):
     tm, sd = torch_state
-    variables, unused = convert.torch_to_flax({"model": sd, "epoch": 3, "optimizer": {}},
-                                              return_unused=True)
+    variables, unused = convert.torch_to_flax(
+        {"model": sd, "epoch": 3, "optimizer": {}}, return_unused=True
+    )
     back = convert.flax_to_torch(variables, unused)
     assert set(back) == set(sd)
     for k in sd:
@@ -66,14 +71,20 @@ def test_errors_name_the_keys(torch_state):
     _, sd = torch_state
     bad = dict(sd)
     del bad["st_gcn_networks.1.tcn.2.bias"]
-    with pytest.raises(convert.ConversionError, match=r"missing keys: \['st_gcn_networks.1.tcn.2.bias'\]"):
+    with pytest.raises(
+        convert.ConversionError, match=r"missing keys: \['st_gcn_networks.1.tcn.2.bias'\]"
+    ):
         convert.torch_to_flax(bad)
     bad = dict(sd, **{"st_gcn_networks.1.extra.weight": torch.zeros(3)})
-    with pytest.raises(convert.ConversionError, match="unexpected keys.*st_gcn_networks.1.extra.weight"):
+    with pytest.raises(
+        convert.ConversionError, match="unexpected keys.*st_gcn_networks.1.extra.weight"
+    ):
         convert.torch_to_flax(bad)
     bad = dict(sd)
     bad["st_gcn_networks.2.gcn.conv.weight"] = torch.zeros(48, 7, 1, 1)
-    with pytest.raises(convert.ConversionError, match=r"st_gcn_networks.2.gcn.conv.weight: shape \(48, 7, 1, 1\)"):
+    with pytest.raises(
+        convert.ConversionError, match=r"st_gcn_networks.2.gcn.conv.weight: shape \(48, 7, 1, 1\)"
+    ):
         convert.torch_to_flax(bad)
     bad = dict(sd)
     bad["A"] = sd["A"] * 2
@@ -93,8 +104,10 @@ def test_command_line_both_ways(tmp_path, torch_state):
     assert convert.main(["torch2flax", str(src), str(out_dir)]) == 0
     loaded = checkpoint.load_inference(str(out_dir))
     assert loaded.model_config["widths"] == (8, 8, 16, 16)
-    np.testing.assert_array_equal(loaded.variables["params"]["block_3"]["tcn_conv"]["kernel"],
-                                  sd["st_gcn_networks.3.tcn.2.weight"].numpy()[..., 0].transpose(2, 1, 0))
+    np.testing.assert_array_equal(
+        loaded.variables["params"]["block_3"]["tcn_conv"]["kernel"],
+        sd["st_gcn_networks.3.tcn.2.weight"].numpy()[..., 0].transpose(2, 1, 0),
+    )
     dst = tmp_path / "exported.pth"
     assert convert.main(["flax2torch", str(out_dir), str(dst)]) == 0
     ck = torch.load(dst, weights_only=True)
@@ -111,6 +124,7 @@ def test_command_line_both_ways(tmp_path, torch_state):
 
 def test_non_zero_padding_is_not_exported():
     from sesyn_jax.model import init_variables
+
     cfg = dict(SMALL, padding="reflect")
     variables = init_variables(STGCNEmbedding(**cfg), __import__("jax").random.PRNGKey(0))
     with pytest.raises(convert.ConversionError, match="zero-pads"):

@@ -12,11 +12,20 @@ from sesyn_jax.data.syn_json import PoseFormatError
 
 
 def write_view(path, poses, category_id, resolution=(200, 100), num_frame=None, **overrides):
-    anns = [{"frame_index": i, "person_id": 0, "id": 0, "keypoints": poses[i].tolist()}
-            for i in range(len(poses))]
-    data = {"info": {"num_frame": num_frame or len(poses), "num_keypoints": 17,
-                     "keypoint_channels": ["x", "y", "score"], "resolution": list(resolution)},
-            "annotations": anns, "category_id": category_id}
+    anns = [
+        {"frame_index": i, "person_id": 0, "id": 0, "keypoints": poses[i].tolist()}
+        for i in range(len(poses))
+    ]
+    data = {
+        "info": {
+            "num_frame": num_frame or len(poses),
+            "num_keypoints": 17,
+            "keypoint_channels": ["x", "y", "score"],
+            "resolution": list(resolution),
+        },
+        "annotations": anns,
+        "category_id": category_id,
+    }
     data.update(overrides)
     with open(path, "w") as f:
         json.dump(data, f)
@@ -28,11 +37,11 @@ def test_crop_and_normalization_hand_worked(tmp_path):
     write_view(tmp_path / "a_C001.json", poses, category_id=1)
     view = syn_json.read_syn_view(str(tmp_path / "a_C001.json"))
     x = syn_json.normalize_view(view)
-    assert x.shape == (3, 17, 3)                      # first category_id frame dropped
+    assert x.shape == (3, 17, 3)  # first category_id frame dropped
     np.testing.assert_allclose(x[0, 0], [40 / 200 - 0.5, 30 / 100 - 0.5, 0.8], rtol=1e-6)
-    np.testing.assert_allclose(x[1, 0], [0, 0, 0])    # score 0: every channel zeroed
+    np.testing.assert_allclose(x[1, 0], [0, 0, 0])  # score 0: every channel zeroed
     np.testing.assert_allclose(x[2, 0], [0.5, 0.5, 1.0])
-    np.testing.assert_allclose(x[:, 5], 0.0)          # joints never seen stay 0
+    np.testing.assert_allclose(x[:, 5], 0.0)  # joints never seen stay 0
 
 
 def test_pairing_offsets_and_quirks(tmp_path):
@@ -67,14 +76,20 @@ def test_unequal_views_and_cache(tmp_path):
     assert second[0].offset == -2
 
 
-@pytest.mark.parametrize("mutate,message", [
-    (lambda d: d["info"].pop("num_frame"), "missing field 'info.num_frame'"),
-    (lambda d: d["info"].update(num_keypoints=18), "num_keypoints' is 18"),
-    (lambda d: d["annotations"][0].update(keypoints=[[1, 2, 3]] * 18), r"annotations\[0\].keypoints' has shape \(18, 3\)"),
-    (lambda d: d["annotations"][1].update(keypoints=[[float("nan"), 2, 3]] * 17), "non-finite"),
-    (lambda d: d.update(category_id=-1), "category_id"),
-    (lambda d: d["info"].update(resolution=[0, 10]), "resolution"),
-])
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda d: d["info"].pop("num_frame"), "missing field 'info.num_frame'"),
+        (lambda d: d["info"].update(num_keypoints=18), "num_keypoints' is 18"),
+        (
+            lambda d: d["annotations"][0].update(keypoints=[[1, 2, 3]] * 18),
+            r"annotations\[0\].keypoints' has shape \(18, 3\)",
+        ),
+        (lambda d: d["annotations"][1].update(keypoints=[[float("nan"), 2, 3]] * 17), "non-finite"),
+        (lambda d: d.update(category_id=-1), "category_id"),
+        (lambda d: d["info"].update(resolution=[0, 10]), "resolution"),
+    ],
+)
 def test_malformed_syn_files(tmp_path, mutate, message):
     path = tmp_path / "bad_C001.json"
     write_view(path, np.ones((3, 17, 3)), 0)
@@ -97,8 +112,10 @@ def test_not_json(tmp_path):
 
 def openpose_frame(path, people):
     with open(path, "w") as f:
-        json.dump({"version": 1.3, "people": [{"pose_keypoints_2d": p.ravel().tolist()}
-                                              for p in people]}, f)
+        json.dump(
+            {"version": 1.3, "people": [{"pose_keypoints_2d": p.ravel().tolist()} for p in people]},
+            f,
+        )
 
 
 def test_openpose_body25_mapping_and_tracking(tmp_path):
@@ -109,6 +126,7 @@ def test_openpose_body25_mapping_and_tracking(tmp_path):
         p[:, 1] = 10 * np.arange(25)
         p[:, 2] = conf
         return p
+
     for t in range(3):
         a, b = body25(100 + t, 0.9), body25(500 - t, 0.5)
         openpose_frame(tmp_path / f"v_{t:012d}_keypoints.json", [b, a] if t == 1 else [a, b])
@@ -137,8 +155,10 @@ def test_openpose_coco18_and_errors(tmp_path):
 
 
 def test_coco_results_and_numpy(tmp_path):
-    dets = [{"image_id": 7, "category_id": 1, "keypoints": [1.0] * 51, "score": 0.9},
-            {"image_id": 3, "category_id": 1, "keypoints": [2.0] * 51, "score": 0.8}]
+    dets = [
+        {"image_id": 7, "category_id": 1, "keypoints": [1.0] * 51, "score": 0.9},
+        {"image_id": 3, "category_id": 1, "keypoints": [2.0] * 51, "score": 0.8},
+    ]
     (tmp_path / "r.json").write_text(json.dumps(dets))
     rec = readers.read_recording(str(tmp_path / "r.json"))
     np.testing.assert_allclose(rec.poses[:, 0, 0], [2.0, 1.0])  # sorted by image_id
@@ -157,13 +177,15 @@ def test_coco_results_and_numpy(tmp_path):
 
 
 def make_pair(name, n1, n2, offset):
-    return syn_json.Pair(name, np.full((n1, 17, 3), 1.0, np.float32),
-                         np.full((n2, 17, 3), 2.0, np.float32), offset)
+    return syn_json.Pair(
+        name, np.full((n1, 17, 3), 1.0, np.float32), np.full((n2, 17, 3), 2.0, np.float32), offset
+    )
 
 
 def test_batches_padding_masks_and_order():
-    data = [make_pair(f"p{i}", 50 + i, 60 + 2 * i, i) for i in range(10)] + \
-           [make_pair("long", 100, 90, -1)]
+    data = [make_pair(f"p{i}", 50 + i, 60 + 2 * i, i) for i in range(10)] + [
+        make_pair("long", 100, 90, -1)
+    ]
     b = pairs_lib.PairBatcher(data, 4, buckets=(64, 128), seed=3, train=True)
     # bucket 64 holds p0..p1 (max len <= 64) -> not a full batch; bucket 128 holds the other 9
     epoch = list(b.epoch(0, prefetch=0))
@@ -175,15 +197,17 @@ def test_batches_padding_masks_and_order():
             assert batch["mask1"][j].sum() == n1 and batch["mask2"][j].sum() == n2
             assert np.all(batch["poses1"][j, n1:] == 0) and np.all(batch["poses1"][j, :n1] == 1)
     again = [x["index"].tolist() for x in b.epoch(0, prefetch=2)]
-    assert again == [x["index"].tolist() for x in epoch]          # order depends on (seed, epoch)
+    assert again == [x["index"].tolist() for x in epoch]  # order depends on (seed, epoch)
     assert again[1:] == [x["index"].tolist() for x in b.epoch(0, skip=1)]
     assert again != [x["index"].tolist() for x in b.epoch(1)] or len(again) == 1
     ev = pairs_lib.PairBatcher(data, 4, buckets=(64, 128), train=False)
     seen = np.concatenate([x["index"][x["valid"]] for x in ev.epoch(0)])
     assert sorted(seen.tolist()) == list(range(11))
     # two processes split every global batch
-    halves = [pairs_lib.PairBatcher(data, 4, (64, 128), seed=3, process_index=k,
-                                    process_count=2) for k in range(2)]
+    halves = [
+        pairs_lib.PairBatcher(data, 4, (64, 128), seed=3, process_index=k, process_count=2)
+        for k in range(2)
+    ]
     first = [next(iter(h.epoch(0, prefetch=0)))["index"] for h in halves]
     np.testing.assert_array_equal(np.concatenate(first), epoch[0]["index"])
     with pytest.raises(ValueError, match="longer than the largest bucket"):
@@ -205,23 +229,80 @@ def test_test_time_corruptions():
 
 # OpenPose's documented keypoint names (output order), written out here independently of the
 # reader's index table, and COCO-17's order.
-BODY_25_NAMES = ["nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow",
-                 "l_wrist", "mid_hip", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee",
-                 "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear", "l_big_toe", "l_small_toe",
-                 "l_heel", "r_big_toe", "r_small_toe", "r_heel"]
-OPENPOSE_COCO18_NAMES = ["nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder",
-                         "l_elbow", "l_wrist", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee",
-                         "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear"]
-COCO17_NAMES = ["nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder",
-                "l_elbow", "r_elbow", "l_wrist", "r_wrist", "l_hip", "r_hip", "l_knee",
-                "r_knee", "l_ankle", "r_ankle"]
+BODY_25_NAMES = [
+    "nose",
+    "neck",
+    "r_shoulder",
+    "r_elbow",
+    "r_wrist",
+    "l_shoulder",
+    "l_elbow",
+    "l_wrist",
+    "mid_hip",
+    "r_hip",
+    "r_knee",
+    "r_ankle",
+    "l_hip",
+    "l_knee",
+    "l_ankle",
+    "r_eye",
+    "l_eye",
+    "r_ear",
+    "l_ear",
+    "l_big_toe",
+    "l_small_toe",
+    "l_heel",
+    "r_big_toe",
+    "r_small_toe",
+    "r_heel",
+]
+OPENPOSE_COCO18_NAMES = [
+    "nose",
+    "neck",
+    "r_shoulder",
+    "r_elbow",
+    "r_wrist",
+    "l_shoulder",
+    "l_elbow",
+    "l_wrist",
+    "r_hip",
+    "r_knee",
+    "r_ankle",
+    "l_hip",
+    "l_knee",
+    "l_ankle",
+    "r_eye",
+    "l_eye",
+    "r_ear",
+    "l_ear",
+]
+COCO17_NAMES = [
+    "nose",
+    "l_eye",
+    "r_eye",
+    "l_ear",
+    "r_ear",
+    "l_shoulder",
+    "r_shoulder",
+    "l_elbow",
+    "r_elbow",
+    "l_wrist",
+    "r_wrist",
+    "l_hip",
+    "r_hip",
+    "l_knee",
+    "r_knee",
+    "l_ankle",
+    "r_ankle",
+]
 
 
-@pytest.mark.parametrize("model, names", [("BODY_25", BODY_25_NAMES),
-                                          ("COCO", OPENPOSE_COCO18_NAMES)])
+@pytest.mark.parametrize(
+    "model, names", [("BODY_25", BODY_25_NAMES), ("COCO", OPENPOSE_COCO18_NAMES)]
+)
 def test_openpose_every_joint_lands_on_its_coco_name(tmp_path, model, names):
     p = np.zeros((len(names), 3))
-    p[:, 0] = 1000 + np.arange(len(names))       # x encodes the OpenPose index
+    p[:, 0] = 1000 + np.arange(len(names))  # x encodes the OpenPose index
     p[:, 1] = 50
     p[:, 2] = 0.8
     for t in range(2):
@@ -234,9 +315,9 @@ def test_openpose_every_joint_lands_on_its_coco_name(tmp_path, model, names):
 def test_normalize_recording_non_square_image():
     poses = np.zeros((2, 17, 3), np.float32)
     poses[..., 0], poses[..., 1], poses[..., 2] = 960.0, 270.0, 0.9
-    poses[1, 4] = [1500.0, 900.0, 0.0]            # an unseen joint keeps nothing
+    poses[1, 4] = [1500.0, 900.0, 0.0]  # an unseen joint keeps nothing
     out = readers.normalize_recording(poses, (1920, 1080))
-    np.testing.assert_allclose(out[0, 0], [0.0, -0.25, 0.9])   # x / 1920 - 0.5, y / 1080 - 0.5
+    np.testing.assert_allclose(out[0, 0], [0.0, -0.25, 0.9])  # x / 1920 - 0.5, y / 1080 - 0.5
     np.testing.assert_array_equal(out[1, 4], [0.0, 0.0, 0.0])
     # without a resolution, the extent of the seen joints stands in for the image size
     poses[0, 0, :2] = [1280.0, 720.0]

@@ -29,10 +29,12 @@ def motion():
     the tests crop into shifted copies, so any network matches them frame for frame."""
     clip = next(c for c in mocap_syn.load_embedded() if c.name == "cmu_01_01")
     from sesyn_jax.data import cameras
+
     rng = np.random.default_rng(0)
     cam, _, _ = cameras.sample_camera_pair(rng, clip.joints[:300].astype(np.float64))
-    return cameras.detect(rng, cam, clip.joints[:300].astype(np.float64),
-                          cameras.Corruption(missing_prob=0.0))
+    return cameras.detect(
+        rng, cam, clip.joints[:300].astype(np.float64), cameras.Corruption(missing_prob=0.0)
+    )
 
 
 def run(capsys, args):
@@ -41,19 +43,43 @@ def run(capsys, args):
 
 
 def test_two_views_npy_and_syn_json(tmp_path, ckpt, motion, capsys):
-    a, b = motion[10:130], motion[17:150]          # frame m of a = frame m - 7 of b
+    a, b = motion[10:130], motion[17:150]  # frame m of a = frame m - 7 of b
     np.save(tmp_path / "a.npy", a)
     write_syn_view(str(tmp_path / "b.json"), b, 0, (1920, 1080))
-    code, out = run(capsys, ["--checkpoint", ckpt, str(tmp_path / "a.npy"),
-                             str(tmp_path / "b.json"), "--fps", "30", "--resolution",
-                             "1920x1080", "--json", "--plot", str(tmp_path / "p.png")])
+    code, out = run(
+        capsys,
+        [
+            "--checkpoint",
+            ckpt,
+            str(tmp_path / "a.npy"),
+            str(tmp_path / "b.json"),
+            "--fps",
+            "30",
+            "--resolution",
+            "1920x1080",
+            "--json",
+            "--plot",
+            str(tmp_path / "p.png"),
+        ],
+    )
     assert code == 0
     r = json.loads(out)
     assert r["offset_frames"] == -7 and r["confidence"] > 0.9
     assert r["offset_seconds"] == pytest.approx(-7 / 30, abs=1e-4)
     assert os.path.getsize(tmp_path / "p.png") > 10_000
-    code, out = run(capsys, ["--checkpoint", ckpt, str(tmp_path / "a.npy"),
-                             str(tmp_path / "b.json"), "--fps", "30", "--resolution", "1920x1080"])
+    code, out = run(
+        capsys,
+        [
+            "--checkpoint",
+            ckpt,
+            str(tmp_path / "a.npy"),
+            str(tmp_path / "b.json"),
+            "--fps",
+            "30",
+            "--resolution",
+            "1920x1080",
+        ],
+    )
     assert "offset: -7 frames = -0.233 s" in out and "started 7 frames" in out
 
 
@@ -65,12 +91,25 @@ def test_openpose_and_coco_formats(tmp_path, ckpt, motion, capsys):
         kp = np.zeros((25, 3))
         kp[body25] = frame
         (op / f"x_{t:012d}_keypoints.json").write_text(
-            json.dumps({"people": [{"pose_keypoints_2d": kp.ravel().tolist()}]}))
-    dets = [{"image_id": t, "category_id": 1, "keypoints": f.ravel().tolist(), "score": 1.0}
-            for t, f in enumerate(motion[30:170])]
+            json.dumps({"people": [{"pose_keypoints_2d": kp.ravel().tolist()}]})
+        )
+    dets = [
+        {"image_id": t, "category_id": 1, "keypoints": f.ravel().tolist(), "score": 1.0}
+        for t, f in enumerate(motion[30:170])
+    ]
     (tmp_path / "coco.json").write_text(json.dumps(dets))
-    code, out = run(capsys, ["--checkpoint", ckpt, str(op), str(tmp_path / "coco.json"),
-                             "--resolution", "1920x1080", "--json"])
+    code, out = run(
+        capsys,
+        [
+            "--checkpoint",
+            ckpt,
+            str(op),
+            str(tmp_path / "coco.json"),
+            "--resolution",
+            "1920x1080",
+            "--json",
+        ],
+    )
     assert code == 0 and json.loads(out)["offset_frames"] == 10
 
 
@@ -80,49 +119,87 @@ def test_refusals(tmp_path, ckpt, motion, capsys):
     np.save(tmp_path / "still.npy", still)
     np.save(tmp_path / "nobody.npy", np.zeros((120, 17, 3), np.float32))
     np.save(tmp_path / "short.npy", motion[:10])
-    for name, reason in [("still", "almost no motion"), ("nobody", "no person"),
-                         ("short", "only 10 frames")]:
-        code, out = run(capsys, ["--checkpoint", ckpt, str(tmp_path / "ok.npy"),
-                                 str(tmp_path / f"{name}.npy"), "--resolution", "1920x1080"])
+    for name, reason in [
+        ("still", "almost no motion"),
+        ("nobody", "no person"),
+        ("short", "only 10 frames"),
+    ]:
+        code, out = run(
+            capsys,
+            [
+                "--checkpoint",
+                ckpt,
+                str(tmp_path / "ok.npy"),
+                str(tmp_path / f"{name}.npy"),
+                "--resolution",
+                "1920x1080",
+            ],
+        )
         assert code == 3 and "cannot synchronize" in out and reason in out, out
-    code, out = run(capsys, ["--checkpoint", ckpt, str(tmp_path / "ok.npy"),
-                             str(tmp_path / "missing.npy")])
+    code, out = run(
+        capsys, ["--checkpoint", ckpt, str(tmp_path / "ok.npy"), str(tmp_path / "missing.npy")]
+    )
     assert code == 2
 
 
 def test_three_views_robust_fit(tmp_path, ckpt, motion, capsys):
     for name, start in (("v0", 30), ("v1", 42), ("v2", 21)):
-        np.save(tmp_path / f"{name}.npy", motion[start:start + 140])
-    code, out = run(capsys, ["--checkpoint", ckpt] + [str(tmp_path / f"v{i}.npy") for i in range(3)]
-                    + ["--resolution", "1920x1080", "--json"])
+        np.save(tmp_path / f"{name}.npy", motion[start : start + 140])
+    code, out = run(
+        capsys,
+        ["--checkpoint", ckpt]
+        + [str(tmp_path / f"v{i}.npy") for i in range(3)]
+        + ["--resolution", "1920x1080", "--json"],
+    )
     r = json.loads(out)
     assert [v["offset_frames"] for v in r["views"]] == [0, -12, 9]
     assert all(abs(p["residual_frames"]) < 0.5 for p in r["pairs"])
 
 
 def test_fit_offsets_rejects_an_outlier_pair():
-    pairs = [(0, 1, 5, 1.0), (0, 2, 9, 1.0), (1, 2, 4, 1.0), (0, 3, -2, 1.0), (1, 3, -7, 1.0),
-             (2, 3, 20, 0.9)]  # the last pair is wrong (should be -11)
+    pairs = [
+        (0, 1, 5, 1.0),
+        (0, 2, 9, 1.0),
+        (1, 2, 4, 1.0),
+        (0, 3, -2, 1.0),
+        (1, 3, -7, 1.0),
+        (2, 3, 20, 0.9),
+    ]  # the last pair is wrong (should be -11)
     t, res = sync.fit_offsets(4, pairs)
     np.testing.assert_allclose(np.round(t), [0, 5, 9, -2])
     assert abs(res[-1]) > 20 and np.all(np.abs(res[:-1]) < 1.5)
 
 
 def test_several_persons(tmp_path, ckpt, motion, capsys):
-    other = motion[::-1].copy()        # a second person doing something else
+    other = motion[::-1].copy()  # a second person doing something else
     other[..., 0] += 600 * (other[..., 2] > 0)
-    a = np.stack([other[20:140], motion[20:140]])            # (2, T, 17, 3), persons swapped
-    b = np.stack([motion[25:160], other[25:160]])            # frame m of a = m - 5 of b
+    a = np.stack([other[20:140], motion[20:140]])  # (2, T, 17, 3), persons swapped
+    b = np.stack([motion[25:160], other[25:160]])  # frame m of a = m - 5 of b
     np.save(tmp_path / "a.npy", a)
     np.save(tmp_path / "b.npy", b)
-    code, out = run(capsys, ["--checkpoint", ckpt, str(tmp_path / "a.npy"), str(tmp_path / "b.npy"),
-                             "--all-persons", "--resolution", "1920x1080", "--json"])
+    code, out = run(
+        capsys,
+        [
+            "--checkpoint",
+            ckpt,
+            str(tmp_path / "a.npy"),
+            str(tmp_path / "b.npy"),
+            "--all-persons",
+            "--resolution",
+            "1920x1080",
+            "--json",
+        ],
+    )
     r = json.loads(out)
     assert code == 0 and r["offset_frames"] == -5
     matched = {(p["a"].split("#")[1], p["b"].split("#")[1]) for p in r["persons"]}
     assert matched == {("0", "1"), ("1", "0")}
-    fused, agree = sync.fuse_persons([sync.PairResult("a", "b", o, c, None, None)
-                                      for o, c in [(4, 0.9), (5, 0.8), (30, 0.3), (4, 0.7)]])
+    fused, agree = sync.fuse_persons(
+        [
+            sync.PairResult("a", "b", o, c, None, None)
+            for o, c in [(4, 0.9), (5, 0.8), (30, 0.3), (4, 0.7)]
+        ]
+    )
     assert fused == 4 and agree == pytest.approx(2.4 / 2.7)
 
 
@@ -141,10 +218,18 @@ def np_simple_offsets(pairs):
 def test_evaluate_report(tmp_path, ckpt):
     from configs import quickstart
     from sesyn_jax import metrics, report, trainer
+
     cfg = quickstart.get_config()
     loaded = checkpoint.load_inference(ckpt)
-    res = report.evaluate_checkpoint(cfg, loaded, ckpt, out=str(tmp_path / "eval"),
-                                     drop_rates=(0, 10), noise_px=(0, 9), progress=False)
+    res = report.evaluate_checkpoint(
+        cfg,
+        loaded,
+        ckpt,
+        out=str(tmp_path / "eval"),
+        drop_rates=(0, 10),
+        noise_px=(0, 9),
+        progress=False,
+    )
     pairs = trainer.load_pairs(cfg, "test")
     true = np.array([p.offset for p in pairs])
     want = metrics.sync_metrics(np_simple_offsets(pairs), true)
@@ -181,16 +266,22 @@ def np_simple_diagonal_offsets(pairs, max_offset, need):
 def test_evaluate_with_the_diagonal_rule(tmp_path, ckpt):
     from configs import quickstart
     from sesyn_jax import report, trainer
+
     cfg = quickstart.get_config()
     cfg.eval.rule, cfg.eval.max_offset, cfg.eval.min_overlap = "diagonal", 30, 40
     pairs = trainer.load_pairs(cfg, "test")[:12]
-    res = report.evaluate_checkpoint(cfg, checkpoint.load_inference(ckpt), ckpt,
-                                     out=str(tmp_path / "eval"), sweeps=False, progress=False,
-                                     pairs=pairs)
+    res = report.evaluate_checkpoint(
+        cfg,
+        checkpoint.load_inference(ckpt),
+        ckpt,
+        out=str(tmp_path / "eval"),
+        sweeps=False,
+        progress=False,
+        pairs=pairs,
+    )
     assert res["search"] == {"rule": "diagonal", "max_offset": 30, "min_overlap": 40}
     assert res["predictions"]["Simple"] == np_simple_diagonal_offsets(pairs, 30, 40).tolist()
-    assert all(abs(p) <= 30 for name in ("SeSyn", "SSM", "Speed")
-               for p in res["predictions"][name])
+    assert all(abs(p) <= 30 for name in ("SeSyn", "SSM", "Speed") for p in res["predictions"][name])
 
 
 def test_syn_json_views_are_cut_by_category_id(tmp_path, ckpt, motion, capsys):
@@ -198,6 +289,14 @@ def test_syn_json_views_are_cut_by_category_id(tmp_path, ckpt, motion, capsys):
     category_id(A) - category_id(B) = 7, as the published pipeline defines it."""
     write_syn_view(str(tmp_path / "w_C001.json"), motion[:140], 9, (1920, 1080))
     write_syn_view(str(tmp_path / "w_C002.json"), motion[:140], 2, (1920, 1080))
-    code, out = run(capsys, ["--checkpoint", ckpt, str(tmp_path / "w_C001.json"),
-                             str(tmp_path / "w_C002.json"), "--json"])
+    code, out = run(
+        capsys,
+        [
+            "--checkpoint",
+            ckpt,
+            str(tmp_path / "w_C001.json"),
+            str(tmp_path / "w_C002.json"),
+            "--json",
+        ],
+    )
     assert code == 0 and json.loads(out)["offset_frames"] == 7

@@ -1,14 +1,33 @@
-"""The adjacency against a direct loop-by-loop construction from SPEC section 3."""
+"""The adjacency against a direct loop-by-loop construction from the published graph's
+definition."""
 
 import numpy as np
 import pytest
 
 from sesyn_jax import graph
 
-# SPEC section 3: COCO-17 edges, 1-based.
-SPEC_EDGES_1B = [(16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7),
-                 (8, 6), (9, 7), (10, 8), (11, 9), (2, 3), (2, 1), (3, 1), (4, 2), (5, 3),
-                 (4, 6), (5, 7)]
+# The published COCO-17 edges, 1-based.
+PUBLISHED_EDGES_1B = [
+    (16, 14),
+    (14, 12),
+    (17, 15),
+    (15, 13),
+    (12, 13),
+    (6, 12),
+    (7, 13),
+    (6, 7),
+    (8, 6),
+    (9, 7),
+    (10, 8),
+    (11, 9),
+    (2, 3),
+    (2, 1),
+    (3, 1),
+    (4, 2),
+    (5, 3),
+    (4, 6),
+    (5, 7),
+]
 
 
 def reference_adjacency(num, edges, center, strategy, cut=True):
@@ -62,7 +81,7 @@ def reference_adjacency(num, edges, center, strategy, cut=True):
 
 @pytest.mark.parametrize("strategy", ["uniform", "distance", "spatial"])
 def test_coco_matches_spec(strategy):
-    edges = [(a - 1, b - 1) for a, b in SPEC_EDGES_1B]
+    edges = [(a - 1, b - 1) for a, b in PUBLISHED_EDGES_1B]
     ref = reference_adjacency(17, edges, 0, strategy)
     np.testing.assert_array_equal(graph.adjacency("coco", strategy), ref)
 
@@ -79,26 +98,50 @@ def test_spatial_shape_and_quirk():
     assert a[1, hip, knee] > 0 and a[2, hip, knee] == 0
     t = graph.adjacency("coco", "spatial", textbook_distance=True)
     assert t[1, hip, knee] == 0 and t[2, hip, knee] > 0
-    edges = [(x - 1, y - 1) for x, y in SPEC_EDGES_1B]
+    edges = [(x - 1, y - 1) for x, y in PUBLISHED_EDGES_1B]
     np.testing.assert_array_equal(t, reference_adjacency(17, edges, 0, "spatial", cut=False))
     assert not np.array_equal(a, t)
 
 
-@pytest.mark.parametrize("name,joints,edges_1b", [
-    ("5", [0, 5, 6, 11, 12], [(1, 2), (1, 3), (2, 3), (2, 4), (3, 5), (4, 5)]),
-    ("9", [0, 5, 6, 9, 10, 11, 12, 15, 16],
-     [(1, 2), (1, 3), (2, 3), (2, 4), (3, 5), (2, 6), (3, 7), (6, 7), (6, 8), (7, 9)]),
-    ("13", [0] + list(range(5, 17)),
-     [(1, 2), (1, 3), (2, 3), (2, 4), (3, 5), (4, 6), (5, 7), (2, 8), (3, 9), (8, 9), (8, 10),
-      (9, 11), (10, 12), (11, 13)]),
-])
+@pytest.mark.parametrize(
+    "name,joints,edges_1b",
+    [
+        ("5", [0, 5, 6, 11, 12], [(1, 2), (1, 3), (2, 3), (2, 4), (3, 5), (4, 5)]),
+        (
+            "9",
+            [0, 5, 6, 9, 10, 11, 12, 15, 16],
+            [(1, 2), (1, 3), (2, 3), (2, 4), (3, 5), (2, 6), (3, 7), (6, 7), (6, 8), (7, 9)],
+        ),
+        (
+            "13",
+            [0] + list(range(5, 17)),
+            [
+                (1, 2),
+                (1, 3),
+                (2, 3),
+                (2, 4),
+                (3, 5),
+                (4, 6),
+                (5, 7),
+                (2, 8),
+                (3, 9),
+                (8, 9),
+                (8, 10),
+                (9, 11),
+                (10, 12),
+                (11, 13),
+            ],
+        ),
+    ],
+)
 def test_reduced_layouts(name, joints, edges_1b):
     lay = graph.get_layout(name)
     assert list(lay.joints) == joints
     edges = [(a - 1, b - 1) for a, b in edges_1b]
     for strategy in graph.STRATEGIES:
-        np.testing.assert_array_equal(graph.adjacency(name, strategy),
-                                      reference_adjacency(len(joints), edges, 0, strategy))
+        np.testing.assert_array_equal(
+            graph.adjacency(name, strategy), reference_adjacency(len(joints), edges, 0, strategy)
+        )
 
 
 def test_bad_names():

@@ -19,7 +19,8 @@ PAGES = BLOCK_BYTES / 4096
 # malloc 160 MB (more than glibc's largest mmap threshold and a thread arena's 64 MB heap), write
 # every page, free; three times, from a worker thread and from the main thread, as XLA's step
 # buffer is; report minor page faults per round after a first round.
-SCRIPT = textwrap.dedent("""
+SCRIPT = (
+    textwrap.dedent("""
     import ctypes, json, resource, sys, threading
     from sesyn_jax import hostmem
     how = hostmem.tune_host_allocator() if sys.argv[1] == "tune" else "untouched"
@@ -39,17 +40,26 @@ SCRIPT = textwrap.dedent("""
     t = threading.Thread(target=rounds, args=(faults,)); t.start(); t.join()
     rounds(faults)
     print(json.dumps({"how": how, "faults": faults}))
-""") % BLOCK_BYTES
+""")
+    % BLOCK_BYTES
+)
 
-glibc_linux = pytest.mark.skipif(not hostmem.glibc_linux(),
-                                 reason="the settings apply to glibc on Linux only")
+glibc_linux = pytest.mark.skipif(
+    not hostmem.glibc_linux(), reason="the settings apply to glibc on Linux only"
+)
 
 
 def run_script(mode: str, env_extra: dict | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "SESYN_JAX_HOST_ALLOCATOR"}
     env.update(PYTHONPATH=ROOT, **(env_extra or {}))
-    out = subprocess.run([sys.executable, "-c", SCRIPT, mode], env=env, capture_output=True,
-                         text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, mode],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -45,17 +45,21 @@ def test_masks_and_batch_agree_with_single_pair():
     for m, n, shift in [(20, 30, 5), (25, 18, -3), (12, 12, 0)]:
         ids = rng.permutation(64)
         v = ids[:n]
-        u = ids[max(shift, 0):max(shift, 0) + m] if shift >= 0 else np.concatenate([ids[40:40 - shift], ids[:m + shift]])
+        u = (
+            ids[max(shift, 0) : max(shift, 0) + m]
+            if shift >= 0
+            else np.concatenate([ids[40 : 40 - shift], ids[: m + shift]])
+        )
         pairs.append((one_hot_frames(u), one_hot_frames(v)))
     fu = np.zeros((3, 32, 64), np.float32)
     fv = np.full((3, 32, 64), 99.0, np.float32)  # padded frames would win every match if seen
     mu = np.zeros((3, 32), bool)
     mv = np.zeros((3, 32), bool)
     for i, (a, b) in enumerate(pairs):
-        fu[i, :len(a)] = a
-        fv[i, :len(b)] = b
-        mu[i, :len(a)] = True
-        mv[i, :len(b)] = True
+        fu[i, : len(a)] = a
+        fv[i, : len(b)] = b
+        mu[i, : len(a)] = True
+        mv[i, : len(b)] = True
     got = estimate_offsets(fu, fv, mu, mv)
     want = [estimate_offset(a, b) for a, b in pairs]
     np.testing.assert_array_equal(got, want)
@@ -68,7 +72,7 @@ def test_metrics_hand_worked():
     # e = [1, 3, 0, 11, 0]
     m = sync_metrics(pred, true, fps=30.0)
     assert m["frame_error"] == pytest.approx(15 / 5)
-    assert m["acc@1"] == pytest.approx(3 / 5)      # e <= 1: 1, 0, 0
+    assert m["acc@1"] == pytest.approx(3 / 5)  # e <= 1: 1, 0, 0
     assert m["acc@5"] == pytest.approx(4 / 5)
     assert m["acc@10"] == pytest.approx(4 / 5)
     assert m["abs_error"] == pytest.approx(3 / 30)
@@ -95,5 +99,5 @@ def test_accuracy_counts_errors_equal_to_k():
     # errors exactly 1, 5, 10 and 11 frames
     m = sync_metrics([1, 5, 10, 11], [0, 0, 0, 0])
     assert (m["acc@1"], m["acc@5"], m["acc@10"]) == (0.25, 0.5, 0.75)
-    m = sync_metrics([-10, 15, 13], [-20, 10, 10])   # e = 10, 5, 3; e / |true| = .5, .5, .3
+    m = sync_metrics([-10, 15, 13], [-20, 10, 10])  # e = 10, 5, 3; e / |true| = .5, .5, .3
     assert m["racc@50"] == 1.0 and m["racc@30"] == pytest.approx(1 / 3)

@@ -17,9 +17,11 @@ from test_losses import make_pair, np_softmax, pad
 
 def np_sim(a, b, kind="l2", temperature=1.0, scale_by_dim=False):
     if kind == "l2":
-        s = -np.maximum((a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None] - 2 * a @ b.T, 0)
+        s = -np.maximum((a**2).sum(1)[:, None] + (b**2).sum(1)[None] - 2 * a @ b.T, 0)
     else:
-        s = (a / np.linalg.norm(a, axis=1, keepdims=True)) @ (b / np.linalg.norm(b, axis=1, keepdims=True)).T
+        s = (a / np.linalg.norm(a, axis=1, keepdims=True)) @ (
+            b / np.linalg.norm(b, axis=1, keepdims=True)
+        ).T
     if scale_by_dim:
         s = s / a.shape[1]
     return s / temperature
@@ -36,24 +38,31 @@ def np_terms(fu, fv, sim, tau=1, lam=0.001, delta=1.0):
     mu = beta @ g
     var = (beta * (g[None] - mu[:, None]) ** 2).sum(1)
     err = mu - g
-    hub = np.where(np.abs(err) <= delta, 0.5 * err ** 2, delta * (np.abs(err) - 0.5 * delta))
+    hub = np.where(np.abs(err) <= delta, 0.5 * err**2, delta * (np.abs(err) - 0.5 * delta))
     return {
         "identity": -np.mean(np.diag(logp)),
         "deviation": np.mean(np.abs(err)),
         "interval": np.mean([abs(mu[i] - mu[i - tau] - tau) for i in range(tau, m)]),
-        "tcc_reg": np.mean(err ** 2),
-        "tcc_reg_var": np.mean(err ** 2 / var + lam * 0.5 * np.log(var)),
+        "tcc_reg": np.mean(err**2),
+        "tcc_reg_var": np.mean(err**2 / var + lam * 0.5 * np.log(var)),
         "tcc_reg_huber": np.mean(hub),
     }
 
 
 TERM_CALLS = {
-    "identity": ("identity", {}), "deviation": ("deviation", {}), "interval": ("interval", {"tau": 2}),
-    "tcc_reg": ("tcc_reg", {}), "tcc_reg_var": ("tcc_reg", {"variance": True}),
+    "identity": ("identity", {}),
+    "deviation": ("deviation", {}),
+    "interval": ("interval", {"tau": 2}),
+    "tcc_reg": ("tcc_reg", {}),
+    "tcc_reg_var": ("tcc_reg", {"variance": True}),
     "tcc_reg_huber": ("tcc_reg", {"huber_delta": 1.0}),
 }
-SIMS = [dict(kind="l2"), dict(kind="l2", temperature=0.1, scale_by_dim=True),
-        dict(kind="cosine", temperature=0.1), dict(kind="cosine")]
+SIMS = [
+    dict(kind="l2"),
+    dict(kind="l2", temperature=0.1, scale_by_dim=True),
+    dict(kind="cosine", temperature=0.1),
+    dict(kind="cosine"),
+]
 
 
 @pytest.mark.parametrize("sim", SIMS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
@@ -64,19 +73,34 @@ def test_terms_match_numpy_padded_and_unpadded(sim):
     ref = np_terms(fu, fv, sim, tau=2)
     pu, mu = pad(fu, 26, 4.0)
     pv, mv = pad(fv, 26, -2.0)
-    opts = {"similarity": sim["kind"], "temperature": sim.get("temperature", 1.0),
-            "scale_by_dim": sim.get("scale_by_dim", False)}
+    opts = {
+        "similarity": sim["kind"],
+        "temperature": sim.get("temperature", 1.0),
+        "scale_by_dim": sim.get("scale_by_dim", False),
+    }
     for name, (term, extra) in TERM_CALLS.items():
         fn = losses.LOSS_TERMS[term]
         plain = float(fn(jnp.asarray(fu), jnp.asarray(fv), **extra, **opts))
-        padded = float(fn(jnp.asarray(pu), jnp.asarray(pv), jnp.asarray(mu), jnp.asarray(mv),
-                          **extra, **opts))
+        padded = float(
+            fn(jnp.asarray(pu), jnp.asarray(pv), jnp.asarray(mu), jnp.asarray(mv), **extra, **opts)
+        )
         np.testing.assert_allclose(plain, ref[name], rtol=1e-5, atol=1e-6, err_msg=name)
         np.testing.assert_allclose(padded, ref[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-@pytest.mark.parametrize("name", ["iden", "iden+devi", "iden+devi+intv", "tcc_cls", "tcc_reg",
-                                  "tcc_reg_var", "tcc_reg_huber", "iden+devi+intv_cos_t0.1"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "iden",
+        "iden+devi",
+        "iden+devi+intv",
+        "tcc_cls",
+        "tcc_reg",
+        "tcc_reg_var",
+        "tcc_reg_huber",
+        "iden+devi+intv_cos_t0.1",
+    ],
+)
 def test_variant_names_train(name):
     """A variant's name (its config line) is all it takes: one jitted train step runs, with a
     finite loss and a gradient norm per term."""
@@ -85,9 +109,12 @@ def test_variant_names_train(name):
     tx = training.make_optimizer(0.01)
     state = training.create_state(init_variables(model, jax.random.PRNGKey(0)), tx)
     rng = np.random.default_rng(0)
-    batch = {"poses1": jnp.asarray(rng.normal(size=(2, 12, 17, 3)), jnp.float32),
-             "poses2": jnp.asarray(rng.normal(size=(2, 12, 17, 3)), jnp.float32),
-             "mask1": jnp.ones((2, 12), bool), "mask2": jnp.arange(12)[None].repeat(2, 0) < 10}
+    batch = {
+        "poses1": jnp.asarray(rng.normal(size=(2, 12, 17, 3)), jnp.float32),
+        "poses2": jnp.asarray(rng.normal(size=(2, 12, 17, 3)), jnp.float32),
+        "mask1": jnp.ones((2, 12), bool),
+        "mask2": jnp.arange(12)[None].repeat(2, 0) < 10,
+    }
     step = jax.jit(training.make_train_step(model, losses.make_loss_fn(weights, options), tx))
     state, metrics = step(state, batch)
     assert np.isfinite(float(metrics["loss"]))
@@ -109,10 +136,19 @@ def test_ablation_runner_and_resume(tmp_path, monkeypatch):
         "    c.model.kernel_size = 5\n"
         "    c.train.epochs = 1\n"
         "    c.train.eval_every = 0\n"
-        "    return c\n")
+        "    return c\n"
+    )
     monkeypatch.syspath_prepend(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    args = ["--config", str(cfg_path), "--variants", "iden,tcc_cls", "--seeds", "0,1",
-            "--workdir", str(tmp_path / "abl")]
+    args = [
+        "--config",
+        str(cfg_path),
+        "--variants",
+        "iden,tcc_cls",
+        "--seeds",
+        "0,1",
+        "--workdir",
+        str(tmp_path / "abl"),
+    ]
     assert ablate.main(args) == 0
     table = json.loads((tmp_path / "abl" / "ablation.json").read_text())["table"]
     assert set(table) == {"iden", "tcc_cls"}
@@ -127,11 +163,27 @@ def test_ablation_runner_and_resume(tmp_path, monkeypatch):
 
 
 def test_summary_leaves_diverged_runs_out_of_the_means():
-    runs = {"a": [{"frame_error": 2.0, "acc@1": 0.5, "acc@5": 0.8, "acc@10": 0.9,
-                   "rel_error": 0.1, "racc@10": 0.4},
-                  ablate.diverged_result(12),
-                  {"frame_error": 4.0, "acc@1": 0.3, "acc@5": 0.6, "acc@10": 0.7,
-                   "rel_error": 0.3, "racc@10": 0.2}]}
+    runs = {
+        "a": [
+            {
+                "frame_error": 2.0,
+                "acc@1": 0.5,
+                "acc@5": 0.8,
+                "acc@10": 0.9,
+                "rel_error": 0.1,
+                "racc@10": 0.4,
+            },
+            ablate.diverged_result(12),
+            {
+                "frame_error": 4.0,
+                "acc@1": 0.3,
+                "acc@5": 0.6,
+                "acc@10": 0.7,
+                "rel_error": 0.3,
+                "racc@10": 0.2,
+            },
+        ]
+    }
     t = ablate.summarize(runs)["a"]
     assert t["diverged"] == 1
     assert t["frame_error"]["mean"] == pytest.approx(3.0)

@@ -1,4 +1,5 @@
-"""Losses against a float64 numpy transcription of Eq. 1-12 (SPEC section 4)."""
+"""Losses against a float64 numpy transcription of the paper's Eq. 1-12, as the published code
+computes them."""
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +16,7 @@ def np_softmax(z):
 
 
 def np_sim(a, b):
-    d = (a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2 * a @ b.T
+    d = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * a @ b.T
     return -np.maximum(d, 0)
 
 
@@ -43,7 +44,7 @@ def make_pair(seed, m, n, c=12, scale=0.4):
     t = np.arange(max(m, n))[:, None]
     base = np.sin(t * rng.uniform(0.05, 0.3, c) + rng.uniform(0, 6, c))
     fu = base[:m] + scale * rng.normal(size=(m, c))
-    fv = base[3:3 + n] if n + 3 <= len(base) else base[:n]
+    fv = base[3 : 3 + n] if n + 3 <= len(base) else base[:n]
     fv = fv + scale * rng.normal(size=fv.shape)
     return fu.astype(np.float32), fv.astype(np.float32)
 
@@ -81,7 +82,9 @@ def test_padded_equals_unpadded_loss_and_gradients():
     def f_padded(a, b):
         return losses.sesyn_loss(a, b, jnp.asarray(mu), jnp.asarray(mv), **kw)[0]
 
-    l0, (gu0, gv0) = jax.value_and_grad(f_unpadded, argnums=(0, 1))(jnp.asarray(fu), jnp.asarray(fv))
+    l0, (gu0, gv0) = jax.value_and_grad(f_unpadded, argnums=(0, 1))(
+        jnp.asarray(fu), jnp.asarray(fv)
+    )
     l1, (gu1, gv1) = jax.value_and_grad(f_padded, argnums=(0, 1))(jnp.asarray(pu), jnp.asarray(pv))
     np.testing.assert_allclose(float(l1), ref, rtol=1e-5)
     np.testing.assert_allclose(float(l1), float(l0), rtol=1e-6)
@@ -95,9 +98,9 @@ def test_gradient_matches_numpy_finite_differences():
     """The JAX gradient in float64 against central differences of the numpy transcription."""
     fu, fv = make_pair(3, 8, 9, c=4)
     with jax.enable_x64(True):
-        g = jax.grad(lambda a: losses.sesyn_loss(a, jnp.asarray(fv, jnp.float64),
-                                                 mu1=0.5, mu2=0.035)[0])(
-            jnp.asarray(fu, jnp.float64))
+        g = jax.grad(
+            lambda a: losses.sesyn_loss(a, jnp.asarray(fv, jnp.float64), mu1=0.5, mu2=0.035)[0]
+        )(jnp.asarray(fu, jnp.float64))
         g = np.asarray(g)
     fu64 = fu.astype(np.float64)
     eps = 1e-6
@@ -105,7 +108,9 @@ def test_gradient_matches_numpy_finite_differences():
     for idx in np.ndindex(*fu64.shape):
         d = np.zeros_like(fu64)
         d[idx] = eps
-        num[idx] = (np_sesyn(fu64 + d, fv, 0.5, 0.035)[0] - np_sesyn(fu64 - d, fv, 0.5, 0.035)[0]) / (2 * eps)
+        num[idx] = (
+            np_sesyn(fu64 + d, fv, 0.5, 0.035)[0] - np_sesyn(fu64 - d, fv, 0.5, 0.035)[0]
+        ) / (2 * eps)
     np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-7)
 
 
@@ -118,23 +123,29 @@ def test_batched_vmapped_matches_per_pair():
     loss, aux = losses.batched_sesyn_loss(fu, fv, mu, mv, mu1=0.5, mu2=0.035)
     refs = [np_sesyn(a, b, 0.5, 0.035) for a, b in pairs]
     np.testing.assert_allclose(float(loss), np.mean([r[0] for r in refs]), rtol=1e-5)
-    np.testing.assert_allclose(float(aux["interval"]), np.mean([r[1]["interval"] for r in refs]),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        float(aux["interval"]), np.mean([r[1]["interval"] for r in refs]), rtol=1e-5
+    )
 
 
 def test_variant_is_one_function_and_one_config_line():
     @losses.register_term("test_only_mean_sq")
     def _mean_sq(f_u, f_v, mask_u=None, mask_v=None, scale=1.0):
-        return scale * jnp.mean(f_u ** 2)
+        return scale * jnp.mean(f_u**2)
 
     try:
-        fn = losses.make_loss_fn({"identity": 1.0, "test_only_mean_sq": 2.0},
-                                 {"test_only_mean_sq": {"scale": 3.0}})
+        fn = losses.make_loss_fn(
+            {"identity": 1.0, "test_only_mean_sq": 2.0}, {"test_only_mean_sq": {"scale": 3.0}}
+        )
         fu, fv = make_pair(1, 10, 10)
         loss, aux = fn(jnp.asarray(fu), jnp.asarray(fv))
         _, ref_aux = np_sesyn(fu, fv, 0, 0)
-        np.testing.assert_allclose(float(aux["test_only_mean_sq"]), 3 * np.mean(fu.astype(np.float64) ** 2), rtol=1e-5)
-        np.testing.assert_allclose(float(loss), ref_aux["identity"] + 6 * np.mean(fu.astype(np.float64) ** 2), rtol=1e-5)
+        np.testing.assert_allclose(
+            float(aux["test_only_mean_sq"]), 3 * np.mean(fu.astype(np.float64) ** 2), rtol=1e-5
+        )
+        np.testing.assert_allclose(
+            float(loss), ref_aux["identity"] + 6 * np.mean(fu.astype(np.float64) ** 2), rtol=1e-5
+        )
     finally:
         del losses.LOSS_TERMS["test_only_mean_sq"]
     with pytest.raises(ValueError, match="unknown loss term"):

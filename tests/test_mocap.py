@@ -12,8 +12,14 @@ from sesyn_jax.graph import COCO_JOINTS
 MOCAP = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mocap")
 needs_shared = pytest.mark.skipif(not os.path.isdir(MOCAP), reason="../shared/data/mocap absent")
 J = {n: i for i, n in enumerate(COCO_JOINTS)}
-BONES = [("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"), ("right_hip", "right_knee"),
-         ("right_knee", "right_ankle"), ("left_hip", "right_hip"), ("left_hip", "left_knee")]
+BONES = [
+    ("left_shoulder", "left_elbow"),
+    ("left_elbow", "left_wrist"),
+    ("right_hip", "right_knee"),
+    ("right_knee", "right_ankle"),
+    ("left_hip", "right_hip"),
+    ("left_hip", "left_knee"),
+]
 
 
 def test_bvh_forward_kinematics_by_hand(tmp_path):
@@ -67,17 +73,24 @@ def check_anatomy(joints, toes, name):
 
 
 @needs_shared
-@pytest.mark.parametrize("loader,args", [
-    ("bvh", "cmu_bvh/01_01.bvh"), ("bvh", "cmu_bvh/Boxing_Toes.bvh"),
-    ("dm", "deepmimic/humanoid3d_walk.txt"), ("dm", "deepmimic/humanoid3d_punch.txt"),
-    ("pos", "climb/mocap_climb_seq_1_joint_positions_f0-2422.npy"),
-])
+@pytest.mark.parametrize(
+    "loader,args",
+    [
+        ("bvh", "cmu_bvh/01_01.bvh"),
+        ("bvh", "cmu_bvh/Boxing_Toes.bvh"),
+        ("dm", "deepmimic/humanoid3d_walk.txt"),
+        ("dm", "deepmimic/humanoid3d_punch.txt"),
+        ("pos", "climb/mocap_climb_seq_1_joint_positions_f0-2422.npy"),
+    ],
+)
 def test_sources_anatomy(loader, args):
     path = os.path.join(MOCAP, args)
     if loader == "bvh":
         clip, toes = mocap.load_bvh_clip(path)
     elif loader == "dm":
-        clip, toes = mocap.load_deepmimic_clip(path, os.path.join(MOCAP, "deepmimic", "humanoid.urdf"))
+        clip, toes = mocap.load_deepmimic_clip(
+            path, os.path.join(MOCAP, "deepmimic", "humanoid.urdf")
+        )
     else:
         clip, toes = mocap.load_position_clip(path)
     assert clip.fps == 30.0 and clip.joints.shape[1:] == (17, 3)
@@ -99,8 +112,11 @@ def test_embedded_clips_and_resampling():
 
 
 def test_builder_deterministic_split_by_clip_and_round_trip(tmp_path):
-    clips = [c for c in mocap_syn.load_embedded()
-             if c.name in ("cmu_01_01", "cmu_01_03", "mocap_climb_seq_4_f0-2303")]
+    clips = [
+        c
+        for c in mocap_syn.load_embedded()
+        if c.name in ("cmu_01_01", "cmu_01_03", "mocap_climb_seq_4_f0-2303")
+    ]
     cfg = mocap_syn.BuildConfig(frames=120, train_stride=120, test_stride=240, seed=4)
     a, summary = mocap_syn.build_pairs(clips, cfg)
     b, _ = mocap_syn.build_pairs(clips, cfg)
@@ -114,7 +130,7 @@ def test_builder_deterministic_split_by_clip_and_round_trip(tmp_path):
     assert summary["train"]["pairs"] == len([r for r in a if r.split == "train"])
     offsets = [r.offset for r in a]
     assert min(offsets) >= -30 and max(offsets) <= 30 and len(set(offsets)) > 3
-    for r in a:   # cameras at least 30 degrees apart
+    for r in a:  # cameras at least 30 degrees apart
         assert r.meta["cameras"]["separation_deg"] >= 30
         assert (r.view1[..., 2] > 0).mean() > 0.9
 

@@ -1,5 +1,5 @@
 """The Flax embedding against a float64 numpy forward written in the published (N, C, T, V)
-layout and operation order (SPEC section 3), plus padding, BatchNorm and shape checks."""
+layout and operation order of the published network, plus padding, BatchNorm and shape checks."""
 
 import jax
 import jax.numpy as jnp
@@ -53,16 +53,19 @@ def np_forward(variables, poses, layout="coco", strategy="spatial", train=False)
     A = graph.adjacency(layout, strategy)
     x = np.asarray(poses, np.float64)[:, :, list(lay.joints)]
     n, t, v, c = x.shape
-    x = x.transpose(0, 2, 3, 1).reshape(n, v * c, t)          # (N, V*C, T), channel v*C + c
+    x = x.transpose(0, 2, 3, 1).reshape(n, v * c, t)  # (N, V*C, T), channel v*C + c
     x, _ = np_bn(x, P["data_bn"], S["data_bn"], 1, train)
-    x = x.reshape(n, v, c, t).transpose(0, 2, 3, 1)            # (N, C, T, V)
+    x = x.reshape(n, v, c, t).transpose(0, 2, 3, 1)  # (N, C, T, V)
     i = 0
     while f"block_{i}" in P:
         bp, bs = P[f"block_{i}"], S[f"block_{i}"]
         a = A * P[f"edge_importance_{i}"]
         k = a.shape[0]
         if "residual_conv" in bp:
-            r = np.einsum("nitv,io->notv", x, bp["residual_conv"]["kernel"]) + bp["residual_conv"]["bias"][:, None, None]
+            r = (
+                np.einsum("nitv,io->notv", x, bp["residual_conv"]["kernel"])
+                + bp["residual_conv"]["bias"][:, None, None]
+            )
             res, _ = np_bn(r, bp["residual_bn"], bs["residual_bn"], 1, train)
         elif i == 0:
             res = 0.0
@@ -74,17 +77,17 @@ def np_forward(variables, poses, layout="coco", strategy="spatial", train=False)
         y = np.einsum("nkctv,kvw->nctw", y, a)
         y, _ = np_bn(y, bp["tcn_bn1"], bs["tcn_bn1"], 1, train)
         y = np.maximum(y, 0)
-        kern = bp["tcn_conv"]["kernel"]                           # (k_t, C_in, C_out)
+        kern = bp["tcn_conv"]["kernel"]  # (k_t, C_in, C_out)
         kt = kern.shape[0]
         yp = np.pad(y, ((0, 0), (0, 0), (kt // 2, kt // 2), (0, 0)))
         z = np.zeros((n, kern.shape[2], t, v))
         for dt in range(kt):
-            z += np.einsum("nitv,io->notv", yp[:, :, dt:dt + t], kern[dt])
+            z += np.einsum("nitv,io->notv", yp[:, :, dt : dt + t], kern[dt])
         z += bp["tcn_conv"]["bias"][:, None, None]
         z, _ = np_bn(z, bp["tcn_bn2"], bs["tcn_bn2"], 1, train)
         x = np.maximum(z + res, 0)
         i += 1
-    return x.transpose(0, 2, 3, 1).reshape(n, t, -1)           # index v * C_out + c
+    return x.transpose(0, 2, 3, 1).reshape(n, t, -1)  # index v * C_out + c
 
 
 def test_published_architecture_size():
@@ -95,7 +98,9 @@ def test_published_architecture_size():
     assert out.shape == (2, 30, 17 * 128)
 
 
-@pytest.mark.parametrize("layout,strategy", [("coco", "spatial"), ("9", "uniform"), ("13", "distance")])
+@pytest.mark.parametrize(
+    "layout,strategy", [("coco", "spatial"), ("9", "uniform"), ("13", "distance")]
+)
 def test_eval_forward_matches_numpy(layout, strategy):
     model = STGCNEmbedding(layout=layout, strategy=strategy, widths=(8, 8, 16), kernel_size=5)
     variables = perturbed_variables(model, 1)
@@ -126,10 +131,16 @@ def test_train_forward_and_batch_stats_match_numpy():
     # data_bn running statistics: PyTorch momentum 0.1 and the unbiased variance.
     x = poses.reshape(3 * 10, 51).astype(np.float64)
     old = variables["batch_stats"]["data_bn"]
-    np.testing.assert_allclose(upd["batch_stats"]["data_bn"]["mean"],
-                               0.9 * np.asarray(old["mean"]) + 0.1 * x.mean(0), rtol=1e-5)
-    np.testing.assert_allclose(upd["batch_stats"]["data_bn"]["var"],
-                               0.9 * np.asarray(old["var"]) + 0.1 * x.var(0, ddof=1), rtol=1e-5)
+    np.testing.assert_allclose(
+        upd["batch_stats"]["data_bn"]["mean"],
+        0.9 * np.asarray(old["mean"]) + 0.1 * x.mean(0),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        upd["batch_stats"]["data_bn"]["var"],
+        0.9 * np.asarray(old["var"]) + 0.1 * x.var(0, ddof=1),
+        rtol=1e-5,
+    )
 
 
 def test_padding_does_not_change_real_frames():
@@ -138,7 +149,7 @@ def test_padding_does_not_change_real_frames():
     rng = np.random.default_rng(3)
     a = rng.normal(size=(13, 17, 3)).astype(np.float32)
     b = rng.normal(size=(20, 17, 3)).astype(np.float32)
-    batch = np.full((2, 20, 17, 3), 7.0, np.float32)   # garbage in padded frames
+    batch = np.full((2, 20, 17, 3), 7.0, np.float32)  # garbage in padded frames
     batch[0, :13] = a
     batch[1] = b
     mask = np.zeros((2, 20), bool)
@@ -152,14 +163,18 @@ def test_padding_does_not_change_real_frames():
     assert np.all(out[0, 13:] == 0)
 
     # train mode: statistics over real frames only == the two sequences' frames pooled
-    out_t, upd = model.apply(variables, jnp.asarray(batch), jnp.asarray(mask), train=True,
-                             mutable=["batch_stats"])
+    out_t, upd = model.apply(
+        variables, jnp.asarray(batch), jnp.asarray(mask), train=True, mutable=["batch_stats"]
+    )
     ref = np_forward(variables, batch, train=True)  # unmasked: would differ
     assert not np.allclose(np.asarray(out_t)[1], ref[1], atol=1e-3)
     x = np.concatenate([a.reshape(13, 51), b.reshape(20, 51)]).astype(np.float64)
     old = variables["batch_stats"]["data_bn"]
-    np.testing.assert_allclose(upd["batch_stats"]["data_bn"]["var"],
-                               0.9 * np.asarray(old["var"]) + 0.1 * x.var(0, ddof=1), rtol=1e-5)
+    np.testing.assert_allclose(
+        upd["batch_stats"]["data_bn"]["var"],
+        0.9 * np.asarray(old["var"]) + 0.1 * x.var(0, ddof=1),
+        rtol=1e-5,
+    )
 
 
 def test_bad_input_shapes():
@@ -188,7 +203,7 @@ def test_temporal_padding_modes_against_numpy(mode):
     y = np.asarray(conv.apply(variables, jnp.asarray(x), jnp.asarray(lengths)))
     for b, n in enumerate(lengths):
         xp = np.pad(x[b, :n].astype(np.float64), ((2, 2), (0, 0), (0, 0)), mode=mode)
-        want = np.stack([np.einsum("kvi,kio->vo", xp[t:t + k], w) for t in range(n)]) + bias
+        want = np.stack([np.einsum("kvi,kio->vo", xp[t : t + k], w) for t in range(n)]) + bias
         np.testing.assert_allclose(y[b, :n], want, rtol=1e-5, atol=1e-5)
 
 
@@ -205,8 +220,8 @@ def test_inner_mask_against_numpy():
     got = np.asarray(inner_mask(jnp.asarray(mask), 2))
     want = np.zeros_like(mask)
     for b, n in enumerate(lengths):
-        want[b, 2:max(2, n - 2)] = True
-    want[1] = mask[1]            # 3 frames have no inner frame: keep the real ones
+        want[b, 2 : max(2, n - 2)] = True
+    want[1] = mask[1]  # 3 frames have no inner frame: keep the real ones
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(np.asarray(inner_mask(jnp.asarray(mask), 0)), mask)
 
@@ -220,6 +235,6 @@ def test_inner_frames_cannot_see_where_a_sequence_ends(padding):
     variables = perturbed_variables(model, seed=2)
     x = np.random.default_rng(1).normal(size=(1, 60, 17, 3)).astype(np.float32)
     whole = np.asarray(model.apply(variables, x))[0]
-    cut = np.asarray(model.apply(variables, x[:, 10:50]))[0]      # frame m of cut = m + 10
+    cut = np.asarray(model.apply(variables, x[:, 10:50]))[0]  # frame m of cut = m + 10
     np.testing.assert_allclose(cut[6:34], whole[16:44], rtol=1e-5, atol=1e-5)
     assert np.abs(cut[0] - whole[10]).max() > 1e-3

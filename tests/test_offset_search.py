@@ -14,8 +14,11 @@ def brute_diagonal(u, v, mu, mv, lo, hi, need):
     u, v = u.astype(np.float64), v.astype(np.float64)
     out = []
     for d in range(lo, hi + 1):
-        sims = [-np.sum((u[m] - v[m + d]) ** 2) for m in range(len(u))
-                if 0 <= m + d < len(v) and mu[m] and mv[m + d]]
+        sims = [
+            -np.sum((u[m] - v[m + d]) ** 2)
+            for m in range(len(u))
+            if 0 <= m + d < len(v) and mu[m] and mv[m + d]
+        ]
         out.append(np.mean(sims) if len(sims) >= need else np.nan)
     return np.array(out)
 
@@ -28,7 +31,7 @@ def shifted():
 
 
 def test_diagonal_scores_equal_brute_force(shifted):
-    u, v = shifted                      # u frame m = v frame m + 13
+    u, v = shifted  # u frame m = v frame m + 13
     rng = np.random.default_rng(2)
     mu, mv = rng.random(len(u)) > 0.2, rng.random(len(v)) > 0.1
     for max_offset, lo, hi in ((40, -40, 40), (None, -(len(u) - 1), len(v) - 1)):
@@ -68,7 +71,7 @@ def test_subframe_on_a_smooth_signal():
     signal = lambda s: np.stack([np.sin(2 * np.pi * f * s + k) for k, f in enumerate(freqs)], 1)
     for shift in (3.4, -7.75, 0.45, 12.1):
         u = signal(t[50:300])
-        v = signal(t[50:300] - shift)      # u frame m = v frame m + shift
+        v = signal(t[50:300] - shift)  # u frame m = v frame m + shift
         got = estimate_offset(u, v, rule="diagonal", max_offset=30, subframe=True)
         assert isinstance(got, float) and abs(got - shift) < 0.2
         assert estimate_offset(u, v, rule="diagonal", max_offset=30) == round(shift)
@@ -80,7 +83,7 @@ def test_confidence_high_for_one_peak_low_for_two():
     one = search_offset(base[20:220], base[0:260], rule="diagonal", max_offset=60)
     assert one.offset == 20 and one.confidence > 0.9
     period = rng.normal(size=(25, 8))
-    rep = np.tile(period, (12, 1))               # periodic: every 25 frames look the same
+    rep = np.tile(period, (12, 1))  # periodic: every 25 frames look the same
     two = search_offset(rep[5:205], rep[0:260], rule="diagonal", max_offset=40)
     assert two.confidence < 0.05
 
@@ -109,7 +112,7 @@ def test_long_sequences_exact_in_linear_memory():
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert r.offset == 137 and r.confidence > 0.9
-    assert peak < 64 * 2 ** 20
+    assert peak < 64 * 2**20
     assert search_offset(u, v, rule="median", max_offset=400).offset == 137
 
 
@@ -128,13 +131,13 @@ def brute_pearson(a, ma, b, mb, lo, hi, need):
 def test_speed_baseline_against_numpy():
     rng = np.random.default_rng(6)
     t = np.arange(260)
-    walk = np.cumsum(rng.normal(size=(260, 17)), 0)          # vertical positions per joint
+    walk = np.cumsum(rng.normal(size=(260, 17)), 0)  # vertical positions per joint
     poses = np.zeros((260, 17, 3))
     poses[..., 0] = rng.random((260, 17))
     poses[..., 1] = walk * 0.01 + 0.1 * np.sin(t / 9.0)[:, None]
     poses[..., 2] = (rng.random((260, 17)) > 0.1).astype(float)
-    u, v = poses[30:200], poses[12:240].copy()                 # u frame m = v frame m + 18
-    v[..., 1] = 2.0 * v[..., 1] + 0.3                          # another camera's scale
+    u, v = poses[30:200], poses[12:240].copy()  # u frame m = v frame m + 18
+    v[..., 1] = 2.0 * v[..., 1] + 0.3  # another camera's scale
     speed, mask = baselines.speed_signal(u)
     seen = u[..., 2] > 0
     for f in (1, 50, 169):

@@ -20,16 +20,20 @@ def clips():
 def test_paper_protocol_reproduces_the_earlier_build(clips):
     # Fingerprint of the 120-frame build as this project wrote it before the protocols existed:
     # every pair's name and category_ids, and the sum of every pixel and score.
-    recs, summary = mocap_syn.build_pairs(clips, mocap_syn.BuildConfig(frames=120,
-                                                                        protocol="paper"))
+    recs, summary = mocap_syn.build_pairs(
+        clips, mocap_syn.BuildConfig(frames=120, protocol="paper")
+    )
     ids = [(r.name, r.category_id1, r.category_id2) for r in recs]
-    assert hashlib.sha256(repr(ids).encode()).hexdigest() == \
-        "92a2af65be00a1f934bdc68cc678ca183d89522b401c205250a7758c9c5c2be5"
-    total = sum(float(np.float64(r.view_frames(1)).sum() + np.float64(r.view_frames(2)).sum())
-                for r in recs)
+    assert (
+        hashlib.sha256(repr(ids).encode()).hexdigest()
+        == "92a2af65be00a1f934bdc68cc678ca183d89522b401c205250a7758c9c5c2be5"
+    )
+    total = sum(
+        float(np.float64(r.view_frames(1)).sum() + np.float64(r.view_frames(2)).sum()) for r in recs
+    )
     assert total == pytest.approx(2075399606.1192265, rel=1e-9)
     assert (summary["train"]["pairs"], summary["test"]["pairs"]) == (246, 100)
-    for r in recs:   # both views end together: the offset is the difference of the lengths
+    for r in recs:  # both views end together: the offset is the difference of the lengths
         p = r.to_pair(1920, 1080)
         assert len(p.view2) - len(p.view1) == p.offset
 
@@ -72,8 +76,12 @@ def test_independent_build_round_trips_through_files(clips, tmp_path):
 def test_builder_command_line_protocols(tmp_path):
     for proto in ("paper", "independent"):
         out = tmp_path / proto
-        assert build_mocap_syn.main(["--out", str(out), "--frames", "120", "--camera-pairs",
-                                     "1", "--protocol", proto]) == 0
+        assert (
+            build_mocap_syn.main(
+                ["--out", str(out), "--frames", "120", "--camera-pairs", "1", "--protocol", proto]
+            )
+            == 0
+        )
         pairs = syn_json.load_split(str(out / "test"), cache=False)
         same = np.mean([len(p.view2) - len(p.view1) == p.offset for p in pairs])
         assert same == 1.0 if proto == "paper" else same < 0.2
@@ -100,17 +108,20 @@ def test_fresh_crops_every_epoch_and_the_same_on_resume():
         for batch in batcher.epoch(epoch, prefetch=0):
             i, off = int(batch["index"][0]), int(batch["offset"][0])
             m1, m2 = batch["mask1"][0], batch["mask2"][0]
-            t1 = batch["poses1"][0, m1, 0, 0] + 0.5      # window frame index (x / 1 - 0.5)
+            t1 = batch["poses1"][0, m1, 0, 0] + 0.5  # window frame index (x / 1 - 0.5)
             t2 = batch["poses2"][0, m2, 0, 0] + 0.5
             assert 90 <= m1.sum() <= 120 and 90 <= m2.sum() <= 120
-            assert t2[0] - t1[0] == -off                 # frame m of view 1 = frame m + off of 2
+            assert t2[0] - t1[0] == -off  # frame m of view 1 = frame m + off of 2
             by_epoch[epoch, i] = (off, int(m1.sum()), int(m2.sum()))
     assert any(by_epoch[0, i] != by_epoch[1, i] for i in range(3))
     again = PairBatcher(data, 1, (128,), seed=3, train=True)
-    for batch in again.epoch(1, skip=1, prefetch=0):   # resumed mid-epoch: same crops
+    for batch in again.epoch(1, skip=1, prefetch=0):  # resumed mid-epoch: same crops
         i = int(batch["index"][0])
-        assert (int(batch["offset"][0]), int(batch["mask1"][0].sum()),
-                int(batch["mask2"][0].sum())) == by_epoch[1, i]
-    evaluation = PairBatcher(data, 1, (128,), train=False)   # evaluation: the fixed crops
+        assert (
+            int(batch["offset"][0]),
+            int(batch["mask1"][0].sum()),
+            int(batch["mask2"][0].sum()),
+        ) == by_epoch[1, i]
+    evaluation = PairBatcher(data, 1, (128,), train=False)  # evaluation: the fixed crops
     b = next(evaluation.epoch(0, prefetch=0))
     assert int(b["mask1"][0].sum()) == 120 and int(b["offset"][0]) == 0

@@ -46,6 +46,7 @@ def test_optimizer_equals_pytorch_sgd_nesterov_rule():
 
 def tiny_config(**train):
     from configs import quickstart
+
     c = quickstart.get_config()
     c.data.camera_pairs = 1
     c.model.widths = (8, 16)
@@ -84,12 +85,14 @@ def test_bad_config_errors_before_anything_is_written(tmp_path):
     cfg.loss.weights = {"identiy": 1.0}
     with pytest.raises(trainer.ConfigError, match="not registered"):
         trainer.check_config(cfg)
-    for field, value, match in (("data.protocol", "ntu", "data.protocol"),
-                                ("data.max_offset", 120, "data.max_offset"),
-                                ("model.padding", "circular", "model.padding"),
-                                ("eval.rule", "mean", "eval.rule"),
-                                ("eval.max_offset", -1, "eval.max_offset"),
-                                ("eval.min_overlap", 2.5, "eval.min_overlap")):
+    for field, value, match in (
+        ("data.protocol", "ntu", "data.protocol"),
+        ("data.max_offset", 120, "data.max_offset"),
+        ("model.padding", "circular", "model.padding"),
+        ("eval.rule", "mean", "eval.rule"),
+        ("eval.max_offset", -1, "eval.max_offset"),
+        ("eval.min_overlap", 2.5, "eval.min_overlap"),
+    ):
         cfg = tiny_config()
         group, name = field.split(".")
         setattr(getattr(cfg, group), name, value)
@@ -105,12 +108,23 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
     want = checkpoint.load_inference(str(tmp_path / "ref")).variables
 
     work = tmp_path / "killed"
-    args = [sys.executable, "train.py", "--config", "configs/quickstart.py",
-            "--workdir", str(work), "--noprogress", "--config.data.camera_pairs=1",
-            "--config.model.widths=(8,16)", "--config.model.kernel_size=5",
-            "--config.train.epochs=3", "--config.train.batch_size=8",
-            "--config.train.eval_every=0", "--config.train.checkpoint_every=1",
-            "--config.train.log_every=1"]
+    args = [
+        sys.executable,
+        "train.py",
+        "--config",
+        "configs/quickstart.py",
+        "--workdir",
+        str(work),
+        "--noprogress",
+        "--config.data.camera_pairs=1",
+        "--config.model.widths=(8,16)",
+        "--config.model.kernel_size=5",
+        "--config.train.epochs=3",
+        "--config.train.batch_size=8",
+        "--config.train.eval_every=0",
+        "--config.train.checkpoint_every=1",
+        "--config.train.log_every=1",
+    ]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -127,8 +141,9 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
     res = trainer.train_and_evaluate(ref, str(work), progress=False)
     assert res["status"] == "finished"
     got = checkpoint.load_inference(str(work)).variables
-    for (pa, a), (pb, b) in zip(jax.tree_util.tree_flatten_with_path(want)[0],
-                                jax.tree_util.tree_flatten_with_path(got)[0]):
+    for (pa, a), (pb, b) in zip(
+        jax.tree_util.tree_flatten_with_path(want)[0], jax.tree_util.tree_flatten_with_path(got)[0]
+    ):
         assert pa == pb
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=str(pa))
 
@@ -160,20 +175,23 @@ SHARDED = textwrap.dedent("""
     mesh = jax.make_mesh((4,), ("data",))
     rep, dat = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     sharded = jax.jit(step, in_shardings=(rep, dat), out_shardings=(rep, rep), donate_argnums=(0,))
-    state = jax.device_put(training.create_state(to64(init_variables(model, jax.random.PRNGKey(0))), tx), rep)
+    init = to64(init_variables(model, jax.random.PRNGKey(0)))
+    state = jax.device_put(training.create_state(init, tx), rep)
     b = jax.device_put(batch, dat)
     assert len(b["poses1"].sharding.device_set) == 4
     s2, m2 = sharded(state, b)
     s2, m2b = sharded(s2, b)
     diff = max(float(jnp.max(jnp.abs(a - c))) for a, c in zip(jax.tree_util.tree_leaves(s1.params),
                                                               jax.tree_util.tree_leaves(s2.params)))
-    print(json.dumps({"loss1": float(m1b["loss"]), "loss2": float(m2b["loss"]), "param_diff": diff}))
+    print(json.dumps({"loss1": float(m1b["loss"]), "loss2": float(m2b["loss"]),
+                      "param_diff": diff}))
 """)
 
 
 def test_sharded_step_equals_single_device():
-    out = subprocess.run([sys.executable, "-c", SHARDED], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", SHARDED], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     r = json.loads(out.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(r["loss2"], r["loss1"], rtol=1e-10)
@@ -183,22 +201,30 @@ def test_sharded_step_equals_single_device():
 def test_bfloat16_compute_keeps_float32_parameters():
     from sesyn_jax import losses
     from sesyn_jax.model import STGCNEmbedding, init_variables
+
     model = STGCNEmbedding(widths=(8, 16), kernel_size=5, dtype=jnp.bfloat16)
     tx = training.make_optimizer(0.01)
     state = training.create_state(init_variables(model, jax.random.PRNGKey(0)), tx)
     rng = np.random.default_rng(0)
-    batch = {"poses1": jnp.asarray(rng.uniform(-0.4, 0.4, (2, 16, 17, 3)), jnp.float32),
-             "poses2": jnp.asarray(rng.uniform(-0.4, 0.4, (2, 16, 17, 3)), jnp.float32),
-             "mask1": jnp.ones((2, 16), bool), "mask2": jnp.ones((2, 16), bool)}
-    step = jax.jit(training.make_train_step(
-        model, losses.make_loss_fn({"identity": 1.0, "deviation": 0.5}), tx))
+    batch = {
+        "poses1": jnp.asarray(rng.uniform(-0.4, 0.4, (2, 16, 17, 3)), jnp.float32),
+        "poses2": jnp.asarray(rng.uniform(-0.4, 0.4, (2, 16, 17, 3)), jnp.float32),
+        "mask1": jnp.ones((2, 16), bool),
+        "mask2": jnp.ones((2, 16), bool),
+    }
+    step = jax.jit(
+        training.make_train_step(
+            model, losses.make_loss_fn({"identity": 1.0, "deviation": 0.5}), tx
+        )
+    )
     new, metrics = step(state, batch)
     assert metrics["loss"].dtype == jnp.float32 and np.isfinite(float(metrics["loss"]))
     assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(new.params))
     # the same step in float32 gives a loss within bf16 rounding of it
     f32 = STGCNEmbedding(widths=(8, 16), kernel_size=5)
-    _, m32 = jax.jit(training.make_train_step(
-        f32, losses.make_loss_fn({"identity": 1.0, "deviation": 0.5}), tx))(state, batch)
+    _, m32 = jax.jit(
+        training.make_train_step(f32, losses.make_loss_fn({"identity": 1.0, "deviation": 0.5}), tx)
+    )(state, batch)
     np.testing.assert_allclose(float(metrics["loss"]), float(m32["loss"]), rtol=0.05)
 
 
@@ -233,6 +259,7 @@ def test_rerun_of_a_finished_run_and_of_one_killed_before_its_export(tmp_path, c
     # killed after its last checkpoint but before the export: re-running writes the export
     params = checkpoint.load_inference(str(run)).variables["params"]
     import shutil
+
     shutil.rmtree(run / "export")
     done = trainer.train_and_evaluate(cfg, str(run), progress=False)
     assert done["status"] == "finished" and done["step"] == first["step"]
@@ -246,11 +273,14 @@ def test_resume_drops_metrics_rows_logged_after_the_checkpoint(tmp_path):
     run = tmp_path / "run"
     res = trainer.train_and_evaluate(cfg, str(run), stop_after_steps=3, progress=False)
     assert res["status"] == "interrupted"
-    with open(run / "metrics.jsonl", "a") as f:   # as if killed while saving a later step
+    with open(run / "metrics.jsonl", "a") as f:  # as if killed while saving a later step
         f.write(json.dumps({"step": 4, "loss": 1.0}) + "\n" + '{"step": 5, "lo')
     trainer.train_and_evaluate(cfg, str(run), progress=False)
-    steps = [json.loads(line)["step"] for line in open(run / "metrics.jsonl")
-             if "loss" in json.loads(line)]
+    steps = [
+        json.loads(line)["step"]
+        for line in open(run / "metrics.jsonl")
+        if "loss" in json.loads(line)
+    ]
     assert steps == sorted(set(steps)) and steps[0] == 1
 
 
@@ -265,14 +295,19 @@ def test_train_step_loss_runs_from_view_2_to_view_1():
     rng = np.random.default_rng(0)
     mask1 = np.arange(24)[None] < np.array([[24], [19]])
     mask2 = np.arange(24)[None] < np.array([[15], [22]])
-    batch = {"poses1": rng.normal(size=(2, 24, 17, 3)).astype(np.float32), "mask1": mask1,
-             "poses2": rng.normal(size=(2, 24, 17, 3)).astype(np.float32), "mask2": mask2}
+    batch = {
+        "poses1": rng.normal(size=(2, 24, 17, 3)).astype(np.float32),
+        "mask1": mask1,
+        "poses2": rng.normal(size=(2, 24, 17, 3)).astype(np.float32),
+        "mask2": mask2,
+    }
     loss_fn = losses.make_loss_fn({"identity": 1.0, "deviation": 0.5, "interval": 0.035})
     tx = training.make_optimizer(0.01)
-    step = training.make_train_step(model, loss_fn, tx)
+    step = jax.jit(training.make_train_step(model, loss_fn, tx))
     _, metrics = step(training.create_state(variables, tx), batch)
-    f1, f2, _ = training.embed_views(model, variables["params"], variables["batch_stats"], batch,
-                                     True)
+    f1, f2, _ = training.embed_views(
+        model, variables["params"], variables["batch_stats"], batch, True
+    )
     one = jax.jit(lambda *a: loss_fn(*a)[0])
     per_pair = lambda u, v, mu, mv: [float(one(u[i], v[i], mu[i], mv[i])) for i in (0, 1)]
     forward = np.mean(per_pair(f2, f1, mask2, mask1))

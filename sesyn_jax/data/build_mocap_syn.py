@@ -28,8 +28,9 @@ from sesyn_jax.data import mocap, mocap_syn
 from sesyn_jax.data.syn_json import write_syn_view
 
 
-def write_dataset(records, summary, cfg: mocap_syn.BuildConfig, out: str, clips_source: str,
-                  clips) -> None:
+def write_dataset(
+    records, summary, cfg: mocap_syn.BuildConfig, out: str, clips_source: str, clips
+) -> None:
     """Write into a temporary folder beside ``out``, then rename it into place."""
     out = os.path.abspath(out)
     parent = os.path.dirname(out)
@@ -43,14 +44,26 @@ def write_dataset(records, summary, cfg: mocap_syn.BuildConfig, out: str, clips_
                 path = os.path.join(tmp, r.split, f"{r.name}_C00{view}.json")
                 write_syn_view(path, r.view_frames(view), cat, (cfg.width, cfg.height), r.name)
         manifest = {
-            "dataset": "MOCAP-SYN", "clips_source": clips_source,
-            "config": dataclasses.asdict(cfg), "summary": summary,
-            "clips": [{"name": c.name, "frames_30fps": int(len(c.joints)), "licence": c.licence}
-                      for c in clips],
-            "pairs": [{"name": r.name, "split": r.split, "clip": r.clip,
-                       "category_id": [r.category_id1, r.category_id2],
-                       "length": [r.length1, r.length2], "offset": r.offset,
-                       **r.meta} for r in records],
+            "dataset": "MOCAP-SYN",
+            "clips_source": clips_source,
+            "config": dataclasses.asdict(cfg),
+            "summary": summary,
+            "clips": [
+                {"name": c.name, "frames_30fps": int(len(c.joints)), "licence": c.licence}
+                for c in clips
+            ],
+            "pairs": [
+                {
+                    "name": r.name,
+                    "split": r.split,
+                    "clip": r.clip,
+                    "category_id": [r.category_id1, r.category_id2],
+                    "length": [r.length1, r.length2],
+                    "offset": r.offset,
+                    **r.meta,
+                }
+                for r in records
+            ],
         }
         with open(os.path.join(tmp, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=1, sort_keys=True)
@@ -63,21 +76,31 @@ def write_dataset(records, summary, cfg: mocap_syn.BuildConfig, out: str, clips_
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sesyn_jax.data.build_mocap_syn",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sesyn_jax.data.build_mocap_syn",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--mocap-dir", help="../shared/data/mocap (default: embedded clips)")
     parser.add_argument("--out", help="output folder")
-    parser.add_argument("--frames", type=int, default=120, help="window length (120 NTU-like, "
-                        "480 CMU-like)")
+    parser.add_argument(
+        "--frames", type=int, default=120, help="window length (120 NTU-like, 480 CMU-like)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--camera-pairs", type=int, default=2)
     parser.add_argument("--drop-frame-prob", type=float, default=0.0)
-    parser.add_argument("--protocol", choices=mocap_syn.PROTOCOLS, default="independent",
-                        help="independent: start and end of each view cut independently "
-                        "(default); paper: only the starts cut, as NTU-SYN")
-    parser.add_argument("--write-embedded", action="store_true",
-                        help="rewrite the package's embedded clips from --mocap-dir")
+    parser.add_argument(
+        "--protocol",
+        choices=mocap_syn.PROTOCOLS,
+        default="independent",
+        help="independent: start and end of each view cut independently "
+        "(default); paper: only the starts cut, as NTU-SYN",
+    )
+    parser.add_argument(
+        "--write-embedded",
+        action="store_true",
+        help="rewrite the package's embedded clips from --mocap-dir",
+    )
     args = parser.parse_args(argv)
     if not args.out and not args.write_embedded:
         parser.error("give --out DIR (and/or --write-embedded)")
@@ -99,10 +122,13 @@ def main(argv=None) -> int:
         clips = mocap_syn.load_embedded()  # build from exactly what is shipped
         source = "embedded"
     if args.out:
-        cfg = mocap_syn.BuildConfig(frames=args.frames, seed=args.seed,
-                                    camera_pairs=args.camera_pairs,
-                                    drop_frame_prob=args.drop_frame_prob,
-                                    protocol=args.protocol)
+        cfg = mocap_syn.BuildConfig(
+            frames=args.frames,
+            seed=args.seed,
+            camera_pairs=args.camera_pairs,
+            drop_frame_prob=args.drop_frame_prob,
+            protocol=args.protocol,
+        )
         records, summary = mocap_syn.build_pairs(clips, cfg)
         write_dataset(records, summary, cfg, args.out, source, clips)
         for split in ("train", "test"):

@@ -1,4 +1,4 @@
-"""Virtual pinhole cameras and a detector-like corruption of projected joints (SPEC section 9).
+"""Virtual pinhole cameras and a detector-like corruption of projected joints.
 
 Every function takes a ``numpy.random.Generator``: the same seed gives the same cameras, noise,
 scores and missing joints.
@@ -16,26 +16,37 @@ class Camera:
     """World -> camera: x_cam = R (x_world - center); pixels = f * (x, y) / z + (cx, cy).
     Camera axes: x right, y down, z forward (OpenCV); the world is y up."""
 
-    rotation: np.ndarray   # (3, 3)
-    center: np.ndarray     # (3,) metres
-    focal: float           # pixels
+    rotation: np.ndarray  # (3, 3)
+    center: np.ndarray  # (3,) metres
+    focal: float  # pixels
     width: int
     height: int
 
     def to_dict(self) -> dict:
-        return dict(rotation=self.rotation.round(6).tolist(), center=self.center.round(6).tolist(),
-                    focal=round(float(self.focal), 3), width=self.width, height=self.height)
+        return dict(
+            rotation=self.rotation.round(6).tolist(),
+            center=self.center.round(6).tolist(),
+            focal=round(float(self.focal), 3),
+            width=self.width,
+            height=self.height,
+        )
 
 
-def look_at(center: np.ndarray, target: np.ndarray, focal: float, width: int = 1920,
-            height: int = 1080) -> Camera:
+def look_at(
+    center: np.ndarray, target: np.ndarray, focal: float, width: int = 1920, height: int = 1080
+) -> Camera:
     forward = target - center
     forward = forward / np.linalg.norm(forward)
     right = np.cross(forward, np.array([0.0, 1.0, 0.0]))
     right = right / np.linalg.norm(right)
     down = np.cross(forward, right)
-    return Camera(np.stack([right, down, forward]), np.asarray(center, np.float64), float(focal),
-                  width, height)
+    return Camera(
+        np.stack([right, down, forward]),
+        np.asarray(center, np.float64),
+        float(focal),
+        width,
+        height,
+    )
 
 
 def project(cam: Camera, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -47,9 +58,14 @@ def project(cam: Camera, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uv, z
 
 
-def sample_camera_pair(rng: np.random.Generator, joints: np.ndarray, width: int = 1920,
-                       height: int = 1080, min_separation_deg: float = 30.0,
-                       max_separation_deg: float = 150.0) -> tuple[Camera, Camera, dict]:
+def sample_camera_pair(
+    rng: np.random.Generator,
+    joints: np.ndarray,
+    width: int = 1920,
+    height: int = 1080,
+    min_separation_deg: float = 30.0,
+    max_separation_deg: float = 150.0,
+) -> tuple[Camera, Camera, dict]:
     """Two cameras looking at the motion ``joints`` (T, J, 3) from azimuths at least
     ``min_separation_deg`` apart, with their own heights, distances and focal lengths, placed
     far enough away that the whole motion stays in the image."""
@@ -71,8 +87,12 @@ def sample_camera_pair(rng: np.random.Generator, joints: np.ndarray, width: int 
         center = target + np.array([dist * np.sin(a), 0.0, dist * np.cos(a)])
         center[1] = cam_h
         cams.append(look_at(center, target, focal, width, height))
-        params[f"view{i + 1}"] = dict(azimuth_deg=float(az % 360), distance_m=float(dist),
-                                      height_m=float(cam_h), focal_px=float(focal))
+        params[f"view{i + 1}"] = dict(
+            azimuth_deg=float(az % 360),
+            distance_m=float(dist),
+            height_m=float(cam_h),
+            focal_px=float(focal),
+        )
     return cams[0], cams[1], params
 
 
@@ -81,7 +101,8 @@ class Corruption:
     """Detector-like noise: Gaussian pixel noise with a per-view sigma drawn from
     [noise_px_min, noise_px_max]; per-joint scores in (0, 1] that drop with the noise drawn; a
     joint goes missing (score 0, coordinates 0) with probability ``missing_prob`` or when it
-    leaves the image; whole frames are dropped (the person not detected) with ``drop_frame_prob``."""
+    leaves the image; whole frames are dropped (the person not detected) with
+    ``drop_frame_prob``."""
 
     noise_px_min: float = 1.0
     noise_px_max: float = 4.0
@@ -89,8 +110,9 @@ class Corruption:
     drop_frame_prob: float = 0.0
 
 
-def detect(rng: np.random.Generator, cam: Camera, joints: np.ndarray,
-           corruption: Corruption = Corruption()) -> np.ndarray:
+def detect(
+    rng: np.random.Generator, cam: Camera, joints: np.ndarray, corruption: Corruption = Corruption()
+) -> np.ndarray:
     """(T, J, 3) world joints -> (T, J, 3) float32 (x, y, score) in pixels, as a 2D detector."""
     uv, z = project(cam, joints)
     t, j = joints.shape[:2]
@@ -100,8 +122,13 @@ def detect(rng: np.random.Generator, cam: Camera, joints: np.ndarray,
     # Larger error -> lower confidence, like a heatmap peak that is less sharp.
     err = np.linalg.norm(noise, axis=-1) / max(sigma, 1e-6)
     score = np.clip(rng.uniform(0.75, 0.98, (t, j)) - 0.08 * err, 0.05, 1.0)
-    inside = (z > 0.1) & (uv[..., 0] >= 0) & (uv[..., 0] < cam.width) & \
-             (uv[..., 1] >= 0) & (uv[..., 1] < cam.height)
+    inside = (
+        (z > 0.1)
+        & (uv[..., 0] >= 0)
+        & (uv[..., 0] < cam.width)
+        & (uv[..., 1] >= 0)
+        & (uv[..., 1] < cam.height)
+    )
     keep = inside & (rng.random((t, j)) >= corruption.missing_prob)
     if corruption.drop_frame_prob > 0:
         keep &= (rng.random(t) >= corruption.drop_frame_prob)[:, None]

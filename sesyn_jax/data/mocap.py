@@ -40,6 +40,7 @@ class Clip:
 
 # ----------------------------------------------------------------------------- geometry
 
+
 def _rot(axis: str, deg: np.ndarray) -> np.ndarray:
     """(..., 3, 3) rotation matrices about a coordinate axis, angles in degrees."""
     r = np.deg2rad(deg)
@@ -58,11 +59,17 @@ def quat_to_matrix(q: np.ndarray) -> np.ndarray:
     """(..., 4) quaternions (w, x, y, z) -> (..., 3, 3)."""
     q = q / np.linalg.norm(q, axis=-1, keepdims=True)
     w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.moveaxis(np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ]), (0, 1), (-2, -1))
+    return np.moveaxis(
+        np.array(
+            [
+                [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+            ]
+        ),
+        (0, 1),
+        (-2, -1),
+    )
 
 
 def synthesize_face(body: dict[str, np.ndarray], head_center: np.ndarray) -> np.ndarray:
@@ -70,7 +77,9 @@ def synthesize_face(body: dict[str, np.ndarray], head_center: np.ndarray) -> np.
     head centre; the five face points are synthesized (module doc)."""
     from sesyn_jax.graph import COCO_JOINTS
 
-    right = (body["right_shoulder"] - body["left_shoulder"]) + (body["right_hip"] - body["left_hip"])
+    right = (body["right_shoulder"] - body["left_shoulder"]) + (
+        body["right_hip"] - body["left_hip"]
+    )
     right /= np.linalg.norm(right, axis=-1, keepdims=True) + 1e-9
     hips = 0.5 * (body["left_hip"] + body["right_hip"])
     shoulders = 0.5 * (body["left_shoulder"] + body["right_shoulder"])
@@ -102,13 +111,14 @@ def resample(x: np.ndarray, fps_in: float, fps_out: float = TARGET_FPS) -> np.nd
 
 # ----------------------------------------------------------------------------- BVH
 
+
 @dataclasses.dataclass
 class BVH:
-    names: list[str]            # joints, then end sites named '<parent>_end'
+    names: list[str]  # joints, then end sites named '<parent>_end'
     parents: list[int]
-    offsets: np.ndarray         # (J, 3)
-    channels: list[list[str]]   # per joint
-    motion: np.ndarray          # (T, n_channels)
+    offsets: np.ndarray  # (J, 3)
+    channels: list[list[str]]  # per joint
+    motion: np.ndarray  # (T, n_channels)
     frame_time: float
 
 
@@ -144,24 +154,32 @@ def read_bvh(path: str) -> BVH:
             stack.pop()
             i += 1
         elif tok == "OFFSET":
-            offsets.append([float(v) for v in tokens[i + 1:i + 4]])
+            offsets.append([float(v) for v in tokens[i + 1 : i + 4]])
             i += 4
         elif tok == "CHANNELS":
             n = int(tokens[i + 1])
-            channels[-1] = tokens[i + 2:i + 2 + n]
+            channels[-1] = tokens[i + 2 : i + 2 + n]
             i += 2 + n
         else:
             i += 1
     m = re.search(r"Frames:\s*(\d+)\s*Frame Time:\s*([0-9.eE+-]+)", motion)
     if m is None or len(offsets) != len(names):
-        raise MocapError(f"{path}: malformed BVH header (joints {len(names)}, offsets {len(offsets)})")
+        raise MocapError(
+            f"{path}: malformed BVH header (joints {len(names)}, offsets {len(offsets)})"
+        )
     n_frames, frame_time = int(m.group(1)), float(m.group(2))
-    values = np.array(motion[m.end():].split(), dtype=np.float64)
+    values = np.array(motion[m.end() :].split(), dtype=np.float64)
     n_ch = sum(len(c) for c in channels)
     if n_ch == 0 or values.size < n_frames * n_ch:
         raise MocapError(f"{path}: MOTION has {values.size} values, expected {n_frames} x {n_ch}")
-    return BVH(names, parents, np.array(offsets), channels,
-               values[: n_frames * n_ch].reshape(n_frames, n_ch), frame_time)
+    return BVH(
+        names,
+        parents,
+        np.array(offsets),
+        channels,
+        values[: n_frames * n_ch].reshape(n_frames, n_ch),
+        frame_time,
+    )
 
 
 def bvh_positions(bvh: BVH) -> np.ndarray:
@@ -192,15 +210,34 @@ def bvh_positions(bvh: BVH) -> np.ndarray:
 
 # BVH joint names -> COCO body joints, per skeleton family; head centre from (head, head end).
 _BVH_MAPS = {
-    "cmu": dict(left_shoulder="LeftArm", right_shoulder="RightArm", left_elbow="LeftForeArm",
-                right_elbow="RightForeArm", left_wrist="LeftHand", right_wrist="RightHand",
-                left_hip="LeftUpLeg", right_hip="RightUpLeg", left_knee="LeftLeg",
-                right_knee="RightLeg", left_ankle="LeftFoot", right_ankle="RightFoot"),
-    "boxing": dict(left_shoulder="LeftShoulder", right_shoulder="RightShoulder",
-                   left_elbow="LeftElbow", right_elbow="RightElbow", left_wrist="LeftWrist",
-                   right_wrist="RightWrist", left_hip="LeftHip", right_hip="RightHip",
-                   left_knee="LeftKnee", right_knee="RightKnee", left_ankle="LeftAnkle",
-                   right_ankle="RightAnkle"),
+    "cmu": dict(
+        left_shoulder="LeftArm",
+        right_shoulder="RightArm",
+        left_elbow="LeftForeArm",
+        right_elbow="RightForeArm",
+        left_wrist="LeftHand",
+        right_wrist="RightHand",
+        left_hip="LeftUpLeg",
+        right_hip="RightUpLeg",
+        left_knee="LeftLeg",
+        right_knee="RightLeg",
+        left_ankle="LeftFoot",
+        right_ankle="RightFoot",
+    ),
+    "boxing": dict(
+        left_shoulder="LeftShoulder",
+        right_shoulder="RightShoulder",
+        left_elbow="LeftElbow",
+        right_elbow="RightElbow",
+        left_wrist="LeftWrist",
+        right_wrist="RightWrist",
+        left_hip="LeftHip",
+        right_hip="RightHip",
+        left_knee="LeftKnee",
+        right_knee="RightKnee",
+        left_ankle="LeftAnkle",
+        right_ankle="RightAnkle",
+    ),
 }
 _TOES = {"cmu": ("LeftToeBase", "RightToeBase"), "boxing": ("LeftToes", "RightToes")}
 
@@ -221,10 +258,14 @@ def load_bvh_clip(path: str, scale: float | None = None) -> tuple[Clip, np.ndarr
     toes = np.stack([pos[:, idx[n]] for n in _TOES[family]], axis=1).astype(np.float32)
     fps = 1.0 / bvh.frame_time
     name = os.path.splitext(os.path.basename(path))[0]
-    licence = ("CMU Graphics Lab Motion Capture Database (BVH conversion): free for research and "
-               "commercial use; packaged in Debian assimp-testmodels (BSD-3-clause)")
-    return (Clip(f"cmu_{name}", resample(joints, fps), TARGET_FPS, path, licence),
-            resample(toes, fps))
+    licence = (
+        "CMU Graphics Lab Motion Capture Database (BVH conversion): free for research and "
+        "commercial use; packaged in Debian assimp-testmodels (BSD-3-clause)"
+    )
+    return (
+        Clip(f"cmu_{name}", resample(joints, fps), TARGET_FPS, path, licence),
+        resample(toes, fps),
+    )
 
 
 # ----------------------------------------------------------------------------- DeepMimic
@@ -232,10 +273,21 @@ def load_bvh_clip(path: str, scale: float | None = None) -> tuple[Clip, np.ndarr
 # Frame layout: [dt, root xyz, root quat, chest quat, neck quat, r_hip quat, r_knee angle,
 # r_ankle quat, r_shoulder quat, r_elbow angle, l_hip quat, l_knee angle, l_ankle quat,
 # l_shoulder quat, l_elbow angle]; one entry per joint in this order.
-_DM_JOINTS = [("root", "quat"), ("chest", "quat"), ("neck", "quat"), ("right_hip", "quat"),
-              ("right_knee", "angle"), ("right_ankle", "quat"), ("right_shoulder", "quat"),
-              ("right_elbow", "angle"), ("left_hip", "quat"), ("left_knee", "angle"),
-              ("left_ankle", "quat"), ("left_shoulder", "quat"), ("left_elbow", "angle")]
+_DM_JOINTS = [
+    ("root", "quat"),
+    ("chest", "quat"),
+    ("neck", "quat"),
+    ("right_hip", "quat"),
+    ("right_knee", "angle"),
+    ("right_ankle", "quat"),
+    ("right_shoulder", "quat"),
+    ("right_elbow", "angle"),
+    ("left_hip", "quat"),
+    ("left_knee", "angle"),
+    ("left_ankle", "quat"),
+    ("left_shoulder", "quat"),
+    ("left_elbow", "angle"),
+]
 
 
 def read_urdf_skeleton(path: str) -> dict[str, tuple[str | None, np.ndarray]]:
@@ -268,7 +320,7 @@ def load_deepmimic_clip(path: str, urdf_path: str, scale: float = 0.25) -> tuple
     col = 4
     for name, kind in _DM_JOINTS:
         if kind == "quat":
-            local = quat_to_matrix(frames[:, col:col + 4])
+            local = quat_to_matrix(frames[:, col : col + 4])
             col += 4
         else:  # revolute about z
             local = _rot("Z", np.rad2deg(frames[:, col]))
@@ -281,27 +333,58 @@ def load_deepmimic_clip(path: str, urdf_path: str, scale: float = 0.25) -> tuple
             pos[name] = pos[parent] + np.einsum("tij,j->ti", rot[parent], origin * scale)
     for wrist, elbow in (("right_wrist", "right_elbow"), ("left_wrist", "left_elbow")):
         pos[wrist] = pos[elbow] + np.einsum("tij,j->ti", rot[elbow], skel[wrist][1] * scale)
-    body = {k: pos[k] for k in ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-                                "left_wrist", "right_wrist", "left_hip", "right_hip",
-                                "left_knee", "right_knee", "left_ankle", "right_ankle")}
+    body = {
+        k: pos[k]
+        for k in (
+            "left_shoulder",
+            "right_shoulder",
+            "left_elbow",
+            "right_elbow",
+            "left_wrist",
+            "right_wrist",
+            "left_hip",
+            "right_hip",
+            "left_knee",
+            "right_knee",
+            "left_ankle",
+            "right_ankle",
+        )
+    }
     # The neck link's sphere (0.7 above the neck joint, x 0.25) is the head.
     head_center = pos["neck"] + np.einsum("tij,j->ti", rot["neck"], np.array([0, 0.7, 0]) * scale)
     joints = synthesize_face(body, head_center)
     # The foot box extends along +x of the ankle frame: toes 0.36 ahead.
-    toes = np.stack([pos[a] + np.einsum("tij,j->ti", rot[a], np.array([0.36, -0.09, 0]) * scale)
-                     for a in ("left_ankle", "right_ankle")], axis=1).astype(np.float32)
+    toes = np.stack(
+        [
+            pos[a] + np.einsum("tij,j->ti", rot[a], np.array([0.36, -0.09, 0]) * scale)
+            for a in ("left_ankle", "right_ankle")
+        ],
+        axis=1,
+    ).astype(np.float32)
     dt = float(np.median(frames[:, 0]))
     name = os.path.splitext(os.path.basename(path))[0].replace("humanoid3d_", "")
     licence = "DeepMimic reference motion, from PyPI pybullet 3.2.7 (zlib licence)"
-    return Clip(f"deepmimic_{name}", resample(joints, 1.0 / dt), TARGET_FPS, path, licence), \
-        resample(toes, 1.0 / dt)
+    return Clip(
+        f"deepmimic_{name}", resample(joints, 1.0 / dt), TARGET_FPS, path, licence
+    ), resample(toes, 1.0 / dt)
 
 
 # ----------------------------------------------------------------------------- joint positions
 
-_CLIMB = dict(left_shoulder=6, right_shoulder=25, left_elbow=7, right_elbow=26, left_wrist=8,
-              right_wrist=27, left_hip=43, right_hip=47, left_knee=44, right_knee=48,
-              left_ankle=45, right_ankle=49)
+_CLIMB = dict(
+    left_shoulder=6,
+    right_shoulder=25,
+    left_elbow=7,
+    right_elbow=26,
+    left_wrist=8,
+    right_wrist=27,
+    left_hip=43,
+    right_hip=47,
+    left_knee=44,
+    right_knee=48,
+    left_ankle=45,
+    right_ankle=49,
+)
 
 
 def load_position_clip(path: str, fps: float = 120.0) -> tuple[Clip, np.ndarray]:
@@ -333,8 +416,10 @@ def load_all_clips(mocap_dir: str) -> list[Clip]:
     climb_dir = os.path.join(mocap_dir, "climb")
     for d in (bvh_dir, dm_dir, climb_dir):
         if not os.path.isdir(d):
-            raise MocapError(f"{mocap_dir}: missing folder {os.path.basename(d)}/ (expected the "
-                             f"layout of ../shared/data/mocap, see its SOURCES.md)")
+            raise MocapError(
+                f"{mocap_dir}: missing folder {os.path.basename(d)}/ (expected the "
+                f"layout of ../shared/data/mocap, see its SOURCES.md)"
+            )
     for f in sorted(os.listdir(bvh_dir)):
         if f.endswith(".bvh"):
             clips.append(load_bvh_clip(os.path.join(bvh_dir, f))[0])

@@ -78,7 +78,7 @@ class PairRecord:
     name: str
     clip: str
     split: str
-    view1: np.ndarray   # (window, 17, 3) pixels, uncut
+    view1: np.ndarray  # (window, 17, 3) pixels, uncut
     view2: np.ndarray
     category_id1: int
     category_id2: int
@@ -94,14 +94,13 @@ class PairRecord:
         """The frames a SYN JSON view file holds: up to the end of the crop (the reader then
         drops the first category_id, as the published loader does)."""
         if view == 1:
-            return self.view1[:self.category_id1 + self.length1]
-        return self.view2[:self.category_id2 + self.length2]
+            return self.view1[: self.category_id1 + self.length1]
+        return self.view2[: self.category_id2 + self.length2]
 
     def to_pair(self, width: int, height: int) -> Pair:
         v1 = SynView(self.view_frames(1), self.category_id1, (width, height), self.name)
         v2 = SynView(self.view_frames(2), self.category_id2, (width, height), self.name)
-        return Pair(self.name, normalize_view(v1), normalize_view(v2), self.offset,
-                    (width, height))
+        return Pair(self.name, normalize_view(v1), normalize_view(v2), self.offset, (width, height))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,17 +158,30 @@ class FreshCrops:
     def pair(self, i: int, rng: np.random.Generator) -> Pair:
         src = self.sources[i]
         c = draw_crop(rng, self.cfg)
-        return Pair(src.name, src.view1[c.category_id1:c.category_id1 + c.length1],
-                    src.view2[c.category_id2:c.category_id2 + c.length2], c.offset,
-                    src.resolution)
+        return Pair(
+            src.name,
+            src.view1[c.category_id1 : c.category_id1 + c.length1],
+            src.view2[c.category_id2 : c.category_id2 + c.length2],
+            c.offset,
+            src.resolution,
+        )
 
 
 def save_embedded(clips: list[Clip], path: str = EMBEDDED) -> None:
     from sesyn_jax.checkpoint import atomic_write
 
-    meta = [{"name": c.name, "frames": int(len(c.joints)), "fps": c.fps,
-             "source": os.path.relpath(c.source, os.path.dirname(os.path.dirname(c.source)))
-             if os.path.isabs(c.source) else c.source, "licence": c.licence} for c in clips]
+    meta = [
+        {
+            "name": c.name,
+            "frames": int(len(c.joints)),
+            "fps": c.fps,
+            "source": os.path.relpath(c.source, os.path.dirname(os.path.dirname(c.source)))
+            if os.path.isabs(c.source)
+            else c.source,
+            "licence": c.licence,
+        }
+        for c in clips
+    ]
     arrays = {f"clip_{i:02d}": c.joints.astype(np.float16) for i, c in enumerate(clips)}
     arrays["meta"] = np.array(json.dumps(meta))
     atomic_write(path, lambda f: np.savez_compressed(f, **arrays), binary=True)
@@ -178,13 +190,23 @@ def save_embedded(clips: list[Clip], path: str = EMBEDDED) -> None:
 def load_embedded(path: str = EMBEDDED) -> list[Clip]:
     """The clips shipped with the package (float16 positions, metres; ~1 mm precision)."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: the embedded clips are missing from this install; "
-                                f"rebuild them with python -m sesyn_jax.data.build_mocap_syn "
-                                f"--mocap-dir ../shared/data/mocap --write-embedded")
+        raise FileNotFoundError(
+            f"{path}: the embedded clips are missing from this install; "
+            f"rebuild them with python -m sesyn_jax.data.build_mocap_syn "
+            f"--mocap-dir ../shared/data/mocap --write-embedded"
+        )
     with np.load(path) as z:
         meta = json.loads(str(z["meta"]))
-        return [Clip(m["name"], z[f"clip_{i:02d}"].astype(np.float32), m["fps"], m["source"],
-                     m["licence"]) for i, m in enumerate(meta)]
+        return [
+            Clip(
+                m["name"],
+                z[f"clip_{i:02d}"].astype(np.float32),
+                m["fps"],
+                m["source"],
+                m["licence"],
+            )
+            for i, m in enumerate(meta)
+        ]
 
 
 def _rng(seed: int, *keys) -> np.random.Generator:
@@ -194,10 +216,17 @@ def _rng(seed: int, *keys) -> np.random.Generator:
 
 def build_pairs(clips: list[Clip], cfg: BuildConfig) -> tuple[list[PairRecord], dict]:
     """All pairs of both splits and a summary {split: {clips, windows, pairs}, skipped: ...}."""
-    corruption = cam_lib.Corruption(cfg.noise_px_min, cfg.noise_px_max, cfg.missing_prob,
-                                    cfg.drop_frame_prob)
-    records, summary = [], {"train": {"clips": [], "windows": 0, "pairs": 0},
-                            "test": {"clips": [], "windows": 0, "pairs": 0}, "skipped": {}}
+    corruption = cam_lib.Corruption(
+        cfg.noise_px_min, cfg.noise_px_max, cfg.missing_prob, cfg.drop_frame_prob
+    )
+    records, summary = (
+        [],
+        {
+            "train": {"clips": [], "windows": 0, "pairs": 0},
+            "test": {"clips": [], "windows": 0, "pairs": 0},
+            "skipped": {},
+        },
+    )
     for clip in clips:
         split = "test" if clip.name in cfg.test_clips else "train"
         n = len(clip.joints)
@@ -209,19 +238,35 @@ def build_pairs(clips: list[Clip], cfg: BuildConfig) -> tuple[list[PairRecord], 
         summary[split]["clips"].append(clip.name)
         summary[split]["windows"] += len(starts)
         for w, start in enumerate(starts):
-            window = clip.joints[start:start + cfg.window].astype(np.float64)
+            window = clip.joints[start : start + cfg.window].astype(np.float64)
             for p in range(cfg.camera_pairs):
                 rng = _rng(cfg.seed, clip.name, cfg.frames, w, p)
-                cam1, cam2, cam_meta = cam_lib.sample_camera_pair(rng, window, cfg.width,
-                                                                  cfg.height)
+                cam1, cam2, cam_meta = cam_lib.sample_camera_pair(
+                    rng, window, cfg.width, cfg.height
+                )
                 v1 = _round(cam_lib.detect(rng, cam1, window, corruption))
                 v2 = _round(cam_lib.detect(rng, cam2, window, corruption))
                 crop = draw_crop(rng, cfg)
                 name = f"{clip.name}_F{cfg.frames:03d}_W{w:03d}_P{p}"
-                records.append(PairRecord(name, clip.name, split, v1, v2, crop.category_id1,
-                                          crop.category_id2, crop.length1, crop.length2,
-                                          {"start": start, "cameras": cam_meta,
-                                           "camera1": cam1.to_dict(), "camera2": cam2.to_dict()}))
+                records.append(
+                    PairRecord(
+                        name,
+                        clip.name,
+                        split,
+                        v1,
+                        v2,
+                        crop.category_id1,
+                        crop.category_id2,
+                        crop.length1,
+                        crop.length2,
+                        {
+                            "start": start,
+                            "cameras": cam_meta,
+                            "camera1": cam1.to_dict(),
+                            "camera2": cam2.to_dict(),
+                        },
+                    )
+                )
                 summary[split]["pairs"] += 1
     return records, summary
 
@@ -245,7 +290,9 @@ def embedded_fresh_crops(cfg: BuildConfig, split: str) -> FreshCrops:
     """The windows of one split as ``FreshCrops`` (cfg.protocol must be 'independent'): the
     built pairs' own crops by index, new crops of the same views on demand."""
     if cfg.protocol != "independent":
-        raise ValueError("fresh crops need the 'independent' protocol (the 'paper' protocol "
-                         "keeps both ends aligned)")
+        raise ValueError(
+            "fresh crops need the 'independent' protocol (the 'paper' protocol "
+            "keeps both ends aligned)"
+        )
     records, _ = build_pairs(load_embedded(), cfg)
     return FreshCrops([r for r in records if r.split == split], cfg)

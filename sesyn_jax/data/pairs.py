@@ -25,8 +25,10 @@ def bucket_for(length: int, buckets: Sequence[int]) -> int:
     for b in sorted(buckets):
         if length <= b:
             return b
-    raise ValueError(f"a sequence of {length} frames is longer than the largest bucket "
-                     f"{max(buckets)}; add a larger bucket to data.buckets")
+    raise ValueError(
+        f"a sequence of {length} frames is longer than the largest bucket "
+        f"{max(buckets)}; add a larger bucket to data.buckets"
+    )
 
 
 def pad_to(x: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -46,14 +48,22 @@ class PairBatcher:
     run gets its own contiguous slice of every global batch.
     """
 
-    def __init__(self, pairs: Sequence[Pair], batch_size: int, buckets: Sequence[int],
-                 seed: int = 0, train: bool = True, process_index: int = 0,
-                 process_count: int = 1):
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        batch_size: int,
+        buckets: Sequence[int],
+        seed: int = 0,
+        train: bool = True,
+        process_index: int = 0,
+        process_count: int = 1,
+    ):
         if not pairs:
             raise ValueError("the dataset has no pairs")
         if batch_size % process_count:
-            raise ValueError(f"batch size {batch_size} is not divisible by the "
-                             f"{process_count} processes")
+            raise ValueError(
+                f"batch size {batch_size} is not divisible by the {process_count} processes"
+            )
         # a dataset that crops its pairs anew every epoch (training only)
         self.fresh = pairs if (train and hasattr(pairs, "pair")) else None
         self.pairs = [pairs[i] for i in range(len(pairs))]
@@ -64,8 +74,10 @@ class PairBatcher:
         self.process_count = process_count
         self.bucket_of = np.array([bucket_for(self._max_length(p), buckets) for p in self.pairs])
         if train and self.steps_per_epoch() == 0:
-            raise ValueError(f"no bucket holds a full batch of {batch_size} pairs "
-                             f"({len(self.pairs)} pairs); lower the batch size")
+            raise ValueError(
+                f"no bucket holds a full batch of {batch_size} pairs "
+                f"({len(self.pairs)} pairs); lower the batch size"
+            )
 
     def _batches(self, epoch: int) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
@@ -74,7 +86,7 @@ class PairBatcher:
         for b in sorted(set(self.bucket_of.tolist())):
             idx = order[self.bucket_of[order] == b]
             full = len(idx) // self.batch_size * self.batch_size
-            batches += [idx[i:i + self.batch_size] for i in range(0, full, self.batch_size)]
+            batches += [idx[i : i + self.batch_size] for i in range(0, full, self.batch_size)]
             if not self.train and full < len(idx):
                 rest = idx[full:]
                 batches.append(np.concatenate([rest, -np.ones(self.batch_size - len(rest), int)]))
@@ -108,8 +120,15 @@ class PairBatcher:
             p = pairs[int(i) if i >= 0 else next(iter(pairs))]
             a, ma = pad_to(p.view1, length)
             b, mb = pad_to(p.view2, length)
-            for k, v in (("poses1", a), ("mask1", ma), ("poses2", b), ("mask2", mb),
-                         ("offset", p.offset), ("index", i), ("valid", i >= 0)):
+            for k, v in (
+                ("poses1", a),
+                ("mask1", ma),
+                ("poses2", b),
+                ("mask2", mb),
+                ("offset", p.offset),
+                ("index", i),
+                ("valid", i >= 0),
+            ):
                 out[k].append(v)
         return {k: np.asarray(v) for k, v in out.items()}
 
@@ -153,6 +172,7 @@ class PairBatcher:
 
 # ----------------------------------------------------------------------------- corruptions
 
+
 def drop_frames(poses: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Delete round(fraction * T) random frames (the paper's Table 5: the frame rate is no
     longer constant afterwards)."""
@@ -164,8 +184,9 @@ def drop_frames(poses: np.ndarray, fraction: float, rng: np.random.Generator) ->
     return poses[keep]
 
 
-def add_pixel_noise(poses: np.ndarray, sigma_px: float, resolution: Sequence[int],
-                    rng: np.random.Generator) -> np.ndarray:
+def add_pixel_noise(
+    poses: np.ndarray, sigma_px: float, resolution: Sequence[int], rng: np.random.Generator
+) -> np.ndarray:
     """Gaussian noise of sigma_px pixels on x and y of every detected joint of normalized
     poses (the paper's Table 6); missing joints (score 0) stay 0."""
     if sigma_px <= 0:
@@ -178,8 +199,9 @@ def add_pixel_noise(poses: np.ndarray, sigma_px: float, resolution: Sequence[int
     return out.astype(np.float32)
 
 
-def corrupt_pairs(pairs: Sequence[Pair], drop_fraction: float = 0.0, noise_px: float = 0.0,
-                  seed: int = 0) -> list[Pair]:
+def corrupt_pairs(
+    pairs: Sequence[Pair], drop_fraction: float = 0.0, noise_px: float = 0.0, seed: int = 0
+) -> list[Pair]:
     """Test-time corruption of both views of every pair, seeded per pair."""
     out = []
     for i, p in enumerate(pairs):

@@ -43,8 +43,11 @@ def zoom(view, frames) -> tuple | None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sesyn_jax.data.plot_pair", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m sesyn_jax.data.plot_pair",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("view1")
     p.add_argument("view2")
     p.add_argument("--frames", default="0,40,80", help="frames of the common timeline")
@@ -58,6 +61,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -68,18 +72,22 @@ def main(argv=None) -> int:
     for r, t in enumerate(frames):
         for c, v in enumerate(views):
             ax = axes[r, c]
-            i = t - v.category_id   # frame index in the file that shows moment t
+            i = t - v.category_id  # frame index in the file that shows moment t
             if 0 <= i < len(v.poses) - v.category_id:
                 draw_skeleton(ax, v.poses[v.category_id + i], f"C{c}")
             if limits[c] is not None:
                 ax.set_xlim(*limits[c][0])
                 ax.set_ylim(*limits[c][1])
             ax.set_aspect("equal")
-            ax.set_title(f"{os.path.basename([args.view1, args.view2][c])}\nmoment {t}: "
-                         f"frame {i} after the cut of {v.category_id}", fontsize=8)
+            ax.set_title(
+                f"{os.path.basename([args.view1, args.view2][c])}\nmoment {t}: "
+                f"frame {i} after the cut of {v.category_id}",
+                fontsize=8,
+            )
     fig.suptitle("the same moments seen by both cameras (left joints red)", fontsize=10)
     fig.tight_layout()
     from sesyn_jax.checkpoint import atomic_write
+
     atomic_write(args.out, lambda f: fig.savefig(f, format="png", dpi=90), binary=True)
     plt.close(fig)
     print(f"wrote {args.out}")

@@ -50,6 +50,7 @@ def _check_finite(arr: np.ndarray, path: str, what: str) -> None:
 
 # ----------------------------------------------------------------------------- tracking
 
+
 def _center(p: np.ndarray) -> np.ndarray | None:
     seen = p[:, 2] > 0
     return p[seen, :2].mean(0) if seen.any() else None
@@ -65,8 +66,9 @@ def track_main(frames: list[np.ndarray]) -> np.ndarray:
         if last is None:
             k = int(np.argmax(dets[:, :, 2].sum(1)))
         else:
-            dists = [np.linalg.norm(c - last) if (c := _center(d)) is not None else np.inf
-                     for d in dets]
+            dists = [
+                np.linalg.norm(c - last) if (c := _center(d)) is not None else np.inf for d in dets
+            ]
             k = int(np.argmin(dists))
         out[t] = dets[k]
         c = _center(dets[k])
@@ -114,6 +116,7 @@ def track_all(frames: list[np.ndarray], max_jump: float | None = None) -> np.nda
 
 # ----------------------------------------------------------------------------- formats
 
+
 def read_openpose_folder(folder: str, model: str = "auto") -> tuple[list[np.ndarray], str]:
     """Per-frame detections (N_t, 17, 3) of an OpenPose output folder, sorted by file name."""
     files = sorted(glob.glob(os.path.join(folder, "*.json")))
@@ -135,16 +138,19 @@ def read_openpose_folder(folder: str, model: str = "auto") -> tuple[list[np.ndar
                 raise PoseFormatError(f"{path}: missing field 'people[{i}].pose_keypoints_2d'")
             arr = np.asarray(kp, np.float64)
             if arr.size % 3:
-                raise PoseFormatError(f"{path}: field 'people[{i}].pose_keypoints_2d' has "
-                                      f"{arr.size} values, not a multiple of 3")
+                raise PoseFormatError(
+                    f"{path}: field 'people[{i}].pose_keypoints_2d' has "
+                    f"{arr.size} values, not a multiple of 3"
+                )
             arr = arr.reshape(-1, 3)
             n = arr.shape[0]
             if model == "auto":
                 model = {25: "BODY_25", 18: "COCO"}.get(n, "")
             if n != _OPENPOSE_SIZES.get(model, -1):
-                raise PoseFormatError(f"{path}: people[{i}] has {n} joints; expected BODY_25 "
-                                      f"(25), BODY_25B (25) or COCO (18)"
-                                      + (f" for model {model}" if model else ""))
+                raise PoseFormatError(
+                    f"{path}: people[{i}] has {n} joints; expected BODY_25 "
+                    f"(25), BODY_25B (25) or COCO (18)" + (f" for model {model}" if model else "")
+                )
             _check_finite(arr, path, f"field 'people[{i}].pose_keypoints_2d'")
             dets.append(arr[OPENPOSE_TO_COCO[model]])
         frames.append(np.asarray(dets, np.float32).reshape(-1, 17, 3))
@@ -166,8 +172,10 @@ def read_coco_results(path: str) -> list[np.ndarray]:
                 raise PoseFormatError(f"{path}: missing field '[{i}].{key}'")
         kp = np.asarray(det["keypoints"], np.float64)
         if kp.size != 51:
-            raise PoseFormatError(f"{path}: field '[{i}].keypoints' has {kp.size} values; "
-                                  f"expected 51 (17 COCO joints x (x, y, score))")
+            raise PoseFormatError(
+                f"{path}: field '[{i}].keypoints' has {kp.size} values; "
+                f"expected 51 (17 COCO joints x (x, y, score))"
+            )
         _check_finite(kp, path, f"field '[{i}].keypoints'")
         by_image.setdefault(det["image_id"], []).append(kp.reshape(17, 3))
     try:
@@ -191,14 +199,21 @@ def read_numpy(path: str) -> tuple[np.ndarray, float | None, tuple | None]:
     except (OSError, ValueError) as e:
         raise PoseFormatError(f"{path}: cannot load as numpy ({e})") from e
     if poses.ndim not in (3, 4) or poses.shape[-2:] != (17, 3):
-        raise PoseFormatError(f"{path}: poses have shape {poses.shape}; expected (T, 17, 3) or "
-                              f"(P, T, 17, 3) (COCO-17 x (x, y, score))")
+        raise PoseFormatError(
+            f"{path}: poses have shape {poses.shape}; expected (T, 17, 3) or "
+            f"(P, T, 17, 3) (COCO-17 x (x, y, score))"
+        )
     _check_finite(poses, path, "poses")
     return poses.astype(np.float32), fps, res
 
 
-def read_recording(path: str, all_persons: bool = False, openpose_model: str = "auto",
-                   fps: float | None = None, resolution=None) -> Recording:
+def read_recording(
+    path: str,
+    all_persons: bool = False,
+    openpose_model: str = "auto",
+    fps: float | None = None,
+    resolution=None,
+) -> Recording:
     """Any supported format -> Recording. ``fps`` / ``resolution`` override what the file says."""
     if not os.path.exists(path):
         raise PoseFormatError(f"{path}: no such file or folder")
@@ -220,12 +235,13 @@ def read_recording(path: str, all_persons: bool = False, openpose_model: str = "
             poses = track_all(frames) if all_persons else track_main(frames)
         else:
             view = read_syn_view(path)
-            poses = view.poses[view.category_id:]  # the file's own crop: this view's recording
+            poses = view.poses[view.category_id :]  # the file's own crop: this view's recording
             poses = poses[None] if all_persons else poses
             file_res = view.resolution
     else:
-        raise PoseFormatError(f"{path}: unknown pose format (expected an OpenPose folder, "
-                              f".json, .npy or .npz)")
+        raise PoseFormatError(
+            f"{path}: unknown pose format (expected an OpenPose folder, .json, .npy or .npz)"
+        )
     if poses.shape[-3] == 0:
         raise PoseFormatError(f"{path}: the recording has no frames")
     return Recording(poses, fps or file_fps, tuple(resolution) if resolution else file_res, path)

@@ -1,4 +1,4 @@
-"""The SYN JSON layout of NTU-SYN, CMU-SYN and MOCAP-SYN (SPEC section 2): one file per view.
+"""The SYN JSON layout of NTU-SYN, CMU-SYN and MOCAP-SYN: one file per view.
 
   {"info": {"num_frame": T, "num_keypoints": 17, "keypoint_channels": ["x", "y", "score"],
             "resolution": [width, height], ...},
@@ -31,7 +31,7 @@ class PoseFormatError(ValueError):
 
 @dataclasses.dataclass
 class SynView:
-    poses: np.ndarray          # (T, 17, 3) float32, pixels, zeros where no detection
+    poses: np.ndarray  # (T, 17, 3) float32, pixels, zeros where no detection
     category_id: int
     resolution: tuple[int, int]
     path: str
@@ -42,10 +42,10 @@ class Pair:
     """One two-view sample, normalized and cropped as the published pipeline does."""
 
     name: str
-    view1: np.ndarray          # (T1, 17, 3) float32
-    view2: np.ndarray          # (T2, 17, 3) float32
-    offset: int                # category_id(view 1) - category_id(view 2)
-    resolution: tuple[int, int] = (1920, 1080)   # of view 1 (for pixel-noise sweeps)
+    view1: np.ndarray  # (T1, 17, 3) float32
+    view2: np.ndarray  # (T2, 17, 3) float32
+    offset: int  # category_id(view 1) - category_id(view 2)
+    resolution: tuple[int, int] = (1920, 1080)  # of view 1 (for pixel-noise sweeps)
 
 
 def _field(obj, key, path, where):
@@ -73,21 +73,29 @@ def read_syn_view(path: str, num_track: int = 1) -> SynView:
     if not isinstance(annotations, list):
         raise PoseFormatError(f"{path}: field 'annotations' must be a list")
     if not isinstance(category_id, int) or category_id < 0:
-        raise PoseFormatError(f"{path}: field 'category_id' must be a non-negative integer, "
-                              f"got {category_id!r}")
+        raise PoseFormatError(
+            f"{path}: field 'category_id' must be a non-negative integer, got {category_id!r}"
+        )
     if num_kp != 17:
-        raise PoseFormatError(f"{path}: field 'info.num_keypoints' is {num_kp}; this model "
-                              f"expects 17 (COCO)")
+        raise PoseFormatError(
+            f"{path}: field 'info.num_keypoints' is {num_kp}; this model expects 17 (COCO)"
+        )
     if list(channels) != ["x", "y", "score"]:
-        raise PoseFormatError(f"{path}: field 'info.keypoint_channels' must be "
-                              f"['x', 'y', 'score'], got {channels}")
-    if (not isinstance(resolution, (list, tuple)) or len(resolution) != 2
-            or not all(isinstance(r, (int, float)) and r > 0 for r in resolution)):
-        raise PoseFormatError(f"{path}: field 'info.resolution' must be [width, height] > 0, "
-                              f"got {resolution}")
+        raise PoseFormatError(
+            f"{path}: field 'info.keypoint_channels' must be ['x', 'y', 'score'], got {channels}"
+        )
+    if (
+        not isinstance(resolution, (list, tuple))
+        or len(resolution) != 2
+        or not all(isinstance(r, (int, float)) and r > 0 for r in resolution)
+    ):
+        raise PoseFormatError(
+            f"{path}: field 'info.resolution' must be [width, height] > 0, got {resolution}"
+        )
     if not isinstance(num_frame, int) or num_frame <= 0:
-        raise PoseFormatError(f"{path}: field 'info.num_frame' must be a positive integer, "
-                              f"got {num_frame!r}")
+        raise PoseFormatError(
+            f"{path}: field 'info.num_frame' must be a positive integer, got {num_frame!r}"
+        )
     if num_frame > 1000:  # published quirk (CMU files)
         num_frame = len(annotations) // 5
     poses = np.zeros((num_frame, 17, 3), np.float32)
@@ -99,26 +107,30 @@ def read_syn_view(path: str, num_track: int = 1) -> SynView:
         frame = _field(a, "frame_index", path, where)
         kp = _field(a, "keypoints", path, where)
         if not isinstance(frame, int) or frame < 0:
-            raise PoseFormatError(f"{path}: field '{where}frame_index' must be a non-negative "
-                                  f"integer, got {frame!r}")
+            raise PoseFormatError(
+                f"{path}: field '{where}frame_index' must be a non-negative integer, got {frame!r}"
+            )
         if pid < num_track and frame < num_frame:
             arr = np.asarray(kp, dtype=np.float64)
             if arr.shape != (17, 3):
-                raise PoseFormatError(f"{path}: field '{where}keypoints' has shape {arr.shape}; "
-                                      f"expected 17 joints x (x, y, score)")
+                raise PoseFormatError(
+                    f"{path}: field '{where}keypoints' has shape {arr.shape}; "
+                    f"expected 17 joints x (x, y, score)"
+                )
             if not np.isfinite(arr).all():
                 raise PoseFormatError(f"{path}: field '{where}keypoints' has non-finite values")
             poses[frame] = arr
     if category_id >= num_frame:
-        raise PoseFormatError(f"{path}: field 'category_id' ({category_id}) cuts every one of "
-                              f"the {num_frame} frames")
+        raise PoseFormatError(
+            f"{path}: field 'category_id' ({category_id}) cuts every one of the {num_frame} frames"
+        )
     return SynView(poses, category_id, (int(resolution[0]), int(resolution[1])), path)
 
 
 def normalize_view(view: SynView) -> np.ndarray:
     """Published preprocessing: drop the first category_id frames, x / width - 0.5,
     y / height - 0.5, and zero every channel of a joint whose score is 0."""
-    x = view.poses[view.category_id:].copy()
+    x = view.poses[view.category_id :].copy()
     w, h = view.resolution
     x[..., 0] = x[..., 0] / w - 0.5
     x[..., 1] = x[..., 1] / h - 0.5
@@ -126,8 +138,14 @@ def normalize_view(view: SynView) -> np.ndarray:
     return x
 
 
-def write_syn_view(path: str, poses: np.ndarray, category_id: int, resolution: Sequence[int],
-                   video_name: str = "", person_id: int = 0) -> None:
+def write_syn_view(
+    path: str,
+    poses: np.ndarray,
+    category_id: int,
+    resolution: Sequence[int],
+    video_name: str = "",
+    person_id: int = 0,
+) -> None:
     """Write (T, 17, 3) pixels as one SYN JSON view; frames whose scores are all 0 get no
     annotation (as a detector that found nobody). Atomic: temporary file, then rename."""
     from sesyn_jax.checkpoint import atomic_write
@@ -136,14 +154,24 @@ def write_syn_view(path: str, poses: np.ndarray, category_id: int, resolution: S
     anns = []
     for i in range(t):
         if np.any(poses[i, :, 2] > 0):
-            kp = [[round(float(x), 2), round(float(y), 2), round(float(s), 3)]
-                  for x, y, s in poses[i]]
-            anns.append({"frame_index": i, "person_id": person_id, "id": person_id,
-                         "keypoints": kp})
-    data = {"info": {"video_name": video_name, "resolution": [int(r) for r in resolution],
-                     "num_frame": t, "num_keypoints": 17,
-                     "keypoint_channels": ["x", "y", "score"], "version": "1.0"},
-            "annotations": anns, "category_id": int(category_id)}
+            kp = [
+                [round(float(x), 2), round(float(y), 2), round(float(s), 3)] for x, y, s in poses[i]
+            ]
+            anns.append(
+                {"frame_index": i, "person_id": person_id, "id": person_id, "keypoints": kp}
+            )
+    data = {
+        "info": {
+            "video_name": video_name,
+            "resolution": [int(r) for r in resolution],
+            "num_frame": t,
+            "num_keypoints": 17,
+            "keypoint_channels": ["x", "y", "score"],
+            "version": "1.0",
+        },
+        "annotations": anns,
+        "category_id": int(category_id),
+    }
     atomic_write(path, lambda f: json.dump(data, f, separators=(",", ":")))
 
 
@@ -162,8 +190,10 @@ def pair_files(folder: str, rule: str = "auto") -> list[tuple[str, str]]:
     if not v1 and not v2:
         raise PoseFormatError(f"{folder}: no view files (names containing {k1!r} / {k2!r})")
     if len(v1) != len(v2):
-        raise PoseFormatError(f"{folder}: {len(v1)} view-1 files ({k1}) but {len(v2)} view-2 "
-                              f"files ({k2}); every pair needs both")
+        raise PoseFormatError(
+            f"{folder}: {len(v1)} view-1 files ({k1}) but {len(v2)} view-2 "
+            f"files ({k2}); every pair needs both"
+        )
     return list(zip(v1, v2))
 
 
@@ -173,13 +203,17 @@ def _cache_path(folder: str, files: list[tuple[str, str]], cache_dir: str | None
         for p in (a, b):
             st = os.stat(p)
             h.update(f"{os.path.abspath(p)}:{st.st_size}:{st.st_mtime_ns};".encode())
-    root = cache_dir or os.environ.get("SESYN_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "sesyn_jax")
+    root = (
+        cache_dir
+        or os.environ.get("SESYN_CACHE")
+        or os.path.join(os.path.expanduser("~"), ".cache", "sesyn_jax")
+    )
     return os.path.join(root, f"syn-{h.hexdigest()[:16]}.npz")
 
 
-def load_split(folder: str, rule: str = "auto", cache: bool = True,
-               cache_dir: str | None = None) -> list[Pair]:
+def load_split(
+    folder: str, rule: str = "auto", cache: bool = True, cache_dir: str | None = None
+) -> list[Pair]:
     """Every pair of a split folder, normalized and cropped. The parsed arrays are cached (an
     .npz keyed by the files' paths, sizes and modification times) so later loads take seconds."""
     files = pair_files(folder, rule)
@@ -194,23 +228,33 @@ def load_split(folder: str, rule: str = "auto", cache: bool = True,
     for a, b in files:
         va, vb = read_syn_view(a), read_syn_view(b)
         name = os.path.basename(a)
-        pairs.append(Pair(name, normalize_view(va), normalize_view(vb),
-                          va.category_id - vb.category_id, va.resolution))
+        pairs.append(
+            Pair(
+                name,
+                normalize_view(va),
+                normalize_view(vb),
+                va.category_id - vb.category_id,
+                va.resolution,
+            )
+        )
     if path:
         from sesyn_jax.checkpoint import atomic_write
+
         os.makedirs(os.path.dirname(path), exist_ok=True)
         atomic_write(path, lambda f: np.savez(f, **_pack(pairs)), binary=True)
     return pairs
 
 
 def _pack(pairs: list[Pair]) -> dict:
-    return {"names": np.array([p.name for p in pairs]),
-            "offsets": np.array([p.offset for p in pairs], np.int64),
-            "len1": np.array([len(p.view1) for p in pairs], np.int64),
-            "len2": np.array([len(p.view2) for p in pairs], np.int64),
-            "resolution": np.array([p.resolution for p in pairs], np.int64).reshape(-1, 2),
-            "view1": np.concatenate([p.view1 for p in pairs]),
-            "view2": np.concatenate([p.view2 for p in pairs])}
+    return {
+        "names": np.array([p.name for p in pairs]),
+        "offsets": np.array([p.offset for p in pairs], np.int64),
+        "len1": np.array([len(p.view1) for p in pairs], np.int64),
+        "len2": np.array([len(p.view2) for p in pairs], np.int64),
+        "resolution": np.array([p.resolution for p in pairs], np.int64).reshape(-1, 2),
+        "view1": np.concatenate([p.view1 for p in pairs]),
+        "view2": np.concatenate([p.view2 for p in pairs]),
+    }
 
 
 def _unpack(z) -> list[Pair]:
@@ -218,11 +262,12 @@ def _unpack(z) -> list[Pair]:
     s2 = np.concatenate([[0], np.cumsum(z["len2"])])
     v1, v2 = z["view1"], z["view2"]
     res = z["resolution"]
-    return [Pair(str(n), v1[s1[i]:s1[i + 1]], v2[s2[i]:s2[i + 1]], int(o), tuple(res[i]))
-            for i, (n, o) in enumerate(zip(z["names"], z["offsets"]))]
+    return [
+        Pair(str(n), v1[s1[i] : s1[i + 1]], v2[s2[i] : s2[i + 1]], int(o), tuple(res[i]))
+        for i, (n, o) in enumerate(zip(z["names"], z["offsets"]))
+    ]
 
 
 def offset_crop(offset: int) -> tuple[int, int]:
     """category_id of (view 1, view 2) that realise a true offset: the later view is cut."""
     return (offset, 0) if offset >= 0 else (0, -offset)
-
