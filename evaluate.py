@@ -37,7 +37,7 @@ def main(argv):
     from sesyn_jax.hostmem import tune_host_allocator
 
     tune_host_allocator()  # before JAX starts its CPU threads; see sesyn_jax/hostmem.py
-    from sesyn_jax import checkpoint, report, trainer
+    from sesyn_jax import checkpoint, loading, report, trainer
 
     try:
         drop_rates = parse_numbers(
@@ -52,7 +52,7 @@ def main(argv):
                 f"results.md and the plot"
             )
         trainer.check_config(FLAGS.config)
-        loaded = checkpoint.load_inference(FLAGS.checkpoint)
+        loaded = loading.load_model(FLAGS.checkpoint)
     except (trainer.ConfigError, checkpoint.CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

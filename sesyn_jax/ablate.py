@@ -21,6 +21,7 @@ import sys
 import numpy as np
 
 from sesyn_jax import variants
+from sesyn_jax.io import atomic_write
 
 COLUMNS = (
     ("frame_error", "Frm.err", 1.0, 2),
@@ -58,6 +59,7 @@ def variant_config(base, variant: str, seed: int):
 def run_one(cfg, workdir: str) -> dict:
     """Train (or resume, or skip when finished) and evaluate one variant and seed."""
     from sesyn_jax import checkpoint, evaluation, trainer
+    from sesyn_jax.data.splits import load_pairs
 
     result_path = os.path.join(workdir, "result.json")
     if os.path.exists(result_path):
@@ -67,23 +69,23 @@ def run_one(cfg, workdir: str) -> dict:
         res = trainer.train_and_evaluate(cfg, workdir, progress=False)
         if res["status"] == "non-finite":  # a diverged variant is a result, not a crash
             out = diverged_result(res["step"])
-            checkpoint.atomic_write(result_path, lambda f: json.dump(out, f))
+            atomic_write(result_path, lambda f: json.dump(out, f))
             return out
         if res["status"] != "finished":
             raise RuntimeError(f"{workdir}: training ended with status {res['status']}")
     loaded = checkpoint.load_inference(workdir)
-    pairs = trainer.load_pairs(cfg, "test")
-    preds = evaluation.predict_offsets(
-        evaluation.make_embed_fn(loaded.model()),
+    pairs = load_pairs(cfg, "test")
+    embed = evaluation.make_embed_fn(loaded.model())
+    out = evaluation.evaluate_model(
+        embed,
         loaded.variables,
         pairs,
-        cfg.eval.batch_size,
+        cfg.eval,
         cfg.data.buckets,
-        search=trainer.search_kwargs(cfg),
-        inner_radius=loaded.inner_radius,
-    )
-    out = evaluation.score(preds, pairs, cfg.data.fps)
-    checkpoint.atomic_write(result_path, lambda f: json.dump(out, f))
+        cfg.data.fps,
+        loaded.inner_radius,
+    )[1]
+    atomic_write(result_path, lambda f: json.dump(out, f))
     return out
 
 
@@ -157,7 +159,6 @@ def plot(table: dict, path: str) -> None:
     ax.set_title("Frame error per loss variant (mean ± std over seeds; dots: seeds)")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    from sesyn_jax.checkpoint import atomic_write
 
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), binary=True)
     plt.close(fig)
@@ -206,7 +207,6 @@ def main(argv=None) -> int:
 
 def write_table(results: dict, seeds, args, done: int, total: int) -> str:
     """Write the table of the runs finished so far (rewritten after every run)."""
-    from sesyn_jax.checkpoint import atomic_write
 
     table = summarize({v: r for v, r in results.items() if r})
     md = markdown(table, seeds)

@@ -5,8 +5,9 @@
   DIR/variables/      orbax StandardCheckpointer tree {'params', 'batch_stats'}
   DIR/extras.npz      optional: tensors the published PyTorch module carries but never uses
 
-``load_inference`` also takes a PyTorch ``.pth`` (through ``convert``). Folders are written
-to a temporary name and renamed, so an interrupted write never leaves a half checkpoint.
+This module knows this folder format only; ``sesyn_jax.loading.load_model`` also takes a
+PyTorch ``.pth`` (through ``convert``). Folders are written to a temporary name and renamed, so
+an interrupted write never leaves a half checkpoint.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Callable, Mapping
+from typing import Mapping
 
+import jax
 import numpy as np
+import orbax.checkpoint as ocp
+
+from sesyn_jax.model import STGCNEmbedding, init_variables
 
 FORMAT = "sesyn-jax-inference"
 
@@ -35,8 +40,6 @@ class LoadedModel:
     meta: dict
 
     def model(self):
-        from sesyn_jax.model import STGCNEmbedding
-
         return STGCNEmbedding(**self.model_config)
 
     @property
@@ -44,22 +47,6 @@ class LoadedModel:
         """Frames to hide at each end when searching offsets: the receptive radius of a model
         trained on inner frames only (model.json "inner_frames"), else 0."""
         return self.model().receptive_radius if self.meta.get("inner_frames") else 0
-
-
-def atomic_write(path: str, write: Callable[[Any], None], binary: bool = False) -> None:
-    """Write a file through a temporary file in the same folder, then rename it into place."""
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-" + os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _jsonable_config(config: Mapping) -> dict:
@@ -80,9 +67,6 @@ def save_inference(
     meta: Mapping | None = None,
 ) -> str:
     """Write an inference checkpoint folder (params and batch_stats only)."""
-    import jax
-    import orbax.checkpoint as ocp
-
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
@@ -124,8 +108,6 @@ def _model_config_from_json(info: Mapping, where: str) -> dict:
     cfg = dict(info["model"])
     if "widths" in cfg:
         cfg["widths"] = tuple(int(w) for w in cfg["widths"])
-    from sesyn_jax.model import STGCNEmbedding
-
     known = {f.name for f in dataclasses.fields(STGCNEmbedding)}
     unknown = sorted(set(cfg) - known)
     if unknown:
@@ -134,17 +116,14 @@ def _model_config_from_json(info: Mapping, where: str) -> dict:
 
 
 def load_inference(path: str) -> LoadedModel:
-    """Load a model from an inference folder, a train.py workdir (its ``export`` folder) or a
-    PyTorch .pth file."""
+    """Load a model from an inference folder or a train.py workdir (its ``export`` folder)."""
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such checkpoint")
     if os.path.isfile(path):
-        from sesyn_jax import convert
-
-        sd = convert.unwrap_checkpoint(convert.load_torch_checkpoint(path))
-        config = convert.infer_model_config(sd)
-        variables, unused = convert.torch_to_flax(sd, return_unused=True, model_config=config)
-        return LoadedModel(variables, config, unused, {"source": f"PyTorch checkpoint {path}"})
+        raise CheckpointError(
+            f"{path}: a file, not a checkpoint folder (a PyTorch .pth loads "
+            f"through sesyn_jax.loading.load_model)"
+        )
     if not os.path.exists(os.path.join(path, "model.json")) and os.path.exists(
         os.path.join(path, "export", "model.json")
     ):
@@ -161,10 +140,6 @@ def load_inference(path: str) -> LoadedModel:
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{info_path}: not valid JSON ({e})") from e
     config = _model_config_from_json(info, info_path)
-
-    import jax
-    import orbax.checkpoint as ocp
-    from sesyn_jax.model import STGCNEmbedding, init_variables
 
     target = jax.eval_shape(
         lambda: init_variables(STGCNEmbedding(**config), jax.random.PRNGKey(0), 8)

@@ -18,20 +18,23 @@ module's unused tensors (channel gate, mlp) and the ``num_batches_tracked`` coun
 separately by ``torch_to_flax(..., return_unused=True)`` and put back by ``flax_to_torch``, so an
 export loads into the published network with ``strict=True``.
 
-Command line:
-  python -m sesyn_jax.convert torch2flax IN.pth OUT_DIR
-  python -m sesyn_jax.convert flax2torch CKPT OUT.pth
+Command line (``sesyn_jax.convert_cli``):
+  python -m sesyn_jax.convert_cli torch2flax IN.pth OUT_DIR
+  python -m sesyn_jax.convert_cli flax2torch CKPT OUT.pth
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from typing import Any, Mapping
 
+import jax
 import numpy as np
 
 from sesyn_jax import graph as graph_lib
+from sesyn_jax.checkpoint import LoadedModel
+from sesyn_jax.model import STGCNEmbedding, init_variables
+from sesyn_jax.torch_model import require_torch
 
 
 class ConversionError(ValueError):
@@ -163,9 +166,6 @@ def infer_model_config(state_dict: Mapping[str, Any]) -> dict:
 
 def _expected_shapes(model_config: Mapping) -> dict[tuple, tuple]:
     """Flax leaf path -> shape, from an abstract init of the model."""
-    import jax
-    from sesyn_jax.model import STGCNEmbedding, init_variables
-
     model = STGCNEmbedding(**model_config)
     shapes = jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0), 8))
     out = {}
@@ -315,9 +315,7 @@ def flax_to_torch(
             f"module zero-pads them, so exported weights would compute different embeddings "
             f"near both ends of every sequence there. Only models with padding='zero' export."
         )
-    torch = __import__("sesyn_jax.torch_model", fromlist=["x"]).require_torch()
-    import jax
-
+    torch = require_torch()
     expected = _expected_shapes(config)
     state: dict[str, np.ndarray] = {}
     got = {}
@@ -377,7 +375,7 @@ def _config_from_variables(variables: Mapping) -> dict:
 
 def load_torch_checkpoint(path: str):
     """A .pth file -> the object torch.load returns (weights only, on the CPU)."""
-    torch = __import__("sesyn_jax.torch_model", fromlist=["x"]).require_torch()
+    torch = require_torch()
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -386,44 +384,9 @@ def load_torch_checkpoint(path: str):
         raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({e})") from e
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from sesyn_jax import checkpoint as ckpt_lib
-
-    parser = argparse.ArgumentParser(
-        prog="python -m sesyn_jax.convert",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    t2f = sub.add_parser("torch2flax", help="a .pth checkpoint -> an inference checkpoint folder")
-    t2f.add_argument("src")
-    t2f.add_argument("dst")
-    f2t = sub.add_parser("flax2torch", help="an inference or training checkpoint -> a .pth file")
-    f2t.add_argument("src")
-    f2t.add_argument("dst")
-    args = parser.parse_args(argv)
-    try:
-        if args.cmd == "torch2flax":
-            sd = unwrap_checkpoint(load_torch_checkpoint(args.src))
-            config = infer_model_config(sd)
-            variables, unused = torch_to_flax(sd, return_unused=True, model_config=config)
-            ckpt_lib.save_inference(
-                args.dst, variables, config, extras=unused, source=f"converted from {args.src}"
-            )
-            print(f"wrote {args.dst} (model {config})")
-        else:
-            torch = __import__("sesyn_jax.torch_model", fromlist=["x"]).require_torch()
-            loaded = ckpt_lib.load_inference(args.src)
-            state = flax_to_torch(loaded.variables, loaded.extras, loaded.model_config)
-            ckpt_lib.atomic_write(args.dst, lambda f: torch.save({"model": state}, f), binary=True)
-            print(f"wrote {args.dst} ({len(state)} tensors; load with checkpoint['model'])")
-    except (ConversionError, ckpt_lib.CheckpointError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def load_torch_inference(path: str) -> LoadedModel:
+    """A PyTorch .pth (published or exported) as a model ready for inference."""
+    sd = unwrap_checkpoint(load_torch_checkpoint(path))
+    config = infer_model_config(sd)
+    variables, unused = torch_to_flax(sd, return_unused=True, model_config=config)
+    return LoadedModel(variables, config, unused, {"source": f"PyTorch checkpoint {path}"})

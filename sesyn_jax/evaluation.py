@@ -1,4 +1,5 @@
-"""Embedding a set of pairs and scoring the estimated offsets (used by train.py and evaluate.py)."""
+"""Embedding a set of pairs and scoring the estimated offsets: the one evaluation path that
+train.py, evaluate.py and the ablation runner share (``evaluate_model``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,50 @@ from sesyn_jax.metrics import sync_metrics
 def make_embed_fn(model) -> Callable:
     """jit-compiled (variables, poses (B, T, V, 3), mask (B, T)) -> (B, T, D) in eval mode."""
     return jax.jit(lambda variables, poses, mask: model.apply(variables, poses, mask, train=False))
+
+
+def search_settings(eval_config) -> dict:
+    """The offset-search settings of a config's ``eval`` group, as ``search_offset`` takes
+    them (eval.max_offset 0: no limit; eval.min_overlap >= 1: frames, else a fraction)."""
+    e = eval_config
+    return dict(
+        rule=e.rule,
+        max_offset=int(e.max_offset) or None,
+        min_overlap=e.min_overlap if e.min_overlap < 1 else int(e.min_overlap),
+    )
+
+
+def buckets_for(pairs: Sequence[Pair], buckets: Sequence[int]) -> tuple:
+    """The bucket lengths, plus a power of two that holds the longest sequence when the
+    largest bucket does not (evaluation must not refuse a test set for its lengths)."""
+    longest = max(max(len(p.view1), len(p.view2)) for p in pairs)
+    b = tuple(sorted(buckets))
+    return b if longest <= b[-1] else b + (int(2 ** np.ceil(np.log2(longest))),)
+
+
+def evaluate_model(
+    embed_fn,
+    variables,
+    pairs: Sequence[Pair],
+    eval_config,
+    buckets: Sequence[int],
+    fps: float,
+    inner_radius: int = 0,
+    progress: bool = False,
+) -> tuple[np.ndarray, dict]:
+    """Predicted offsets of every pair (view 1 as u) with the config's search settings, and
+    their metrics."""
+    preds = predict_offsets(
+        embed_fn,
+        variables,
+        pairs,
+        eval_config.batch_size,
+        buckets,
+        progress=progress,
+        search=search_settings(eval_config),
+        inner_radius=inner_radius,
+    )
+    return preds, score(preds, pairs, fps)
 
 
 def _batched_rule(search: dict | None) -> bool:
@@ -41,7 +86,7 @@ def predict_offsets(
     of ``inference.search_offset`` (rule, max_offset, min_overlap); default the published
     rule. ``inner_radius`` > 0: only frames that far from both ends take part (the
     receptive radius of a model trained on inner frames, ``model.inner_mask``)."""
-    batcher = PairBatcher(pairs, batch_size, buckets, train=False)
+    batcher = PairBatcher(pairs, batch_size, buckets_for(pairs, buckets), train=False)
     preds = np.zeros(len(pairs), np.int64)
     it = batcher.epoch(0)
     if progress:

@@ -12,8 +12,10 @@ from typing import Sequence
 import numpy as np
 
 from sesyn_jax import baselines, evaluation, metrics
-from sesyn_jax.checkpoint import LoadedModel, atomic_write
+from sesyn_jax.checkpoint import LoadedModel
+from sesyn_jax.io import atomic_write
 from sesyn_jax.data.pairs import corrupt_pairs
+from sesyn_jax.data.splits import load_pairs
 
 
 def _default_out(checkpoint: str) -> str:
@@ -38,29 +40,26 @@ def evaluate_checkpoint(
 ) -> dict:
     """Table 1, the sweeps and the plot for ``loaded`` on the config's test split (or on
     ``pairs``), written to ``out``; returns what results.json holds plus the Markdown."""
-    from sesyn_jax import trainer
-
-    search = trainer.search_kwargs(config)
+    search = evaluation.search_settings(config.eval)
     out = out or _default_out(checkpoint)
     os.makedirs(out, exist_ok=True)
-    pairs = trainer.load_pairs(config, "test") if pairs is None else list(pairs)
+    pairs = load_pairs(config, "test") if pairs is None else list(pairs)
     if not pairs:
         raise ValueError("the test split has no pairs")
     fps = config.data.fps
-    buckets = _buckets_for(pairs, config.data.buckets)
     embed = evaluation.make_embed_fn(loaded.model())
 
     def sesyn(ps):
-        return evaluation.predict_offsets(
+        return evaluation.evaluate_model(
             embed,
             loaded.variables,
             ps,
-            config.eval.batch_size,
-            buckets,
-            progress=progress,
-            search=search,
-            inner_radius=loaded.inner_radius,
-        )
+            config.eval,
+            config.data.buckets,
+            fps,
+            loaded.inner_radius,
+            progress,
+        )[0]
 
     true = np.array([p.offset for p in pairs])
     preds = {name: fn(pairs, **search) for name, fn in baselines.PREDICTORS.items()}
@@ -119,12 +118,6 @@ def evaluate_checkpoint(
     )
     atomic_write(os.path.join(out, "results.md"), lambda f: f.write(result["markdown"] + "\n"))
     return result
-
-
-def _buckets_for(pairs, buckets) -> tuple:
-    longest = max(max(len(p.view1), len(p.view2)) for p in pairs)
-    b = tuple(sorted(buckets))
-    return b if longest <= b[-1] else b + (int(2 ** np.ceil(np.log2(longest))),)
 
 
 def plot_error_vs_offset(preds: dict, true: np.ndarray, path: str) -> None:

@@ -241,7 +241,7 @@ def plot_pair(result: PairResult, path: str, fps: float | None = None) -> None:
     ax.set_title(f"B = A {result.offset:+d} frames{sec}, confidence {result.confidence:.0%}")
     ax.legend(loc="upper left", fontsize=8, framealpha=0.6)
     fig.tight_layout()
-    from sesyn_jax.checkpoint import atomic_write
+    from sesyn_jax.io import atomic_write
 
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), binary=True)
     plt.close(fig)
@@ -286,12 +286,12 @@ def main(argv=None) -> int:
         except (ValueError, AssertionError):
             parser.error(f"--resolution must look like 1920x1080, got {args.resolution!r}")
 
-    from sesyn_jax import checkpoint
+    from sesyn_jax import checkpoint, loading
     from sesyn_jax.data import readers
     from sesyn_jax.data.syn_json import PoseFormatError
 
     try:
-        loaded = checkpoint.load_inference(args.checkpoint)
+        loaded = loading.load_model(args.checkpoint)
         recs = [
             readers.read_recording(p, args.all_persons, args.openpose_model, args.fps, res)
             for p in args.recordings

@@ -19,7 +19,20 @@ from typing import Any
 
 import numpy as np
 
+import jax
+import jax.numpy as jnp
+import optax
+import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
 from sesyn_jax import checkpoint as ckpt_lib
+from sesyn_jax import evaluation, graph, losses, training
+from sesyn_jax.data.pairs import PairBatcher
+from sesyn_jax.data.splits import data_dirs, load_pairs
+from sesyn_jax.inference import RULES
+from sesyn_jax.model import PADDINGS, STGCNEmbedding, init_variables
+from sesyn_jax.io import atomic_write
 
 
 class ConfigError(ValueError):
@@ -35,9 +48,6 @@ class NonFiniteLoss(RuntimeError):
 
 def check_config(config) -> None:
     """Everything that can be checked before anything is compiled or written."""
-    from sesyn_jax import graph, losses, training
-    from sesyn_jax.model import PADDINGS
-
     d, t, m = config.data, config.train, config.model
     if d.source not in ("syn", "embedded"):
         raise ConfigError(f"data.source must be 'syn' or 'embedded', got {d.source!r}")
@@ -118,8 +128,6 @@ def check_config(config) -> None:
 
 
 def check_eval_config(e) -> None:
-    from sesyn_jax.inference import RULES
-
     if e.batch_size < 1:
         raise ConfigError(f"eval.batch_size must be >= 1, got {e.batch_size}")
     if e.rule not in RULES:
@@ -131,44 +139,6 @@ def check_eval_config(e) -> None:
             f"eval.min_overlap must be a whole number of frames >= 1 or a "
             f"fraction in (0, 1), got {e.min_overlap}"
         )
-
-
-def search_kwargs(config) -> dict:
-    """The offset-search settings of config.eval, as ``inference.search_offset`` takes them."""
-    e = config.eval
-    return dict(
-        rule=e.rule,
-        max_offset=int(e.max_offset) or None,
-        min_overlap=e.min_overlap if e.min_overlap < 1 else int(e.min_overlap),
-    )
-
-
-def data_dirs(config) -> tuple[str, str]:
-    d = config.data
-    train_dir = d.train_dir or (os.path.join(d.root, "train") if d.root else "")
-    test_dir = d.test_dir or (os.path.join(d.root, "test") if d.root else "")
-    return train_dir, test_dir
-
-
-def load_pairs(config, split: str, fresh_crops: bool = False):
-    """The pairs of one split ('train' or 'test') as the config names them. ``fresh_crops``:
-    under the embedded 'independent' protocol, a dataset cropped anew every training epoch."""
-    from sesyn_jax.data import mocap_syn, syn_json
-
-    d = config.data
-    if d.source == "embedded":
-        cfg = mocap_syn.BuildConfig(
-            frames=d.frames,
-            seed=d.seed,
-            camera_pairs=d.camera_pairs,
-            max_offset=d.max_offset,
-            protocol=d.protocol,
-        )
-        if fresh_crops and d.protocol == "independent":
-            return mocap_syn.embedded_fresh_crops(cfg, split)
-        return mocap_syn.embedded_pairs(cfg, split)
-    folder = data_dirs(config)[0 if split == "train" else 1]
-    return syn_json.load_split(folder, d.pairing, cache=d.cache)
 
 
 def model_kwargs(config) -> dict:
@@ -189,16 +159,11 @@ def inner_radius(model, config) -> int:
 
 
 def make_model(config):
-    import jax.numpy as jnp
-    from sesyn_jax.model import STGCNEmbedding
-
     dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
     return STGCNEmbedding(**model_kwargs(config), dtype=dtype)
 
 
 def make_schedule(config, steps_per_epoch: int):
-    import optax
-
     t = config.train
     total = t.epochs * steps_per_epoch
     if t.schedule == "constant":
@@ -214,14 +179,6 @@ def make_schedule(config, steps_per_epoch: int):
 def train_and_evaluate(
     config, workdir: str, stop_after_steps: int = 0, progress: bool = True
 ) -> dict[str, Any]:
-    import jax
-    import jax.numpy as jnp
-    import orbax.checkpoint as ocp
-    from jax.sharding import NamedSharding, PartitionSpec as P
-
-    from sesyn_jax import evaluation, losses, training
-    from sesyn_jax.data.pairs import PairBatcher
-
     check_config(config)
     workdir = os.path.abspath(workdir)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
@@ -272,7 +229,6 @@ def train_and_evaluate(
 
     # -- model and state
     model = make_model(config)
-    from sesyn_jax.model import init_variables
 
     variables = init_variables(model, jax.random.PRNGKey(config.seed))
     tx = training.make_optimizer(
@@ -361,16 +317,17 @@ def train_and_evaluate(
         manager.wait_until_finished()
 
     def evaluate(params, batch_stats) -> dict:
-        preds = evaluation.predict_offsets(
+        variables = {"params": params, "batch_stats": batch_stats}
+        radius = inner_radius(model, config)
+        return evaluation.evaluate_model(
             embed_fn,
-            {"params": params, "batch_stats": batch_stats},
+            variables,
             test_pairs,
-            config.eval.batch_size,
+            config.eval,
             config.data.buckets,
-            search=search_kwargs(config),
-            inner_radius=inner_radius(model, config),
-        )
-        return evaluation.score(preds, test_pairs, config.data.fps)
+            config.data.fps,
+            radius,
+        )[1]
 
     # -- the loop
     log = open(os.path.join(workdir, "metrics.jsonl"), "a")
@@ -488,7 +445,7 @@ def _truncate_metrics(path: str, last_step: int) -> None:
         if row.get("step", 0) <= last_step:
             keep.append(line if line.endswith("\n") else line + "\n")
     if len(keep) != len(lines):
-        ckpt_lib.atomic_write(path, lambda f: f.writelines(keep))
+        atomic_write(path, lambda f: f.writelines(keep))
 
 
 def _cache_size(jitted) -> int:
@@ -510,4 +467,4 @@ def _write_config(workdir: str, config) -> None:
                 f"use a new --workdir or the same config to resume"
             )
         return
-    ckpt_lib.atomic_write(path, lambda f: f.write(text))
+    atomic_write(path, lambda f: f.write(text))

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sesyn_jax import checkpoint, convert, parity  # noqa: E402
+from sesyn_jax import checkpoint, convert, convert_cli, parity  # noqa: E402
 from sesyn_jax.model import STGCNEmbedding  # noqa: E402
 from sesyn_jax.torch_model import build_torch_model, poses_to_torch_layout  # noqa: E402
 
@@ -101,7 +101,7 @@ def test_command_line_both_ways(tmp_path, torch_state):
     src = tmp_path / "published.pth"
     torch.save({"model": sd, "epoch": 7, "optimizer": {}}, src)
     out_dir = tmp_path / "flax_ckpt"
-    assert convert.main(["torch2flax", str(src), str(out_dir)]) == 0
+    assert convert_cli.main(["torch2flax", str(src), str(out_dir)]) == 0
     loaded = checkpoint.load_inference(str(out_dir))
     assert loaded.model_config["widths"] == (8, 8, 16, 16)
     np.testing.assert_array_equal(
@@ -109,17 +109,36 @@ def test_command_line_both_ways(tmp_path, torch_state):
         sd["st_gcn_networks.3.tcn.2.weight"].numpy()[..., 0].transpose(2, 1, 0),
     )
     dst = tmp_path / "exported.pth"
-    assert convert.main(["flax2torch", str(out_dir), str(dst)]) == 0
+    assert convert_cli.main(["flax2torch", str(out_dir), str(dst)]) == 0
     ck = torch.load(dst, weights_only=True)
     for k in sd:
         assert torch.equal(ck["model"][k], sd[k]), k
     # a malformed checkpoint: a clear error and exit status 2, nothing written
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    assert convert.main(["torch2flax", str(junk), str(tmp_path / "x")]) == 2
+    assert convert_cli.main(["torch2flax", str(junk), str(tmp_path / "x")]) == 2
     assert not os.path.exists(tmp_path / "x")
     with pytest.raises(checkpoint.CheckpointError, match="no model.json"):
         checkpoint.load_inference(str(tmp_path))
+
+
+def test_pth_through_the_inference_loader_embeds_as_the_torch_network(tmp_path, torch_state):
+    """loading.load_model on a .pth gives a model whose eval embeddings are the PyTorch
+    network's (the path evaluate.py and sesyn-sync take)."""
+    from sesyn_jax import loading
+
+    tm, sd = torch_state
+    path = tmp_path / "published.pth"
+    torch.save({"model": sd}, path)
+    loaded = loading.load_model(str(path))
+    poses = parity.make_poses(30, 3)
+    with torch.no_grad():
+        want = tm.eval()(torch.from_numpy(poses_to_torch_layout(poses))).numpy()
+    got = np.asarray(loaded.model().apply(loaded.variables, jnp.asarray(poses)))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    with pytest.raises(convert.ConversionError, match="not a readable PyTorch checkpoint"):
+        (tmp_path / "junk.pth").write_bytes(b"\x00" * 64)
+        loading.load_model(str(tmp_path / "junk.pth"))
 
 
 def test_non_zero_padding_is_not_exported():

@@ -9,6 +9,7 @@ import pytest
 
 from sesyn_jax import checkpoint, sync
 from sesyn_jax.data import mocap_syn
+from sesyn_jax.data.splits import load_pairs
 from sesyn_jax.data.syn_json import write_syn_view
 from sesyn_jax.model import STGCNEmbedding, init_variables
 
@@ -217,7 +218,7 @@ def np_simple_offsets(pairs):
 
 def test_evaluate_report(tmp_path, ckpt):
     from configs import quickstart
-    from sesyn_jax import metrics, report, trainer
+    from sesyn_jax import metrics, report
 
     cfg = quickstart.get_config()
     loaded = checkpoint.load_inference(ckpt)
@@ -230,7 +231,7 @@ def test_evaluate_report(tmp_path, ckpt):
         noise_px=(0, 9),
         progress=False,
     )
-    pairs = trainer.load_pairs(cfg, "test")
+    pairs = load_pairs(cfg, "test")
     true = np.array([p.offset for p in pairs])
     want = metrics.sync_metrics(np_simple_offsets(pairs), true)
     assert res["table1"]["Simple"] == pytest.approx(want)
@@ -265,11 +266,11 @@ def np_simple_diagonal_offsets(pairs, max_offset, need):
 
 def test_evaluate_with_the_diagonal_rule(tmp_path, ckpt):
     from configs import quickstart
-    from sesyn_jax import report, trainer
+    from sesyn_jax import report
 
     cfg = quickstart.get_config()
     cfg.eval.rule, cfg.eval.max_offset, cfg.eval.min_overlap = "diagonal", 30, 40
-    pairs = trainer.load_pairs(cfg, "test")[:12]
+    pairs = load_pairs(cfg, "test")[:12]
     res = report.evaluate_checkpoint(
         cfg,
         checkpoint.load_inference(ckpt),

@@ -34,6 +34,7 @@ import numpy as np
 from sesyn_jax.data import cameras as cam_lib
 from sesyn_jax.data.mocap import Clip
 from sesyn_jax.data.syn_json import Pair, SynView, normalize_view
+from sesyn_jax.io import atomic_write
 
 EMBEDDED = os.path.join(os.path.dirname(__file__), "embedded", "clips.npz")
 # Held-out clips: a CMU playground recording and one climbing recording.
@@ -168,7 +169,6 @@ class FreshCrops:
 
 
 def save_embedded(clips: list[Clip], path: str = EMBEDDED) -> None:
-    from sesyn_jax.checkpoint import atomic_write
 
     meta = [
         {

@@ -86,7 +86,7 @@ def main(argv=None) -> int:
             )
     fig.suptitle("the same moments seen by both cameras (left joints red)", fontsize=10)
     fig.tight_layout()
-    from sesyn_jax.checkpoint import atomic_write
+    from sesyn_jax.io import atomic_write
 
     atomic_write(args.out, lambda f: fig.savefig(f, format="png", dpi=90), binary=True)
     plt.close(fig)

@@ -21,6 +21,7 @@ import os
 from typing import Sequence
 
 import numpy as np
+from sesyn_jax.io import atomic_write
 
 PAIR_RULES = {"ntu": ("C001", "C002"), "cmu": ("C11", "C21")}
 
@@ -148,7 +149,6 @@ def write_syn_view(
 ) -> None:
     """Write (T, 17, 3) pixels as one SYN JSON view; frames whose scores are all 0 get no
     annotation (as a detector that found nobody). Atomic: temporary file, then rename."""
-    from sesyn_jax.checkpoint import atomic_write
 
     t = int(poses.shape[0])
     anns = []
@@ -238,8 +238,6 @@ def load_split(
             )
         )
     if path:
-        from sesyn_jax.checkpoint import atomic_write
-
         os.makedirs(os.path.dirname(path), exist_ok=True)
         atomic_write(path, lambda f: np.savez(f, **_pack(pairs)), binary=True)
     return pairs

@@ -1,0 +1,36 @@
+"""The train and test splits a config names: MOCAP-SYN built in memory from the embedded clips,
+or a SYN JSON dataset on disk (data.root/train and data.root/test, or data.train_dir and
+data.test_dir)."""
+
+from __future__ import annotations
+
+import os
+
+from sesyn_jax.data import mocap_syn, syn_json
+
+
+def data_dirs(config) -> tuple[str, str]:
+    """(train folder, test folder) of a 'syn' source ('' where not set)."""
+    d = config.data
+    train_dir = d.train_dir or (os.path.join(d.root, "train") if d.root else "")
+    test_dir = d.test_dir or (os.path.join(d.root, "test") if d.root else "")
+    return train_dir, test_dir
+
+
+def load_pairs(config, split: str, fresh_crops: bool = False):
+    """The pairs of one split ('train' or 'test') as the config names them. ``fresh_crops``:
+    under the embedded 'independent' protocol, a dataset cropped anew every training epoch."""
+    d = config.data
+    if d.source == "embedded":
+        cfg = mocap_syn.BuildConfig(
+            frames=d.frames,
+            seed=d.seed,
+            camera_pairs=d.camera_pairs,
+            max_offset=d.max_offset,
+            protocol=d.protocol,
+        )
+        if fresh_crops and d.protocol == "independent":
+            return mocap_syn.embedded_fresh_crops(cfg, split)
+        return mocap_syn.embedded_pairs(cfg, split)
+    folder = data_dirs(config)[0 if split == "train" else 1]
+    return syn_json.load_split(folder, d.pairing, cache=d.cache)
