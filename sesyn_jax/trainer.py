@@ -185,12 +185,8 @@ def train_and_evaluate(
         raise ConfigError(f"--workdir {workdir} is a file; give a folder (new, or a run to resume)")
 
     # -- devices and mesh: one data axis over every device; parameters replicated.
-    if config.mesh.num_processes > 1:
-        jax.distributed.initialize(
-            config.mesh.coordinator_address or None,
-            config.mesh.num_processes,
-            config.mesh.process_id if config.mesh.process_id >= 0 else None,
-        )
+    init_distributed(config.mesh)
+    main_process = jax.process_index() == 0
     n_dev = jax.device_count()
     if config.train.batch_size % n_dev:
         raise ConfigError(
@@ -253,50 +249,26 @@ def train_and_evaluate(
     embed_fn = evaluation.make_embed_fn(model)
 
     # -- checkpoints: resume if the workdir has one
-    os.makedirs(workdir, exist_ok=True)
-    _write_config(workdir, config)
-    policy = ocp.checkpoint_managers.preservation_policy
-    manager = ocp.CheckpointManager(
-        os.path.join(workdir, "checkpoints"),
-        options=ocp.CheckpointManagerOptions(
-            preservation_policy=policy.AnyPreservationPolicy(
-                [
-                    policy.LatestN(config.train.keep),
-                    policy.BestN(
-                        get_metric_fn=lambda m: m["val_frame_error"],
-                        reverse=True,
-                        n=1,
-                        keep_checkpoints_without_metrics=False,
-                    ),
-                ]
-            ),
-            enable_async_checkpointing=False,
-        ),
-    )
+    if main_process:
+        os.makedirs(workdir, exist_ok=True)
+        _write_config(workdir, config)
+    manager = checkpoint_manager(workdir, config.train.keep)
     start_step = 0
     if manager.latest_step() is not None:
         start_step = manager.latest_step()
-        restored = manager.restore(
-            start_step,
-            args=ocp.args.StandardRestore(
-                {"state": jax.device_get(state), "data": {"step": np.zeros((), np.int64)}}
-            ),
-        )
-        state = jax.device_put(restored["state"], replicated)
+        state = restore_state(manager, start_step, state)
         export_dir = os.path.join(workdir, "export")
         if start_step >= total_steps and os.path.exists(os.path.join(export_dir, "model.json")):
             manager.close()
-            print(
+            say(
                 f"{workdir}: this run already finished ({start_step} steps); its export is "
                 f"in {export_dir}. Nothing to do."
             )
             return {"status": "finished", "step": start_step, "already_finished": True}
-        print(
+        say(
             f"resumed from {workdir}/checkpoints/{start_step} (epoch "
             f"{start_step // steps_per_epoch}, step {start_step})"
         )
-        # rows logged after the checkpoint (a kill between a log and the next save) come again
-        _truncate_metrics(os.path.join(workdir, "metrics.jsonl"), start_step)
 
     def save(step: int, metrics: dict | None = None):
         finite = jax.tree_util.tree_reduce(
@@ -307,17 +279,20 @@ def train_and_evaluate(
                 f"non-finite parameters at step {step}; the last good checkpoint "
                 f"in {workdir}/checkpoints is kept"
             )
+        # the global arrays themselves: orbax writes each shard once, from the process that
+        # holds it, and restores into targets that carry the same shardings
         manager.save(
             step,
             args=ocp.args.StandardSave(
-                {"state": jax.device_get(state), "data": {"step": np.array(step, np.int64)}}
+                {"state": state, "data": {"step": np.array(step, np.int64)}}
             ),
             metrics=metrics,
         )
         manager.wait_until_finished()
 
     def evaluate(params, batch_stats) -> dict:
-        variables = {"params": params, "batch_stats": batch_stats}
+        # host copies of the replicated parameters: every process evaluates on its own devices
+        variables = jax.device_get({"params": params, "batch_stats": batch_stats})
         radius = inner_radius(model, config)
         return evaluation.evaluate_model(
             embed_fn,
@@ -330,9 +305,9 @@ def train_and_evaluate(
         )[1]
 
     # -- the loop
-    log = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    log = MetricsWriter(os.path.join(workdir, "metrics.jsonl"), start_step, main_process)
     bar = None
-    if progress:
+    if progress and main_process:
         from tqdm import tqdm
 
         bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
@@ -370,8 +345,7 @@ def train_and_evaluate(
                         "pairs_per_s": round(rate, 2),
                         **{k: float(v) for k, v in metrics.items()},
                     }
-                    log.write(json.dumps(row) + "\n")
-                    log.flush()
+                    log.write(row)
                     if bar:
                         bar.set_postfix(loss=f"{row['loss']:.3f}", pairs_s=f"{rate:.1f}")
                 if bar:
@@ -387,8 +361,7 @@ def train_and_evaluate(
             last = epoch == config.train.epochs - 1
             if last or (config.train.eval_every and (epoch + 1) % config.train.eval_every == 0):
                 val = evaluate(state.params, state.batch_stats)
-                log.write(json.dumps({"step": step, "epoch": epoch, "val": val}) + "\n")
-                log.flush()
+                log.write({"step": step, "epoch": epoch, "val": val})
                 if bar:
                     bar.write(
                         f"epoch {epoch + 1}: val frame error {val['frame_error']:.2f}, "
@@ -397,7 +370,7 @@ def train_and_evaluate(
             if last or (epoch + 1) % config.train.checkpoint_every == 0:
                 save(step, {"val_frame_error": val["frame_error"]} if val else None)
     except NonFiniteLoss as e:
-        print(f"error: {e}")
+        say(f"error: {e}")
         status = "non-finite"
     finally:
         if bar:
@@ -409,15 +382,17 @@ def train_and_evaluate(
 
     # -- the inference export: the final model
     compiles = _cache_size(train_step)
-    ckpt_lib.save_inference(
-        os.path.join(workdir, "export"),
-        {"params": jax.device_get(state.params), "batch_stats": jax.device_get(state.batch_stats)},
-        model_kwargs(config),
-        source=f"train.py {workdir} step {step}",
-        meta={"step": step, "val": val, "inner_frames": bool(config.model.inner_frames)},
-    )
+    exported = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+    if main_process:
+        ckpt_lib.save_inference(
+            os.path.join(workdir, "export"),
+            exported,
+            model_kwargs(config),
+            source=f"train.py {workdir} step {step}",
+            meta={"step": step, "val": val, "inner_frames": bool(config.model.inner_frames)},
+        )
     recompiled = (compiles - compiles_after_first_epoch) if compiles_after_first_epoch else 0
-    print(
+    say(
         f"done: {step} steps; train-step compilations: {compiles} "
         f"({recompiled} after the first epoch); export in {workdir}/export"
     )
@@ -428,6 +403,76 @@ def train_and_evaluate(
         "compiles": compiles,
         "recompiles_after_first_epoch": recompiled,
     }
+
+
+def init_distributed(mesh_config) -> None:
+    """jax.distributed for mesh.num_processes > 1 (one process per host, the same command on
+    each; coordinator address and process id from the config or the cluster's environment).
+    CPU devices of different processes talk through gloo."""
+    if mesh_config.num_processes <= 1:
+        return
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        mesh_config.coordinator_address or None,
+        mesh_config.num_processes,
+        mesh_config.process_id if mesh_config.process_id >= 0 else None,
+    )
+
+
+def say(message: str) -> None:
+    """Print once per run (from process 0 of a multi-process run)."""
+    if jax.process_index() == 0:
+        print(message)
+
+
+def checkpoint_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
+    """The run's orbax manager: the latest ``keep`` checkpoints and the best by validation
+    frame error."""
+    policy = ocp.checkpoint_managers.preservation_policy
+    best = policy.BestN(
+        get_metric_fn=lambda m: m["val_frame_error"],
+        reverse=True,
+        n=1,
+        keep_checkpoints_without_metrics=False,
+    )
+    return ocp.CheckpointManager(
+        os.path.join(workdir, "checkpoints"),
+        options=ocp.CheckpointManagerOptions(
+            preservation_policy=policy.AnyPreservationPolicy([policy.LatestN(keep), best]),
+            enable_async_checkpointing=False,
+        ),
+    )
+
+
+def restore_state(manager: ocp.CheckpointManager, step: int, like):
+    """The train state saved at ``step``, restored straight into the shardings of ``like``."""
+    target = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like
+    )
+    data = {"step": np.zeros((), np.int64)}
+    restored = manager.restore(step, args=ocp.args.StandardRestore({"state": target, "data": data}))
+    return restored["state"]
+
+
+class MetricsWriter:
+    """metrics.jsonl, one JSON row per log or evaluation, written by process 0 only. Opened at
+    ``start_step`` of a resumed run, it first drops the rows logged after that checkpoint (a kill
+    between a log and the next save), so that no step appears twice."""
+
+    def __init__(self, path: str, start_step: int, enabled: bool = True):
+        self.file = None
+        if enabled:
+            _truncate_metrics(path, start_step)
+            self.file = open(path, "a")
+
+    def write(self, row: dict) -> None:
+        if self.file:
+            self.file.write(json.dumps(row) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
 
 
 def _truncate_metrics(path: str, last_step: int) -> None:
