@@ -52,7 +52,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.padding = "zero"  # 'zero' (published), 'edge' or 'reflect'
     c.model.inner_frames = False  # loss and offset search only on frames whose temporal
     # receptive field lies inside the sequence
-    c.model.dtype = "float32"  # 'bfloat16' on accelerators: bf16 compute, f32 params/loss
+    c.model.dtype = "float32"  # 'bfloat16' on accelerators: bf16 compute, f32 params/loss;
+    # 'float64' (with JAX_ENABLE_X64=1) for numerics checks
 
     c.loss = ml_collections.ConfigDict()
     c.loss.weights = ml_collections.ConfigDict(

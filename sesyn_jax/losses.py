@@ -91,8 +91,9 @@ def masked_mean(x: Array, mask: Array) -> Array:
 
 def cosine_similarity(a: Array, b: Array) -> Array:
     """(M, N) cosine similarity between rows of a (M, C) and b (N, C)."""
-    an = a / jnp.maximum(jnp.linalg.norm(a, axis=1, keepdims=True), 1e-8)
-    bn = b / jnp.maximum(jnp.linalg.norm(b, axis=1, keepdims=True), 1e-8)
+    # sqrt of the clamped square: the gradient of a norm at a zero row (a padded frame) is nan
+    an = a * jax.lax.rsqrt(jnp.maximum(jnp.sum(a * a, axis=1, keepdims=True), 1e-16))
+    bn = b * jax.lax.rsqrt(jnp.maximum(jnp.sum(b * b, axis=1, keepdims=True), 1e-16))
     return an @ bn.T
 
 

@@ -78,8 +78,12 @@ def check_config(config) -> None:
         raise ConfigError(f"model.strategy must be one of {graph.STRATEGIES}, got {m.strategy!r}")
     if m.padding not in PADDINGS:
         raise ConfigError(f"model.padding must be one of {PADDINGS}, got {m.padding!r}")
-    if m.dtype not in ("float32", "bfloat16"):
-        raise ConfigError(f"model.dtype must be 'float32' or 'bfloat16', got {m.dtype!r}")
+    if m.dtype not in ("float32", "bfloat16", "float64"):
+        raise ConfigError(
+            f"model.dtype must be 'float32', 'bfloat16' or 'float64', got {m.dtype!r}"
+        )
+    if m.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ConfigError("model.dtype='float64' needs 64-bit JAX: set JAX_ENABLE_X64=1")
     unknown = [
         k
         for k in list(config.loss.weights) + list(config.loss.options)
@@ -159,7 +163,7 @@ def inner_radius(model, config) -> int:
 
 
 def make_model(config):
-    dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
+    dtype = {"bfloat16": jnp.bfloat16, "float64": jnp.float64}.get(config.model.dtype, jnp.float32)
     return STGCNEmbedding(**model_kwargs(config), dtype=dtype)
 
 
@@ -501,12 +505,18 @@ def _cache_size(jitted) -> int:
 
 
 def _write_config(workdir: str, config) -> None:
+    """Save the run's config, or check that a resumed run has the same one. The ``mesh`` group
+    (how many processes, the coordinator) may differ: a run saved by several processes resumes
+    in one and the other way round."""
     path = os.path.join(workdir, "config.json")
     text = config.to_json_best_effort(indent=2, sort_keys=True)
     if os.path.exists(path):
         with open(path) as f:
-            old = f.read()
-        if old != text:
+            old = json.load(f)
+        new = json.loads(text)
+        old.pop("mesh", None)
+        new.pop("mesh", None)
+        if old != new:
             raise ConfigError(
                 f"{workdir} holds a run with another config (config.json differs); "
                 f"use a new --workdir or the same config to resume"

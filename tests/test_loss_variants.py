@@ -189,3 +189,25 @@ def test_summary_leaves_diverged_runs_out_of_the_means():
     assert t["frame_error"]["mean"] == pytest.approx(3.0)
     assert t["frame_error"]["std"] == pytest.approx(np.sqrt(2.0))
     assert "diverged" in ablate.markdown(ablate.summarize(runs), [0, 1, 2])
+
+
+def test_cosine_similarity_gradient_finite_with_zero_frames():
+    """Padded frames embed as zeros; the cosine option must not turn them into nan gradients."""
+    import jax
+
+    from sesyn_jax import losses
+
+    f_u = jnp.asarray(np.random.default_rng(0).normal(size=(6, 4)), jnp.float32).at[4:].set(0.0)
+    f_v = jnp.asarray(np.random.default_rng(1).normal(size=(5, 4)), jnp.float32).at[3:].set(0.0)
+    mu, mv = jnp.arange(6) < 4, jnp.arange(5) < 3
+    grads = jax.grad(
+        lambda a, b: losses.identity_loss(a, b, mu, mv, similarity="cosine", temperature=0.1),
+        argnums=(0, 1),
+    )(f_u, f_v)
+    assert all(bool(jnp.isfinite(g).all()) for g in grads)
+    s = np.asarray(losses.cosine_similarity(f_u[:4], f_v[:3]), np.float64)
+    a, b = np.asarray(f_u[:4], np.float64), np.asarray(f_v[:3], np.float64)
+    want = (a / np.linalg.norm(a, axis=1, keepdims=True)) @ (
+        b / np.linalg.norm(b, axis=1, keepdims=True)
+    ).T
+    np.testing.assert_allclose(s, want, rtol=1e-5, atol=1e-6)
