@@ -74,6 +74,12 @@ def test_unequal_views_and_cache(tmp_path):
     second = syn_json.load_split(str(tmp_path), cache_dir=str(cache))
     np.testing.assert_array_equal(first[0].view2, second[0].view2)
     assert second[0].offset == -2
+    # a changed file is parsed again, not served from the cache
+    write_view(tmp_path / "a_C002.json", p * 3, 1)
+    os.utime(tmp_path / "a_C002.json", ns=(1, 10**18))  # a different modification time
+    third = syn_json.load_split(str(tmp_path), cache_dir=str(cache))
+    assert third[0].offset == -1
+    assert not np.array_equal(third[0].view2, second[0].view2)
 
 
 @pytest.mark.parametrize(

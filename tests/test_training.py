@@ -314,3 +314,20 @@ def test_train_step_loss_runs_from_view_2_to_view_1():
     backward = np.mean(per_pair(f1, f2, mask1, mask2))
     assert float(metrics["loss"]) == pytest.approx(forward, rel=1e-5)
     assert abs(forward - backward) > 1e-3 * abs(forward)
+
+
+def test_learning_rate_schedules_against_their_formulas():
+    import math
+
+    cfg = tiny_config(epochs=4, lr=0.02, schedule="cosine")
+    sched = trainer.make_schedule(cfg, steps_per_epoch=5)
+    for t in (0, 7, 13, 20):
+        want = 0.5 * 0.02 * (1 + math.cos(math.pi * t / 20))
+        assert float(sched(t)) == pytest.approx(want, rel=1e-5, abs=1e-9)
+    cfg = tiny_config(epochs=4, lr=0.02, schedule="warmup_cosine", warmup_epochs=1)
+    sched = trainer.make_schedule(cfg, steps_per_epoch=5)
+    assert float(sched(0)) == 0.0 and float(sched(2)) == pytest.approx(0.02 * 2 / 5)
+    for t in (5, 12, 20):  # cosine from the end of the warm-up to the last step
+        want = 0.5 * 0.02 * (1 + math.cos(math.pi * (t - 5) / 15))
+        assert float(sched(t)) == pytest.approx(want, rel=1e-5, abs=1e-9)
+    assert trainer.make_schedule(tiny_config(schedule="constant"), 5) == cfg.train.lr
