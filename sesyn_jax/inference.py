@@ -233,7 +233,7 @@ def search_offset(
     lo, hi = lag_range(len(f_u), len(f_v), max_offset)
     lags = np.arange(lo, hi + 1)
     if rule == "median":
-        return _median_search(f_u, f_v, mu, mv, lo, hi, max_offset is not None, subframe)
+        return _median_search(f_u, f_v, mu, mv, lags, max_offset is not None, subframe)
     need = resolve_min_overlap(min_overlap, int(mu.sum()), int(mv.sum()))
     total = np.zeros(len(lags), np.float64)
     count = np.zeros(len(lags), np.int64)
@@ -261,8 +261,8 @@ def overlap_counts(mask_u: np.ndarray, mask_v: np.ndarray, lo: int, hi: int) -> 
     return np.rint(lag_sums(mask_u, mask_v, lo, hi)).astype(np.int64)
 
 
-def _median_search(f_u, f_v, mu, mv, lo, hi, banded: bool, subframe: bool) -> OffsetSearch:
-    lags = np.arange(lo, hi + 1)
+def _median_search(f_u, f_v, mu, mv, lags, banded: bool, subframe: bool) -> OffsetSearch:
+    lo, hi = int(lags[0]), int(lags[-1])
     if banded:  # best match within [m + lo, m + hi], block by block
         votes = np.zeros(len(f_u), np.int64)
         has = np.zeros(len(f_u), bool)

@@ -215,13 +215,6 @@ def train_and_evaluate(
             process_index=jax.process_index(),
             process_count=jax.process_count(),
         )
-        longest = max(max(len(p.view1), len(p.view2)) for p in test_pairs) if test_pairs else 0
-        if longest > max(config.data.buckets):
-            raise ValueError(
-                f"a test sequence has {longest} frames, more than the largest "
-                f"bucket {max(config.data.buckets)}; add a larger bucket to "
-                f"data.buckets"
-            )
     except ValueError as e:
         raise ConfigError(f"data: {e}") from None
     steps_per_epoch = batcher.steps_per_epoch()

@@ -301,3 +301,23 @@ def test_syn_json_views_are_cut_by_category_id(tmp_path, ckpt, motion, capsys):
         ],
     )
     assert code == 0 and json.loads(out)["offset_frames"] == 7
+
+
+def test_evaluation_takes_sequences_longer_than_every_bucket(ckpt, motion):
+    """train.py, evaluate.py and the ablation runner share this path: a test sequence longer
+    than the largest bucket gets a bucket of its own instead of an error."""
+    from ml_collections import ConfigDict
+
+    from sesyn_jax import evaluation
+    from sesyn_jax.data.readers import normalize_recording
+    from sesyn_jax.data.syn_json import Pair
+
+    x = normalize_recording(motion, (1920, 1080))
+    pairs = [Pair("p", x[10:80], x[17:90], -7), Pair("q", x[:50], x[5:60], -5)]
+    loaded = checkpoint.load_inference(ckpt)
+    embed = evaluation.make_embed_fn(loaded.model())
+    eval_cfg = ConfigDict({"batch_size": 2, "rule": "median", "max_offset": 0, "min_overlap": 0.5})
+    short, m_short = evaluation.evaluate_model(embed, loaded.variables, pairs, eval_cfg, (32,), 30)
+    long, _ = evaluation.evaluate_model(embed, loaded.variables, pairs, eval_cfg, (128,), 30)
+    np.testing.assert_array_equal(short, long)
+    assert short.tolist() == [-7, -5] and m_short["frame_error"] == 0.0

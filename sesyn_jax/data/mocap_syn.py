@@ -118,6 +118,17 @@ class Crop:
     def offset(self) -> int:
         return self.category_id1 - self.category_id2
 
+    def apply(self, whole: Pair) -> Pair:
+        """The pair this crop cuts from the synchronized, uncut views of ``whole``."""
+        c1, c2 = self.category_id1, self.category_id2
+        return Pair(
+            whole.name,
+            whole.view1[c1 : c1 + self.length1],
+            whole.view2[c2 : c2 + self.length2],
+            self.offset,
+            whole.resolution,
+        )
+
 
 def draw_crop(rng: np.random.Generator, cfg: BuildConfig) -> Crop:
     """The crop of one pair under cfg.protocol. The offset is drawn first, so that 'paper'
@@ -140,32 +151,25 @@ class FreshCrops:
     def __init__(self, records: list[PairRecord], cfg: BuildConfig):
         self.cfg = cfg
         self.sources = []
+        self.crops = []  # each record's own crop, what the evaluation sees
         for r in records:
             n = len(r.view1)
             whole = dataclasses.replace(r, category_id1=0, category_id2=0, length1=n, length2=n)
             self.sources.append(whole.to_pair(cfg.width, cfg.height))
-        self.fixed = [r.to_pair(cfg.width, cfg.height) for r in records]
+            self.crops.append(Crop(r.category_id1, r.category_id2, r.length1, r.length2))
 
     def __len__(self) -> int:
         return len(self.sources)
 
     def __getitem__(self, i: int) -> Pair:
-        return self.fixed[i]
+        return self.crops[i].apply(self.sources[i])
 
     @property
     def max_length(self) -> int:
         return self.cfg.frames
 
     def pair(self, i: int, rng: np.random.Generator) -> Pair:
-        src = self.sources[i]
-        c = draw_crop(rng, self.cfg)
-        return Pair(
-            src.name,
-            src.view1[c.category_id1 : c.category_id1 + c.length1],
-            src.view2[c.category_id2 : c.category_id2 + c.length2],
-            c.offset,
-            src.resolution,
-        )
+        return draw_crop(rng, self.cfg).apply(self.sources[i])
 
 
 def save_embedded(clips: list[Clip], path: str = EMBEDDED) -> None:
