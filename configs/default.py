@@ -8,7 +8,15 @@ Fields:
                 so lengths and ends say nothing about the offset; training crops anew every
                 epoch) or 'paper' (only the starts cut, as NTU-SYN: both views end together
                 and the offset equals the difference of the lengths).
+  data.render   embedded source, 'independent' protocol: train on pairs rendered anew from the
+                training clips' 3D motion for every pair of every epoch: new cameras (image
+                sizes, focal lengths, distances, heights), time-stretch, mirroring, noise,
+                missing joints and undetected frames as data.augment draws them
+                (sesyn_jax.data.render.Augment), data.pairs_per_epoch pairs per epoch.
   model.padding temporal padding of the convolutions: 'zero' (published), 'edge' or 'reflect'.
+  model.normalization  input normalization: 'published' (x / width - 0.5, y / height - 0.5)
+                or 'person' (centred on the person's box and divided by its size, so image
+                size, aspect and distance do not matter). Saved with the export.
   model.inner_frames  train and search offsets only on the frames whose temporal receptive
                 field lies inside their sequence (len(widths) * (kernel_size - 1) / 2 frames
                 from both ends): those cannot tell where a sequence ends, so the losses cannot
@@ -20,7 +28,11 @@ Fields:
                 'per_view' (each view normalized on its own, as the published code).
 """
 
+import dataclasses
+
 import ml_collections
+
+from sesyn_jax.data import render
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -39,6 +51,9 @@ def get_config() -> ml_collections.ConfigDict:
     # training seeds, so that seeds see the same pairs)
     c.data.protocol = "independent"  # embedded source: 'independent' or 'paper'
     c.data.max_offset = 30  # embedded source: offsets drawn from [-max, max]
+    c.data.render = False  # embedded source: train on freshly rendered pairs
+    c.data.pairs_per_epoch = 256  # with data.render
+    c.data.augment = ml_collections.ConfigDict(dataclasses.asdict(render.Augment()))
     c.data.buckets = (64, 128, 256, 512)
     c.data.fps = 30.0
     c.data.cache = True
@@ -50,6 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.widths = (64, 64, 64, 64, 128, 128, 128, 128, 128)
     c.model.kernel_size = 9
     c.model.padding = "zero"  # 'zero' (published), 'edge' or 'reflect'
+    c.model.normalization = "published"  # 'published' or 'person'
     c.model.inner_frames = False  # loss and offset search only on frames whose temporal
     # receptive field lies inside the sequence
     c.model.dtype = "float32"  # 'bfloat16' on accelerators: bf16 compute, f32 params/loss;

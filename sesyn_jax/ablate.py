@@ -1,5 +1,9 @@
-"""Loss ablations: train every variant with every seed on the same data, evaluate each on the
+"""Ablations: train every variant with every seed on the same data, evaluate each on the
 same test pairs, and tabulate mean and standard deviation over seeds (like the paper's Table 2).
+
+A variant is a loss variant (``sesyn_jax.variants``: the config with other loss terms) or a
+recipe that the config file defines beside ``get_config`` as ``RECIPES``: recipe name ->
+{dotted config key: value}, e.g. {'cycle': {'loss.weights': {...}, 'data.render': False}}.
 
   python -m sesyn_jax.ablate --config configs/ablation_cpu.py \
       --variants iden,iden+devi,iden+devi+intv,tcc_cls,tcc_reg_var --seeds 0,1,2 \
@@ -34,6 +38,8 @@ COLUMNS = (
 
 
 def load_config_file(path: str):
+    """(config, recipes) of a config file: its ``get_config()`` and its ``RECIPES`` ({} when
+    it has none)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such config file")
     root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
@@ -42,11 +48,23 @@ def load_config_file(path: str):
     spec = importlib.util.spec_from_file_location("_ablation_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    return module.get_config(), dict(getattr(module, "RECIPES", {}))
 
 
-def variant_config(base, variant: str, seed: int):
+def variant_config(base, variant: str, seed: int, recipes: dict | None = None):
     cfg = base.copy_and_resolve_references()
+    recipes = recipes or {}
+    if variant in recipes:
+        for key, value in recipes[variant].items():
+            *path, leaf = key.split(".")
+            node = cfg
+            for part in path:
+                node = node[part]
+            if leaf not in node:
+                raise ValueError(f"recipe {variant!r}: the config has no field {key!r}")
+            node[leaf] = value
+        cfg.seed = seed
+        return cfg
     mu1 = float(base.loss.weights.get("deviation", 0.5))
     mu2 = float(base.loss.weights.get("interval", 0.035))
     weights, options = variants.resolve(variant, mu1, mu2)
@@ -84,6 +102,7 @@ def run_one(cfg, workdir: str) -> dict:
         cfg.data.buckets,
         cfg.data.fps,
         loaded.inner_radius,
+        normalization=loaded.normalization,
     )[1]
     atomic_write(result_path, lambda f: json.dump(out, f))
     return out
@@ -181,9 +200,9 @@ def main(argv=None) -> int:
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
-        base = load_config_file(args.config)
+        base, recipes = load_config_file(args.config)
         # seed-major order: a partly finished ablation already covers every variant
-        configs = {(v, s): variant_config(base, v, s) for s in seeds for v in names}
+        configs = {(v, s): variant_config(base, v, s, recipes) for s in seeds for v in names}
         from sesyn_jax import trainer
 
         for cfg in configs.values():

@@ -48,6 +48,18 @@ class LoadedModel:
         trained on inner frames only (model.json "inner_frames"), else 0."""
         return self.model().receptive_radius if self.meta.get("inner_frames") else 0
 
+    @property
+    def normalization(self) -> str:
+        """The input normalization the model was trained with (model.json "normalization";
+        'published' when absent, as in checkpoints converted from PyTorch)."""
+        return self.meta.get("normalization", "published")
+
+    @property
+    def fps(self) -> float | None:
+        """The frame rate of the training data (model.json "fps"), if known."""
+        fps = self.meta.get("fps")
+        return float(fps) if fps else None
+
 
 def _jsonable_config(config: Mapping) -> dict:
     out = {}

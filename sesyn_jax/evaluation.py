@@ -49,9 +49,11 @@ def evaluate_model(
     fps: float,
     inner_radius: int = 0,
     progress: bool = False,
+    normalization: str = "published",
 ) -> tuple[np.ndarray, dict]:
     """Predicted offsets of every pair (view 1 as u) with the config's search settings, and
-    their metrics."""
+    their metrics. ``inner_radius`` and ``normalization``: the model's (see
+    ``predict_offsets``)."""
     preds = predict_offsets(
         embed_fn,
         variables,
@@ -61,6 +63,7 @@ def evaluate_model(
         progress=progress,
         search=search_settings(eval_config),
         inner_radius=inner_radius,
+        normalization=normalization,
     )
     return preds, score(preds, pairs, fps)
 
@@ -81,12 +84,17 @@ def predict_offsets(
     progress: bool = False,
     search: dict | None = None,
     inner_radius: int = 0,
+    normalization: str = "published",
 ) -> np.ndarray:
     """Estimated offsets (len(pairs),): view 1 as u, view 2 as v. ``search``: keyword arguments
     of ``inference.search_offset`` (rule, max_offset, min_overlap); default the published
     rule. ``inner_radius`` > 0: only frames that far from both ends take part (the
-    receptive radius of a model trained on inner frames, ``model.inner_mask``)."""
-    batcher = PairBatcher(pairs, batch_size, buckets_for(pairs, buckets), train=False)
+    receptive radius of a model trained on inner frames, ``model.inner_mask``).
+    ``normalization``: the model's input normalization (``model.normalization``); the pairs
+    hold the 'published' one."""
+    batcher = PairBatcher(
+        pairs, batch_size, buckets_for(pairs, buckets), train=False, normalization=normalization
+    )
     preds = np.zeros(len(pairs), np.int64)
     it = batcher.epoch(0)
     if progress:

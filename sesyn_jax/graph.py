@@ -40,6 +40,11 @@ COCO_JOINTS = (
     "right_ankle",
 )
 _J = {name: i for i, name in enumerate(COCO_JOINTS)}
+# the joint that takes each joint's place when the person is mirrored left-right
+MIRROR = tuple(
+    _J[n.replace("left_", "right_") if n.startswith("left_") else n.replace("right_", "left_")]
+    for n in COCO_JOINTS
+)
 
 
 def _pairs(*names: str) -> tuple[tuple[int, int], ...]:

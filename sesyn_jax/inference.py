@@ -15,12 +15,15 @@ frames show what view 1 shows that many frames earlier. Two rules (``search_offs
   refines it with a parabola through the scores at d - 1, d, d + 1.
 
 With ``max_offset`` both rules work on blocks of frames and never hold the M x N similarity
-matrix: memory grows linearly with the lengths.
+matrix: memory grows linearly with the lengths. With many candidate offsets (more than
+``FFT_LAGS``) the diagonal rule sums every diagonal at once by FFT cross-correlation, channel
+by channel (O(C (M + N) log(M + N)) time, linear memory), in float64.
 
 Confidence, in [0, 1]: 'median', the share of u's frames whose best match agrees with the
 offset within 2 frames; 'diagonal', (best - runner-up) / (best - median score), the runner-up
-being the best score more than 2 frames away from the chosen offset (1: one clear peak; 0: a
-tie elsewhere).
+being the highest other peak of the score curve (a local maximum) more than 2 frames away from
+the chosen offset (1: one clear peak; 0: a tie elsewhere). Neighbours of the best offset score
+almost as well when the features change smoothly over time; they are its own peak, not rivals.
 """
 
 from __future__ import annotations
@@ -185,14 +188,17 @@ def pick_offset(
     lags: np.ndarray, scores: np.ndarray, subframe: bool = False
 ) -> tuple[int | float, float]:
     """The best-scoring lag (nan scores are not candidates) and the peak confidence
-    (best - runner-up) / (best - median score), the runner-up more than AGREE_FRAMES away;
+    (best - runner-up) / (best - median score), the runner-up the highest other local maximum
+    more than AGREE_FRAMES away;
     with ``subframe`` the lag is refined by a parabola through its neighbours' scores."""
     ok = np.isfinite(scores)
     if not ok.any():
         raise ValueError("no candidate offset aligns enough frames (lower min_overlap)")
     i = int(np.nanargmax(np.where(ok, scores, -np.inf)))
     best = float(scores[i])
-    far = ok & (np.abs(lags - lags[i]) > AGREE_FRAMES)
+    s = np.where(ok, scores, -np.inf)
+    peak = ok & (s >= np.r_[-np.inf, s[:-1]]) & (s >= np.r_[s[1:], -np.inf])
+    far = peak & (np.abs(lags - lags[i]) > AGREE_FRAMES)
     typical = float(np.median(scores[ok]))
     if far.any() and best > typical:
         conf = float(np.clip((best - scores[far].max()) / (best - typical), 0.0, 1.0))
@@ -235,15 +241,54 @@ def search_offset(
     if rule == "median":
         return _median_search(f_u, f_v, mu, mv, lags, max_offset is not None, subframe)
     need = resolve_min_overlap(min_overlap, int(mu.sum()), int(mv.sum()))
-    total = np.zeros(len(lags), np.float64)
-    count = np.zeros(len(lags), np.int64)
-    for _, sim, ok in lag_blocks(f_u, f_v, mu, mv, lo, hi):
-        total += np.where(ok, sim, 0.0).sum(0, dtype=np.float64)
-        count += ok.sum(0)
+    if len(lags) > FFT_LAGS:
+        total, count = diagonal_sums_fft(f_u, f_v, mu, mv, lo, hi)
+    else:
+        total = np.zeros(len(lags), np.float64)
+        count = np.zeros(len(lags), np.int64)
+        for _, sim, ok in lag_blocks(f_u, f_v, mu, mv, lo, hi):
+            total += np.where(ok, sim, 0.0).sum(0, dtype=np.float64)
+            count += ok.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         scores = np.where(count >= need, total / np.maximum(count, 1), np.nan)
     offset, conf = pick_offset(lags, scores, subframe)
     return OffsetSearch(offset, conf, lags, scores, count, rule)
+
+
+FFT_LAGS = 1024  # the diagonal rule uses FFT sums above this many candidate offsets
+
+
+def diagonal_sums_fft(
+    f_u: np.ndarray,
+    f_v: np.ndarray,
+    mask_u: np.ndarray,
+    mask_v: np.ndarray,
+    lo: int,
+    hi: int,
+    chunk: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sums, counts), each (hi - lo + 1,): for every offset d the sum over the real frame pairs
+    (m, m + d) of -||f_u[m] - f_v[m + d]||^2, and how many there are. By FFT: the squared
+    distance expands to |u|^2 + |v|^2 - 2 u.v, each term a cross-correlation; ``chunk``
+    channels at a time, after subtracting the common mean (float64 throughout)."""
+    mu, mv = np.asarray(mask_u, np.float64), np.asarray(mask_v, np.float64)
+    centre = _masked_sum(f_u, mask_u) + _masked_sum(f_v, mask_v)
+    centre /= max(1.0, mu.sum() + mv.sum())
+    nfft = 1 << int(np.ceil(np.log2(max(2, len(f_u) + len(f_v) - 1))))
+    idx = np.arange(lo, hi + 1) % nfft
+    cross = np.zeros(len(idx), np.float64)
+    sq_u = np.zeros(len(f_u), np.float64)
+    sq_v = np.zeros(len(f_v), np.float64)
+    for c0 in range(0, f_u.shape[1], chunk):
+        cut = slice(c0, c0 + chunk)
+        u = (np.asarray(f_u[:, cut], np.float64) - centre[cut]) * mu[:, None]
+        v = (np.asarray(f_v[:, cut], np.float64) - centre[cut]) * mv[:, None]
+        sq_u += np.sum(u * u, 1)
+        sq_v += np.sum(v * v, 1)
+        spec = np.conj(np.fft.rfft(u, nfft, axis=0)) * np.fft.rfft(v, nfft, axis=0)
+        cross += np.fft.irfft(spec.sum(1), nfft)[idx]
+    sums = 2.0 * cross - lag_sums(sq_u, mv, lo, hi) - lag_sums(mu, sq_v, lo, hi)
+    return sums, overlap_counts(mask_u, mask_v, lo, hi)
 
 
 def lag_sums(x: np.ndarray, y: np.ndarray, lo: int, hi: int) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""Load a model for inference from whatever the user names: an inference folder, a train.py
-workdir (its export) or a PyTorch .pth (published or exported; needs torch)."""
+"""Load a model for inference from whatever the user names: ``default`` (the synchronization
+model shipped in the package), an inference folder, a train.py workdir (its export) or a
+PyTorch .pth (published or exported; needs torch)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,39 @@ import os
 from sesyn_jax import checkpoint, convert
 from sesyn_jax.checkpoint import CheckpointError, LoadedModel
 
+# trained by configs/sync_default.py on the embedded clips; see README.md
+DEFAULT_MODEL = os.path.join(os.path.dirname(__file__), "models", "sync_default")
+
 
 def load_model(path: str) -> LoadedModel:
-    """The model at ``path``; CheckpointError (or convert.ConversionError for a .pth) says
-    why it cannot be loaded."""
+    """The model at ``path`` ('default': the shipped one); CheckpointError (or
+    convert.ConversionError for a .pth) says why it cannot be loaded."""
+    if path == "default" and not os.path.exists(path):
+        if not os.path.exists(os.path.join(DEFAULT_MODEL, "model.json")):
+            raise CheckpointError(
+                f"{DEFAULT_MODEL}: the shipped model is missing from this install; train it "
+                f"with python train.py --config configs/sync_default.py --workdir W and pass "
+                f"--checkpoint W"
+            )
+        path = DEFAULT_MODEL
     if os.path.isfile(path):
-        return convert.load_torch_inference(path)
+        _check_torch_file(path)
+        try:
+            return convert.load_torch_inference(path)
+        except ImportError as e:
+            raise CheckpointError(f"{path}: a PyTorch checkpoint; reading it {e}") from None
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such checkpoint")
     return checkpoint.load_inference(path)
+
+
+def _check_torch_file(path: str) -> None:
+    """Refuse a file that cannot be a PyTorch checkpoint (torch.save writes a zip archive, or a
+    pickle in the legacy format) before torch is needed to read it."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise CheckpointError(
+            f"{path}: not a checkpoint (a PyTorch .pth is a zip archive or a pickle; a "
+            f"sesyn-jax export is a folder with model.json)"
+        )

@@ -20,6 +20,8 @@ S_v~u and of every mean, so a padded pair gives exactly the loss of the same pai
 Every term is a function ``term(f_u, f_v, mask_u, mask_v, **options) -> scalar`` registered in
 ``LOSS_TERMS``; a total is assembled from a mapping term name -> weight (``make_loss_fn``). Terms
 recompute the shared cycle similarity; under ``jax.jit`` XLA merges the common subexpressions.
+Terms in ``OFFSET_TERMS`` also take ``offset``: the pair's known alignment, f_u[m] showing the
+moment of f_v[m + offset] (pairs rendered from motion capture know it; recorded videos do not).
 
 Similarity options, accepted by every term (defaults = the published loss):
   similarity   'l2': s(a, b) = -max(|a|^2 + |b|^2 - 2ab, 0);  'cosine': s(a, b) = a.b / (|a| |b|)
@@ -32,6 +34,11 @@ mu_m = sum_j beta_mj j, sigma_m^2 = sum_j beta_mj (j - mu_m)^2:
   tcc_reg  mean_m (m - mu_m)^2                                   (plain regression)
            mean_m (m - mu_m)^2 / sigma_m^2 + lam * log sigma_m   (variance=True, lam = 0.001)
            mean_m huber_delta(m - mu_m)                           (huber_delta > 0)
+A cross-view contrastive term for pairs whose alignment is known (multi-view time-contrastive
+learning, as TCN of Sermanet et al. 2018 but over all frames of the other view):
+  aligned  with S = S_uv, q_m(n) ∝ exp(-(n - m - offset)^2 / (2 sigma^2)) over v's frames,
+           mean over the frames of u whose partner m + offset is a frame of v of
+           -sum_n q_m(n) log softmax_n S(m, n), plus the same from v to u.
 """
 
 from __future__ import annotations
@@ -44,15 +51,19 @@ import jax.numpy as jnp
 Array = jax.Array
 LossTerm = Callable[..., Array]
 LOSS_TERMS: dict[str, LossTerm] = {}
+OFFSET_TERMS: set[str] = set()  # terms that take the pair's known offset
 
 
-def register_term(name: str) -> Callable[[LossTerm], LossTerm]:
-    """Decorator: make a loss term selectable by ``name`` in a loss config."""
+def register_term(name: str, needs_offset: bool = False) -> Callable[[LossTerm], LossTerm]:
+    """Decorator: make a loss term selectable by ``name`` in a loss config. ``needs_offset``:
+    the term is called with ``offset=`` the pair's known alignment."""
 
     def wrap(fn: LossTerm) -> LossTerm:
         if name in LOSS_TERMS:
             raise ValueError(f"loss term {name!r} is already registered")
         LOSS_TERMS[name] = fn
+        if needs_offset:
+            OFFSET_TERMS.add(name)
         return fn
 
     return wrap
@@ -193,6 +204,32 @@ def interval_loss(f_u, f_v, mask_u=None, mask_v=None, tau: int = 1, **sim) -> Ar
     return masked_mean(diff, mask_u[tau:] & mask_u[:-tau])
 
 
+def _soft_alignment_ce(s: Array, rows: Array, cols: Array, offset, sigma: float) -> Array:
+    """Mean over rows m (with a partner m + offset among the columns) of the cross-entropy of
+    row-softmax(s) against a Gaussian of width ``sigma`` around column m + offset."""
+    m, n = s.shape
+    target = jnp.arange(m, dtype=s.dtype) + offset
+    col = jnp.arange(n, dtype=s.dtype)
+    logq = -jnp.square(col[None, :] - target[:, None]) / (2.0 * sigma**2)
+    q = masked_softmax(logq, cols[None, :])
+    logp = masked_log_softmax(s, cols[None, :])
+    ce = -jnp.sum(jnp.where(cols[None, :], q * logp, 0.0), axis=1)
+    t = jnp.round(target).astype(jnp.int32)
+    inside = (t >= 0) & (t < n) & cols[jnp.clip(t, 0, n - 1)]
+    return masked_mean(ce, rows & inside)
+
+
+@register_term("aligned", needs_offset=True)
+def aligned_loss(f_u, f_v, mask_u=None, mask_v=None, offset=0, sigma: float = 1.0, **sim):
+    """The cross-view contrastive term of the module doc, both directions averaged."""
+    mask_u, mask_v = _full_mask(f_u, mask_u), _full_mask(f_v, mask_v)
+    s = similarity(f_u, f_v, **sim)
+    return 0.5 * (
+        _soft_alignment_ce(s, mask_u, mask_v, offset, sigma)
+        + _soft_alignment_ce(s.T, mask_v, mask_u, -offset, sigma)
+    )
+
+
 def make_loss_fn(
     weights: Mapping[str, float], options: Mapping[str, Mapping] | None = None
 ) -> Callable:
@@ -200,7 +237,8 @@ def make_loss_fn(
 
     weights: term name -> weight, e.g. {'identity': 1.0, 'deviation': 0.5, 'interval': 0.035};
     options: term name -> keyword options of that term, e.g. {'interval': {'tau': 2}}.
-    aux maps each term name to its unweighted value.
+    aux maps each term name to its unweighted value. The returned function takes
+    ``offset`` (the known alignment, f_u[m] ~ f_v[m + offset]) when a term needs it.
     """
     options = dict(options or {})
     unknown = [n for n in list(weights) + list(options) if n not in LOSS_TERMS]
@@ -210,16 +248,21 @@ def make_loss_fn(
         raise ValueError("a loss needs at least one term")
     items = [(name, float(w), dict(options.get(name, {}))) for name, w in weights.items()]
 
-    def loss_fn(f_u, f_v, mask_u=None, mask_v=None):
+    def loss_fn(f_u, f_v, mask_u=None, mask_v=None, offset=None):
         aux = {}
         total = jnp.zeros((), jnp.float32)
         for name, w, opts in items:
+            if name in OFFSET_TERMS:
+                if offset is None:
+                    raise ValueError(f"loss term {name!r} needs the pairs' known offsets")
+                opts = dict(opts, offset=offset)
             value = LOSS_TERMS[name](f_u, f_v, mask_u, mask_v, **opts)
             aux[name] = value
             total = total + w * value
         return total, aux
 
     loss_fn.terms = items  # (name, weight, options): for per-term diagnostics
+    loss_fn.needs_offset = any(name in OFFSET_TERMS for name, _, _ in items)
     return loss_fn
 
 
@@ -245,10 +288,13 @@ def sesyn_loss(
 
 def batched_loss_fn(pair_loss_fn: Callable) -> Callable:
     """Mean over a batch of pairs of a one-pair loss: f_u (B, M, C), f_v (B, N, C), masks
-    (B, M), (B, N) -> (mean loss, aux of means)."""
+    (B, M), (B, N), optional offsets (B,) -> (mean loss, aux of means)."""
 
-    def fn(f_u, f_v, mask_u, mask_v):
-        losses, aux = jax.vmap(pair_loss_fn)(f_u, f_v, mask_u, mask_v)
+    def fn(f_u, f_v, mask_u, mask_v, offset=None):
+        if offset is None:
+            losses, aux = jax.vmap(pair_loss_fn)(f_u, f_v, mask_u, mask_v)
+        else:
+            losses, aux = jax.vmap(pair_loss_fn)(f_u, f_v, mask_u, mask_v, offset)
         return jnp.mean(losses), jax.tree_util.tree_map(jnp.mean, aux)
 
     return fn

@@ -59,6 +59,7 @@ def evaluate_checkpoint(
             fps,
             loaded.inner_radius,
             progress,
+            normalization=loaded.normalization,
         )[0]
 
     true = np.array([p.offset for p in pairs])

@@ -1,21 +1,36 @@
-"""Synchronize your own pose recordings: ``sesyn-sync --checkpoint CKPT A B [C ...]``.
+"""Synchronize your own pose recordings: ``sesyn-sync A B [C ...]``.
 
 A, B, ... are pose recordings in any format ``data.readers`` reads (OpenPose folder, SYN JSON,
-COCO results JSON, .npy / .npz). Prints the offset in frames and seconds, which recording
-started first, and a confidence: the share of A's frames whose best match in B agrees with the
-chosen offset within 2 frames. Refuses, saying why, when a recording has too few frames with a
-person, no person at all, or almost no motion (then every frame looks alike and any offset fits).
+COCO results JSON, .npy / .npz), at any frame rate and of any length. Without --checkpoint the
+model shipped in the package is used (``--checkpoint`` takes a train.py workdir, an export
+folder or a PyTorch .pth).
 
-Offsets: "B = A + d" means frame m of A shows the same moment as frame m + d of B, so B started
-recording d frames (d / fps seconds) before A when d > 0.
+Each recording is resampled to the model's training frame rate (joints interpolated, scores
+from the nearest frame), normalized as the model expects, and embedded in overlapping chunks,
+so that memory grows linearly with the length. Every candidate offset is scored by the mean
+similarity of the frames it aligns (only frames whose temporal receptive field lies inside the
+recording, for a model trained that way), among the offsets that align at least half of the
+shorter recording, and refined to a fraction of a frame.
+
+Methods (--method): 'learned' (the model's embeddings), 'speed' (the correlation of the
+joints' vertical speeds, no model), 'auto' (both; the more confident wins; --json reports
+both). Confidence in [0, 1]: how far the best offset's score stands above the best offset more
+than 2 frames away, relative to the median score (1: one clear peak; 0: a tie elsewhere).
+
+Offsets: "B = A + d" means the moment at time t of A is at time t + d of B, so B started
+recording d seconds before A when d > 0. Reported in seconds and in each recording's own
+frames.
 
 More than two recordings: every pair is matched and one offset per recording against the first
 is fitted to all pairwise offsets by a robust, iteratively reweighted least-squares fit
-weighted by confidence (Huber, then Tukey's biweight so that a wrong pair is ignored); each
-pair's residual is reported. Several people (--all-persons): each
-person of A is matched with each person of B, the pairs with the best confidence are kept
-(one-to-one), and the offsets are fused by the confidence-weighted median, which, unlike the
-paper's plain average of five shared persons, ignores a wrongly matched person.
+weighted by confidence (Huber, then Tukey's biweight, so that a wrong pair is ignored); each
+pair's residual is reported, and a recording that agrees with none of the others is named in a
+warning. Several people (--all-persons): each person of A is matched with each person of B, the
+pairs with the best confidence are kept (one-to-one), and their offsets are fused by the
+confidence-weighted median, which ignores a wrongly matched person.
+
+Exit status: 0 done; 2 bad input or flag (the message names the file and the field); 3 refused
+(the message says why: no person, too few frames, no motion, nothing in common).
 """
 
 from __future__ import annotations
@@ -23,44 +38,100 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import os
 import sys
 
 import numpy as np
 
-MIN_FRAMES = 16
-MIN_MOTION = 0.002  # median per-frame joint displacement, in image widths/heights
-AGREE_WITHIN = 2
+MIN_FRAMES = 16  # frames with a person, at the model's frame rate
+MIN_MOTION = 0.02  # joint spread over time, in person sizes (see ``motion_level``)
+AGREE_WITHIN = 2  # frames
+LOW_CONFIDENCE = 0.25
+CHUNK = 2048  # frames embedded per call
+METHODS = ("learned", "speed", "auto")
 
 
 class CannotSync(ValueError):
     """A recording or pair that gives no trustworthy offset; the message says why."""
 
 
+class BadInput(ValueError):
+    """A flag or input that cannot be used; the message names it."""
+
+
+@dataclasses.dataclass
+class Search:
+    """One method's outcome for one pair: offset in frames of the model's rate (fractional),
+    confidence, and the score of every candidate offset (for the plot)."""
+
+    method: str
+    offset: float
+    confidence: float
+    lags: np.ndarray
+    scores: np.ndarray
+
+
 @dataclasses.dataclass
 class PairResult:
     a: str
     b: str
-    offset: int
+    offset: float  # frames at the model's rate: the moment at frame m of a is at m + offset of b
     confidence: float
-    matches: np.ndarray  # (M,) best frame of b for each frame of a
-    similarity: np.ndarray  # (M, N)
+    method: str
+    searches: dict  # method -> Search
+    persons: list | None = None  # --all-persons: the matched person pairs behind this pair
 
-    def to_dict(self, fps: float | None) -> dict:
+    def seconds(self, rate: float) -> float:
+        return self.offset / rate
+
+    def to_dict(self, rate: float, fps: dict | None = None) -> dict:
+        sec = self.seconds(rate)
         d = {
             "a": self.a,
             "b": self.b,
-            "offset_frames": self.offset,
-            "confidence": round(self.confidence, 3),
+            "offset_seconds": round(sec, 4),
+            "confidence": round(float(self.confidence), 3),
+            "method": self.method,
         }
         if fps:
-            d["offset_seconds"] = round(self.offset / fps, 4)
+            fa, fb = fps[self.a], fps[self.b]
+            d["offset_frames_a"] = round(sec * fa, 2)
+            d["offset_frames_b"] = round(sec * fb, 2)
+            if fa == fb:
+                d["offset_frames"] = round(sec * fa, 2)
+        d["searches"] = {
+            m: {"offset_seconds": round(s.offset / rate, 4), "confidence": round(s.confidence, 3)}
+            for m, s in self.searches.items()
+        }
         return d
 
 
-def check_recording(poses: np.ndarray, name: str) -> None:
-    """Refuse a (T, 17, 3) normalized recording that cannot be synchronized."""
+# ----------------------------------------------------------------------------- checks
+
+
+def motion_level(poses: np.ndarray) -> float:
+    """How much the person moves, in person sizes: per joint seen in at least 30 % of the
+    frames (and 3), the 90th percentile over frames of its distance from its median position,
+    then the 75th percentile over those joints. A still person scores about its detector
+    jitter (~0.005); real motion 0.1 and more."""
+    from sesyn_jax.data.normalization import person_box
+
     seen = poses[..., 2] > 0
-    person = seen.any(-1)
+    centre, size = person_box(poses)
+    xy = (poses[..., :2] - centre) / size
+    spreads = []
+    for j in range(poses.shape[-2]):
+        m = seen[:, j]
+        if m.sum() >= max(3, 0.3 * len(poses)):
+            d = np.linalg.norm(xy[m, j] - np.median(xy[m, j], axis=0), axis=-1)
+            spreads.append(np.percentile(d, 90))
+    return float(np.percentile(spreads, 75)) if spreads else 0.0
+
+
+def check_recording(poses: np.ndarray, name: str) -> None:
+    """Refuse a (T, 17, 3) pixel recording that cannot be synchronized."""
+    person = (poses[..., 2] > 0).any(-1)
     if not person.any():
         raise CannotSync(f"{name}: no person detected in any frame")
     if person.sum() < MIN_FRAMES:
@@ -68,38 +139,126 @@ def check_recording(poses: np.ndarray, name: str) -> None:
             f"{name}: a person is seen in only {int(person.sum())} frames; at least "
             f"{MIN_FRAMES} are needed"
         )
-    both = seen[1:] & seen[:-1]
-    step = np.linalg.norm(poses[1:, :, :2] - poses[:-1, :, :2], axis=-1)[both]
-    if step.size == 0 or float(np.median(step)) < MIN_MOTION:
+    level = motion_level(poses)
+    if level < MIN_MOTION:
         raise CannotSync(
-            f"{name}: almost no motion (median joint displacement "
-            f"{float(np.median(step)) if step.size else 0:.4f} of the image per "
-            f"frame); every offset would fit equally well"
+            f"{name}: almost no motion (the joints move {level:.3f} of the person's size; at "
+            f"least {MIN_MOTION} is needed); every offset would fit equally well"
         )
 
 
-def embed(model, variables, poses: np.ndarray) -> np.ndarray:
+# ----------------------------------------------------------------------------- embedding
+
+
+def embed(model, variables, poses: np.ndarray, chunk: int = CHUNK, progress: bool = False):
+    """(T, 17, 3) normalized poses -> (T, D) embeddings, ``chunk`` frames per call with the
+    model's receptive radius of context on each side, so that every frame's embedding equals
+    the whole sequence's (memory linear in T; one compiled shape for long inputs)."""
+    import jax
+
+    apply = _jitted_apply(model)
+    t = len(poses)
+    radius = model.receptive_radius
+    if t <= chunk + 2 * radius:
+        size = int(-(-t // 128) * 128)
+        x, mask = _padded(poses, 0, t, size)
+        return np.asarray(apply(variables, x, mask))[0, :t]
+    size = chunk + 2 * radius
+    out = None
+    starts = range(0, t, chunk)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="embedding", unit="chunk", leave=False, file=sys.stderr)
+    for s in starts:
+        lo, hi = max(0, s - radius), min(t, s + chunk + radius)
+        x, mask = _padded(poses, lo, hi, size)
+        f = np.asarray(jax.block_until_ready(apply(variables, x, mask)))[0]
+        keep = min(chunk, t - s)
+        if out is None:
+            out = np.zeros((t, f.shape[-1]), np.float32)
+        out[s : s + keep] = f[s - lo : s - lo + keep]
+    return out
+
+
+def _padded(poses, lo, hi, size):
     import jax.numpy as jnp
 
-    return np.asarray(model.apply(variables, jnp.asarray(poses[None], jnp.float32)))[0]
+    x = np.zeros((1, size) + poses.shape[1:], np.float32)
+    x[0, : hi - lo] = poses[lo:hi]
+    mask = np.zeros((1, size), bool)
+    mask[0, : hi - lo] = True
+    return jnp.asarray(x), jnp.asarray(mask)
 
 
-def match_pair(
-    f_a: np.ndarray, f_b: np.ndarray, a: str = "A", b: str = "B", inner_radius: int = 0
-) -> PairResult:
-    """The published matching rule; ``inner_radius`` > 0 (a model trained on inner frames):
-    only frames that far from both ends vote and are voted for."""
-    from sesyn_jax.inference import frame_matches, search_offset
-    from sesyn_jax.losses import l2_similarity
+_APPLY: dict = {}
+
+
+def _jitted_apply(model):
+    import jax
+
+    key = id(model)
+    if key not in _APPLY:
+        _APPLY[key] = (model, jax.jit(lambda v, x, m: model.apply(v, x, m)))
+    return _APPLY[key][1]
+
+
+# ----------------------------------------------------------------------------- matching
+
+
+def learned_search(
+    f_a, f_b, inner_radius: int = 0, max_offset: int | None = None, min_overlap=0.5
+) -> Search:
+    """The diagonal rule on embeddings, frames within ``inner_radius`` of an end left out."""
+    from sesyn_jax.inference import search_offset
     from sesyn_jax.model import inner_mask
-    import jax.numpy as jnp
 
     mask_a = np.asarray(inner_mask(np.ones(len(f_a), bool), inner_radius))
     mask_b = np.asarray(inner_mask(np.ones(len(f_b), bool), inner_radius))
-    found = search_offset(f_a, f_b, mask_a, mask_b, rule="median")
-    o = frame_matches(f_a, f_b)
-    sim = np.asarray(l2_similarity(jnp.asarray(f_a), jnp.asarray(f_b)))
-    return PairResult(a, b, int(found.offset), found.confidence, o, sim)
+    try:
+        s = search_offset(
+            f_a,
+            f_b,
+            mask_a,
+            mask_b,
+            rule="diagonal",
+            max_offset=max_offset,
+            min_overlap=min_overlap,
+            subframe=True,
+        )
+    except ValueError as e:
+        raise CannotSync(str(e)) from None
+    return Search("learned", float(s.offset), float(s.confidence), s.lags, s.scores)
+
+
+def speed_search(a, b, max_offset: int | None = None, min_overlap=0.5) -> Search:
+    """The correlation of the joints' vertical speeds (normalized poses, no model)."""
+    from sesyn_jax.baselines import speed_search as search
+
+    try:
+        s = search(a, b, max_offset=max_offset, min_overlap=min_overlap, subframe=True)
+    except ValueError as e:
+        raise CannotSync(str(e)) from None
+    return Search("speed", float(s.offset), float(s.confidence), s.lags, s.scores)
+
+
+def match_pair(
+    feats: tuple | None,
+    poses: tuple,
+    names: tuple,
+    method: str,
+    inner_radius: int = 0,
+    max_offset: int | None = None,
+) -> PairResult:
+    """One pair by ``method``: ``feats`` (f_a, f_b) embeddings (None for 'speed'), ``poses``
+    (a, b) normalized poses at the model's rate."""
+    searches = {}
+    if method in ("learned", "auto"):
+        searches["learned"] = learned_search(*feats, inner_radius, max_offset)
+    if method in ("speed", "auto"):
+        searches["speed"] = speed_search(*poses, max_offset)
+    best = max(searches.values(), key=lambda s: s.confidence)
+    return PairResult(names[0], names[1], best.offset, best.confidence, best.method, searches)
 
 
 def fit_offsets(
@@ -112,7 +271,8 @@ def fit_offsets(
     """Offsets t (n,) with t[0] = 0 from pairwise (i, j, d_ij, weight), d_ij ~ t_j - t_i, by
     iteratively reweighted least squares: Huber weights first (a convex start), then Tukey's
     biweight, which gives a pair off by more than ``tukey`` frames no weight at all. Returns
-    (t, residuals per pair)."""
+    (t, residuals per pair). CannotSync when the pairs do not connect every recording."""
+    _check_connected(n, [(p[0], p[1]) for p in pairs])
     rows = len(pairs)
     a = np.zeros((rows, n))
     d = np.array([p[2] for p in pairs], np.float64)
@@ -137,44 +297,71 @@ def fit_offsets(
     return full, d - a @ t
 
 
-def fuse_persons(results: list[PairResult]) -> tuple[int, float]:
-    """Confidence-weighted median of the matched person pairs' offsets."""
+def _check_connected(n: int, edges: list[tuple[int, int]]) -> None:
+    reach, todo = {0}, [0]
+    while todo:
+        k = todo.pop()
+        for i, j in edges:
+            for x, y in ((i, j), (j, i)):
+                if x == k and y not in reach:
+                    reach.add(y)
+                    todo.append(y)
+    if len(reach) < n:
+        missing = sorted(set(range(n)) - reach)
+        raise CannotSync(
+            f"recordings {missing} (0 = the first) could not be matched with the others; "
+            f"no offset can be given for them"
+        )
+
+
+def fuse_persons(results: list[PairResult]) -> tuple[float, float]:
+    """Confidence-weighted median of the matched person pairs' offsets, and the share of the
+    confidence that agrees with it within AGREE_WITHIN frames."""
     offs = np.array([r.offset for r in results], np.float64)
     w = np.array([max(r.confidence, 1e-6) for r in results])
     order = np.argsort(offs)
     cum = np.cumsum(w[order]) / w.sum()
-    fused = int(offs[order][np.searchsorted(cum, 0.5)])
+    fused = float(offs[order][np.searchsorted(cum, 0.5)])
     agree = w[np.abs(offs - fused) <= AGREE_WITHIN].sum() / w.sum()
     return fused, float(agree)
 
 
 def match_persons(
-    model,
-    variables,
+    embed_fn,
     a: np.ndarray,
     b: np.ndarray,
-    name_a: str,
-    name_b: str,
-    min_confidence: float = 0.3,
+    names: tuple,
+    method: str,
     inner_radius: int = 0,
+    max_offset: int | None = None,
+    min_confidence: float = 0.3,
 ) -> list[PairResult]:
-    """a (P, T, 17, 3), b (Q, T', 17, 3): one-to-one person pairs by confidence."""
-    usable_a = _usable(a, name_a)
-    usable_b = _usable(b, name_b)
+    """a (P, T, 17, 3), b (Q, T', 17, 3) normalized poses; ``embed_fn(poses) -> (T, D)`` or
+    None for 'speed': one-to-one person pairs by confidence."""
+    usable_a, usable_b = _usable(a, names[0]), _usable(b, names[1])
     if not usable_a or not usable_b:
         raise CannotSync(
-            f"no person with enough frames and motion in {name_a if not usable_a else name_b}"
+            f"no person with enough frames and motion in {names[0] if not usable_a else names[1]}"
         )
-    fa = {p: embed(model, variables, a[p]) for p in usable_a}
-    fb = {q: embed(model, variables, b[q]) for q in usable_b}
-    cands = sorted(
-        (
-            (match_pair(fa[p], fb[q], f"{name_a}#{p}", f"{name_b}#{q}", inner_radius), p, q)
-            for p in usable_a
-            for q in usable_b
-        ),
-        key=lambda x: -x[0].confidence,
-    )
+    use = method != "speed"
+    fa = {p: embed_fn(a[p]) if use else None for p in usable_a}
+    fb = {q: embed_fn(b[q]) if use else None for q in usable_b}
+    cands = []
+    for p in usable_a:
+        for q in usable_b:
+            try:
+                r = match_pair(
+                    (fa[p], fb[q]) if use else None,
+                    (a[p], b[q]),
+                    (f"{names[0]}#{p}", f"{names[1]}#{q}"),
+                    method,
+                    inner_radius,
+                    max_offset,
+                )
+            except CannotSync:
+                continue
+            cands.append((r, p, q))
+    cands.sort(key=lambda x: -x[0].confidence)
     used_a, used_b, out = set(), set(), []
     for r, p, q in cands:
         if p in used_a or q in used_b or r.confidence < min_confidence:
@@ -184,7 +371,7 @@ def match_persons(
         out.append(r)
     if not out:
         raise CannotSync(
-            f"no person of {name_a} matches a person of {name_b} with confidence "
+            f"no person of {names[0]} matches a person of {names[1]} with confidence "
             f">= {min_confidence}"
         )
     return out
@@ -201,148 +388,272 @@ def _usable(x: np.ndarray, name: str) -> list[int]:
     return ok
 
 
-def plot_pair(result: PairResult, path: str, fps: float | None = None) -> None:
+# ----------------------------------------------------------------------------- output
+
+
+def plot_pair(result: PairResult, path: str, rate: float) -> None:
+    """The score of every candidate offset (seconds) for each method, the chosen one marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    import os
-
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    # robust colour range: the first and last frames (zero padding of the temporal
-    # convolution) are far from everything and would wash out the rest
-    lo = float(np.percentile(result.similarity, 10))
-    im = ax.imshow(
-        result.similarity,
-        aspect="auto",
-        origin="lower",
-        cmap="viridis",
-        vmin=lo,
-        vmax=float(result.similarity.max()),
-    )
-    fig.colorbar(im, ax=ax, label="similarity  -||f_A - f_B||^2")
-    m = np.arange(len(result.matches))
-    agree = np.abs((result.matches - m) - result.offset) <= AGREE_WITHIN
-    ax.scatter(result.matches[agree], m[agree], s=6, c="white", label="best match (agrees)")
-    ax.scatter(result.matches[~agree], m[~agree], s=6, c="red", label="best match (disagrees)")
-    n = result.similarity.shape[1]
-    ax.plot(
-        np.clip(m + result.offset, 0, n - 1),
-        m,
-        "w--",
-        lw=1,
-        label=f"offset {result.offset:+d} frames",
-    )
-    a, b = os.path.basename(result.a.rstrip("/")), os.path.basename(result.b.rstrip("/"))
-    ax.set_xlabel(f"frame of B = {b}", fontsize=8)
-    ax.set_ylabel(f"frame of A = {a}", fontsize=8)
-    sec = f" ({result.offset / fps:+.2f} s)" if fps else ""
-    ax.set_title(f"B = A {result.offset:+d} frames{sec}, confidence {result.confidence:.0%}")
-    ax.legend(loc="upper left", fontsize=8, framealpha=0.6)
-    fig.tight_layout()
     from sesyn_jax.io import atomic_write
 
+    fig, axes = plt.subplots(
+        len(result.searches), 1, figsize=(7, 2.6 * len(result.searches)), squeeze=False
+    )
+    for ax, (name, s) in zip(axes[:, 0], result.searches.items()):
+        ok = np.isfinite(s.scores)
+        ax.plot(s.lags[ok] / rate, s.scores[ok], lw=1)
+        ax.axvline(s.offset / rate, color="r", ls="--", lw=1)
+        label = "mean similarity" if name == "learned" else "speed correlation"
+        ax.set_ylabel(label, fontsize=8)
+        chosen = " (chosen)" if name == result.method else ""
+        ax.set_title(
+            f"{name}{chosen}: {s.offset / rate:+.3f} s, confidence {s.confidence:.0%}", fontsize=9
+        )
+    a, b = os.path.basename(result.a.rstrip("/")), os.path.basename(result.b.rstrip("/"))
+    axes[-1, 0].set_xlabel(f"offset d in seconds (A = {a}, B = {b}; B = A + d)", fontsize=8)
+    fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), binary=True)
     plt.close(fig)
 
 
-def describe(offset: int, a: str, b: str, fps: float | None) -> str:
-    sec = f" ({abs(offset) / fps:.3f} s)" if fps else ""
-    if offset == 0:
-        return f"{a} and {b} are in sync (offset 0 frames)"
-    first, later = (b, a) if offset > 0 else (a, b)
-    return (
-        f"frame m of {a} = frame m {offset:+d} of {b}: {first} started {abs(offset)} "
-        f"frames{sec} before {later}"
+def describe(seconds: float, a: str, b: str) -> str:
+    if abs(seconds) < 5e-4:
+        return f"{a} and {b} are in sync"
+    first, later = (b, a) if seconds > 0 else (a, b)
+    return f"{first} started {abs(seconds):.3f} s before {later}"
+
+
+def _finite(x):
+    """The JSON output never holds NaN or infinity: such numbers become null."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise BadInput(message)
+
+
+def parse_fps(text: str | None, n: int) -> list[float | None]:
+    """--fps: one rate for every recording or one per recording ("60,30")."""
+    if text is None:
+        return [None] * n
+    parts = [p.strip() for p in str(text).split(",")]
+    rates = []
+    for p in parts:
+        try:
+            x = float(p)
+        except ValueError:
+            raise BadInput(f"--fps: {p!r} is not a number") from None
+        if not (math.isfinite(x) and x > 0):
+            raise BadInput(f"--fps must be a positive, finite frame rate, got {p}")
+        rates.append(x)
+    if len(rates) == 1:
+        return rates * n
+    if len(rates) != n:
+        raise BadInput(f"--fps gives {len(rates)} rates for {n} recordings; give 1 or {n}")
+    return rates
+
+
+def _check_plot_path(path: str) -> None:
+    if os.path.isdir(path):
+        raise BadInput(f"--plot {path} is a directory; give a .png file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise BadInput(f"--plot {path}: the folder {parent} does not exist")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="sesyn-sync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.add_argument("recordings", nargs="+", help="two or more pose recordings")
+    p.add_argument(
+        "--checkpoint", default="default", help="workdir, export or .pth (default: the shipped)"
+    )
+    p.add_argument("--fps", help="frame rate of every recording (60) or of each (60,30)")
+    p.add_argument("--method", default="auto", choices=METHODS)
+    p.add_argument("--max-offset", type=float, help="largest |offset| searched, in seconds")
+    p.add_argument("--resolution", help="WxH in pixels (default: from the files)")
+    p.add_argument("--all-persons", action="store_true", help="track and match every person")
+    p.add_argument(
+        "--openpose-model", default="auto", choices=["auto", "BODY_25", "BODY_25B", "COCO"]
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", help="PNG of the offset scores of the first pair")
+    p.add_argument("--progress", action="store_true", help="progress bars (default: long inputs)")
+    return p
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="sesyn-sync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--checkpoint", required=True, help="train.py workdir, export or .pth")
-    parser.add_argument("recordings", nargs="+", help="two or more pose recordings")
-    parser.add_argument("--fps", type=float, help="frame rate (default: from the files)")
-    parser.add_argument("--resolution", help="WxH in pixels (default: from the files)")
-    parser.add_argument("--all-persons", action="store_true", help="track and match every person")
-    parser.add_argument(
-        "--openpose-model", default="auto", choices=["auto", "BODY_25", "BODY_25B", "COCO"]
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--plot", help="PNG of the similarity matrix of the first pair")
-    args = parser.parse_args(argv)
-    from sesyn_jax.hostmem import tune_host_allocator
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
+    try:
+        out = run(build_parser().parse_args(argv))
+    except BadInput as e:
+        return _fail(as_json, "error", str(e), 2)
+    except CannotSync as e:
+        return _fail(as_json, "refused", str(e), 3)
+    text = out.pop("_text")
+    print(json.dumps(_finite(out), allow_nan=False) if as_json else text)
+    return 0
 
-    tune_host_allocator()  # before JAX starts its CPU threads; see sesyn_jax/hostmem.py
-    if len(args.recordings) < 2:
-        parser.error("give at least two recordings")
+
+def _fail(as_json: bool, status: str, message: str, code: int) -> int:
+    if as_json:
+        print(json.dumps({"status": status, "reason": message}))
+    elif status == "refused":
+        print(f"cannot synchronize: {message}")
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def run(args) -> dict:
+    """Everything after parsing; BadInput and CannotSync carry the failures."""
+    names = args.recordings
+    if len(names) < 2:
+        raise BadInput("give at least two recordings")
+    rates = parse_fps(args.fps, len(names))
     res = None
     if args.resolution:
         try:
             res = tuple(int(v) for v in args.resolution.lower().split("x"))
             assert len(res) == 2 and min(res) > 0
         except (ValueError, AssertionError):
-            parser.error(f"--resolution must look like 1920x1080, got {args.resolution!r}")
+            raise BadInput(
+                f"--resolution must look like 1920x1080, got {args.resolution!r}"
+            ) from None
+    if args.max_offset is not None and not (math.isfinite(args.max_offset) and args.max_offset > 0):
+        raise BadInput(f"--max-offset must be a positive number of seconds, got {args.max_offset}")
+    if args.plot:
+        _check_plot_path(args.plot)
 
-    from sesyn_jax import checkpoint, loading
-    from sesyn_jax.data import readers
+    from sesyn_jax.hostmem import tune_host_allocator
+
+    tune_host_allocator()  # before JAX starts its CPU threads; see sesyn_jax/hostmem.py
+    from sesyn_jax import checkpoint, convert, loading
+    from sesyn_jax.data import normalization, readers
+    from sesyn_jax.data.resample import resample
     from sesyn_jax.data.syn_json import PoseFormatError
 
     try:
-        loaded = loading.load_model(args.checkpoint)
+        loaded = loading.load_model(args.checkpoint) if args.method != "speed" else None
         recs = [
-            readers.read_recording(p, args.all_persons, args.openpose_model, args.fps, res)
-            for p in args.recordings
+            readers.read_recording(p, args.all_persons, args.openpose_model, r, res)
+            for p, r in zip(names, rates)
         ]
-    except (checkpoint.CheckpointError, PoseFormatError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    fps = args.fps or next((r.fps for r in recs if r.fps), None)
-    names = [r.path for r in recs]
-    model, variables = loaded.model(), loaded.variables
-    out: dict = {"recordings": names, "fps": fps}
-    try:
-        norm = [readers.normalize_recording(r.poses, r.resolution) for r in recs]
-        if args.all_persons:
-            person_pairs = match_persons(
-                model,
-                variables,
-                norm[0],
-                norm[1],
-                names[0],
-                names[1],
-                inner_radius=loaded.inner_radius,
-            )
-            offset, conf = fuse_persons(person_pairs)
-            results = [
-                PairResult(
-                    names[0],
-                    names[1],
-                    offset,
-                    conf,
-                    person_pairs[0].matches,
-                    person_pairs[0].similarity,
-                )
-            ]
-            out["persons"] = [r.to_dict(fps) for r in person_pairs]
-        else:
-            for n, x in zip(names, norm):
-                check_recording(x, n)
-            feats = [embed(model, variables, x) for x in norm]
-            results = [
-                match_pair(feats[i], feats[j], names[i], names[j], loaded.inner_radius)
-                for i in range(len(feats))
-                for j in range(i + 1, len(feats))
-            ]
-    except CannotSync as e:
-        msg = f"cannot synchronize: {e}"
-        print(json.dumps({"status": "refused", "reason": str(e)}) if args.json else msg)
-        return 3
+    except (checkpoint.CheckpointError, convert.ConversionError, PoseFormatError) as e:
+        raise BadInput(str(e)) from None
+    rate = (loaded.fps if loaded else None) or 30.0
+    notes = []
+    fps = {}
+    for r in recs:
+        if r.fps is None:
+            notes.append(f"{r.path}: frame rate not given; assuming {rate:g} fps (use --fps)")
+        fps[r.path] = r.fps or rate
+    mode = loaded.normalization if loaded else "person"
+    prepared = []  # (pixels, normalized) at the model's rate
+    for r in recs:
+        poses = resample(r.poses, fps[r.path], rate)
+        res_r = r.resolution
+        if mode == "published" and res_r is None:
+            res_r = _extent(poses)
+            notes.append(f"{r.path}: no resolution given; the detections' extent stands in")
+        prepared.append((poses, normalization.normalize(poses, mode, res_r)))
+    max_lag = int(math.ceil(args.max_offset * rate)) if args.max_offset else None
+    long_input = args.progress or max(len(p) for p, _ in prepared) > 5 * CHUNK
+    model = loaded.model() if loaded else None
+    radius = loaded.inner_radius if loaded else 0
 
-    first = results[0]
-    if len(recs) > 2:
+    def embed_fn(x):
+        return embed(model, loaded.variables, x, progress=long_input)
+
+    results = []
+    if args.all_persons:
+        for i in range(len(names)):
+            for j in range(i + 1, len(names)):
+                try:
+                    persons = match_persons(
+                        embed_fn if loaded else None,
+                        prepared[i][1],
+                        prepared[j][1],
+                        (names[i], names[j]),
+                        args.method,
+                        radius,
+                        max_lag,
+                    )
+                except CannotSync as e:
+                    if len(names) == 2:
+                        raise
+                    notes.append(f"{names[i]} ~ {names[j]}: {e}")
+                    continue
+                off, conf = fuse_persons(persons)
+                first = persons[0]
+                results.append(
+                    PairResult(names[i], names[j], off, conf, first.method, first.searches, persons)
+                )
+    else:
+        for (poses, _), n in zip(prepared, names):
+            check_recording(poses, n)
+        feats = [embed_fn(x) for _, x in prepared] if args.method != "speed" else None
+        for i in range(len(names)):
+            for j in range(i + 1, len(names)):
+                try:
+                    results.append(
+                        match_pair(
+                            (feats[i], feats[j]) if feats else None,
+                            (prepared[i][1], prepared[j][1]),
+                            (names[i], names[j]),
+                            args.method,
+                            radius,
+                            max_lag,
+                        )
+                    )
+                except CannotSync as e:
+                    if len(names) == 2:
+                        raise
+                    notes.append(f"{names[i]} ~ {names[j]}: {e}")
+    return report(results, names, recs, fps, rate, args, notes)
+
+
+def _extent(poses):
+    xy = poses[..., :2][poses[..., 2] > 0]
+    if not len(xy):
+        return (1.0, 1.0)
+    return (max(float(np.ceil(xy[:, 0].max())), 1.0), max(float(np.ceil(xy[:, 1].max())), 1.0))
+
+
+def report(results, names, recs, fps, rate, args, notes) -> dict:
+    """The output dict (JSON) with the text rendering under '_text'."""
+    out: dict = {
+        "status": "ok",
+        "recordings": [
+            {
+                "path": r.path,
+                "fps": fps[r.path],
+                "frames": int(r.poses.shape[-3]),
+                **({"keypoint_model": r.keypoint_model} if r.keypoint_model else {}),
+            }
+            for r in recs
+        ],
+        "model_fps": rate,
+        "method": args.method,
+    }
+    lines = []
+    if len(names) > 2:
         idx = {n: i for i, n in enumerate(names)}
         fit, resid = fit_offsets(
             len(names), [(idx[r.a], idx[r.b], r.offset, r.confidence) for r in results]
@@ -350,57 +661,76 @@ def main(argv=None) -> int:
         out["views"] = [
             {
                 "recording": n,
-                "offset_frames": int(round(t)),
-                **({"offset_seconds": round(float(t) / fps, 4)} if fps else {}),
+                "offset_seconds": round(float(t) / rate, 4),
+                "offset_frames": round(float(t) / rate * fps[n], 2),
             }
             for n, t in zip(names, fit)
         ]
         out["pairs"] = [
-            dict(r.to_dict(fps), residual_frames=round(float(e), 2)) for r, e in zip(results, resid)
+            dict(r.to_dict(rate, fps), residual_frames=round(float(e), 2))
+            for r, e in zip(results, resid)
         ]
-    else:
-        out.update(first.to_dict(fps))
-    out["status"] = "ok"
-    if args.plot:
-        plot_pair(first, args.plot, fps)
-        out["plot"] = args.plot
-    if args.json:
-        print(json.dumps(out))
-        return 0
-    if len(recs) > 2:
-        print(f"offsets against {names[0]} (robust fit of {len(results)} pairwise offsets):")
+        for k, n in enumerate(names):
+            mine = [(r, e) for r, e in zip(results, resid) if n in (r.a, r.b)]
+            if (
+                k
+                and mine
+                and all(abs(e) > 2 * AGREE_WITHIN or r.confidence < LOW_CONFIDENCE for r, e in mine)
+            ):
+                notes.append(
+                    f"warning: {n} agrees with none of the other recordings (low confidence or "
+                    f"large residuals); it may show other motion or another person"
+                )
+        lines.append(f"offsets against {names[0]} (robust fit of {len(results)} pairwise offsets):")
         for v in out["views"]:
-            sec = f" ({v['offset_seconds']:+.3f} s)" if fps else ""
-            print(f"  {v['recording']}: {v['offset_frames']:+d} frames{sec}")
-        print("pairs (offset, confidence, residual of the fit):")
+            lines.append(
+                f"  {v['recording']}: {v['offset_seconds']:+.3f} s ({v['offset_frames']:+.2f} "
+                f"frames at {fps[v['recording']]:g} fps)"
+            )
+        lines.append("pairs (offset, confidence, method, residual of the fit in model frames):")
         for p in out["pairs"]:
-            print(
-                f"  {p['a']} -> {p['b']}: {p['offset_frames']:+d}, {p['confidence']:.0%}, "
-                f"{p['residual_frames']:+.2f}"
+            lines.append(
+                f"  {p['a']} -> {p['b']}: {p['offset_seconds']:+.3f} s, {p['confidence']:.0%}, "
+                f"{p['method']}, {p['residual_frames']:+.2f}"
             )
     else:
-        print(describe(first.offset, names[0], names[1], fps))
-        print(
-            f"offset: {first.offset:+d} frames"
-            + (f" = {first.offset / fps:+.3f} s" if fps else " (give --fps for seconds)")
+        first = results[0]
+        out.update(first.to_dict(rate, fps))
+        sec = first.seconds(rate)
+        fa, fb = fps[first.a], fps[first.b]
+        lines.append(describe(sec, first.a, first.b))
+        lines.append(
+            f"offset: {sec:+.3f} s = {sec * fa:+.2f} frames of A ({fa:g} fps) = "
+            f"{sec * fb:+.2f} frames of B ({fb:g} fps)"
         )
-        print(
-            f"confidence: {first.confidence:.0%} of the frames of {names[0]} agree within "
-            f"{AGREE_WITHIN} frames"
+        lines.append(
+            f"method: {first.method}, confidence {first.confidence:.0%}"
+            + "".join(
+                f"; {m}: {s.offset / rate:+.3f} s ({s.confidence:.0%})"
+                for m, s in first.searches.items()
+                if m != first.method
+            )
         )
-        if "persons" in out:
-            print(
+        persons = first.persons
+        if persons:
+            out["persons"] = [p.to_dict(rate, fps) for p in persons]
+            lines.append(
                 "person pairs: "
                 + ", ".join(
-                    f"{p['a']}~{p['b']} {p['offset_frames']:+d} ({p['confidence']:.0%})"
-                    for p in out["persons"]
+                    f"{p.a}~{p.b} {p.seconds(rate):+.3f} s ({p.confidence:.0%})" for p in persons
                 )
             )
-        if first.confidence < 0.3:
-            print("warning: low confidence; the recordings may show different motion or people")
-    if args.plot:
-        print(f"plot: {args.plot}")
-    return 0
+        if first.confidence < LOW_CONFIDENCE:
+            notes.append(
+                "warning: low confidence; the recordings may show different motion or people"
+            )
+    if args.plot and results:
+        plot_pair(results[0], args.plot, rate)
+        out["plot"] = args.plot
+        lines.append(f"plot: {args.plot}")
+    out["notes"] = notes
+    out["_text"] = "\n".join(lines + notes)
+    return out
 
 
 if __name__ == "__main__":

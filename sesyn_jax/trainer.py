@@ -29,7 +29,8 @@ from jax.sharding import PartitionSpec as P
 from sesyn_jax import checkpoint as ckpt_lib
 from sesyn_jax import evaluation, graph, losses, training
 from sesyn_jax.data.pairs import PairBatcher
-from sesyn_jax.data.splits import data_dirs, load_pairs
+from sesyn_jax.data.normalization import NORMALIZATIONS
+from sesyn_jax.data.splits import augment, data_dirs, load_pairs
 from sesyn_jax.inference import RULES
 from sesyn_jax.model import PADDINGS, STGCNEmbedding, init_variables
 from sesyn_jax.io import atomic_write
@@ -68,6 +69,25 @@ def check_config(config) -> None:
         raise ConfigError(f"data.protocol must be 'paper' or 'independent', got {d.protocol!r}")
     if not 0 <= d.max_offset < d.frames:
         raise ConfigError(f"data.max_offset must be in [0, data.frames), got {d.max_offset}")
+    if d.render and (d.source != "embedded" or d.protocol != "independent"):
+        raise ConfigError(
+            "data.render renders pairs from the embedded clips under the 'independent' "
+            "protocol: set data.source='embedded' and data.protocol='independent'"
+        )
+    if d.render:
+        try:
+            augment(config)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"data.augment: {e}") from None
+        if d.pairs_per_epoch < t.batch_size:
+            raise ConfigError(
+                f"data.pairs_per_epoch ({d.pairs_per_epoch}) must be >= train.batch_size "
+                f"({t.batch_size})"
+            )
+    if m.normalization not in NORMALIZATIONS:
+        raise ConfigError(
+            f"model.normalization must be one of {NORMALIZATIONS}, got {m.normalization!r}"
+        )
     if d.pairing not in ("auto", "ntu", "cmu"):
         raise ConfigError(f"data.pairing must be 'auto', 'ntu' or 'cmu', got {d.pairing!r}")
     try:
@@ -201,7 +221,10 @@ def train_and_evaluate(
     replicated = NamedSharding(mesh, P())
 
     # -- data
-    train_pairs = load_pairs(config, "train", fresh_crops=True)
+    model = make_model(config)
+    # rendered views keep enough frames that some lie out of reach of both ends
+    min_length = 2 * inner_radius(model, config) + 16
+    train_pairs = load_pairs(config, "train", fresh_crops=True, min_length=min_length)
     test_pairs = load_pairs(config, "test")
     if not train_pairs:
         raise ConfigError("the training split has no pairs")
@@ -214,6 +237,7 @@ def train_and_evaluate(
             train=True,
             process_index=jax.process_index(),
             process_count=jax.process_count(),
+            normalization=config.model.normalization,
         )
     except ValueError as e:
         raise ConfigError(f"data: {e}") from None
@@ -221,7 +245,6 @@ def train_and_evaluate(
     total_steps = steps_per_epoch * config.train.epochs
 
     # -- model and state
-    model = make_model(config)
 
     variables = init_variables(model, jax.random.PRNGKey(config.seed))
     tx = training.make_optimizer(
@@ -299,6 +322,7 @@ def train_and_evaluate(
             config.data.buckets,
             config.data.fps,
             radius,
+            normalization=config.model.normalization,
         )[1]
 
     # -- the loop
@@ -317,7 +341,7 @@ def train_and_evaluate(
         for epoch in range(start_step // steps_per_epoch, config.train.epochs):
             skip = step - epoch * steps_per_epoch
             for batch in batcher.epoch(epoch, skip=skip, prefetch=config.data.prefetch):
-                feed = {k: batch[k] for k in ("poses1", "mask1", "poses2", "mask2")}
+                feed = {k: batch[k] for k in ("poses1", "mask1", "poses2", "mask2", "offset")}
                 if jax.process_count() > 1:  # each process holds its slice of the global batch
                     feed = jax.tree_util.tree_map(
                         lambda x: jax.make_array_from_process_local_data(data_sharding, x), feed
@@ -386,7 +410,13 @@ def train_and_evaluate(
             exported,
             model_kwargs(config),
             source=f"train.py {workdir} step {step}",
-            meta={"step": step, "val": val, "inner_frames": bool(config.model.inner_frames)},
+            meta={
+                "step": step,
+                "val": val,
+                "inner_frames": bool(config.model.inner_frames),
+                "normalization": config.model.normalization,
+                "fps": float(config.data.fps),
+            },
         )
     recompiled = (compiles - compiles_after_first_epoch) if compiles_after_first_epoch else 0
     say(

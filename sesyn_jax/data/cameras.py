@@ -65,10 +65,14 @@ def sample_camera_pair(
     height: int = 1080,
     min_separation_deg: float = 30.0,
     max_separation_deg: float = 150.0,
+    focal_range: tuple = (1000.0, 1600.0),
+    distance_range: tuple = (3.5, 6.5),
+    height_range: tuple = (0.8, 2.0),
 ) -> tuple[Camera, Camera, dict]:
     """Two cameras looking at the motion ``joints`` (T, J, 3) from azimuths at least
-    ``min_separation_deg`` apart, with their own heights, distances and focal lengths, placed
-    far enough away that the whole motion stays in the image."""
+    ``min_separation_deg`` apart, with their own heights, distances (metres) and focal lengths
+    (pixels) drawn uniformly from the ranges, each placed farther when needed so that the whole
+    motion stays in the image."""
     hips = joints[:, 11:13].mean(1)
     target = hips.mean(0)
     target = np.array([target[0], joints[..., 1].mean(), target[2]])
@@ -78,11 +82,11 @@ def sample_camera_pair(
     sep = rng.uniform(min_separation_deg, max_separation_deg) * rng.choice([-1, 1])
     cams, params = [], {"separation_deg": float(abs(sep))}
     for i, az in enumerate((az1, az1 + sep)):
-        focal = rng.uniform(1000, 1600)
+        focal = rng.uniform(*focal_range)
         # distance so that the motion's extent fills at most ~80 % of the image height
         need = focal * max(vertical, 2 * spread * height / width) / (0.8 * height) + spread
-        dist = max(rng.uniform(3.5, 6.5), need)
-        cam_h = rng.uniform(0.8, 2.0)
+        dist = max(rng.uniform(*distance_range), need)
+        cam_h = rng.uniform(*height_range)
         a = np.deg2rad(az)
         center = target + np.array([dist * np.sin(a), 0.0, dist * np.cos(a)])
         center[1] = cam_h

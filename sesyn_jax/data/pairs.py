@@ -6,8 +6,11 @@ A batch is a dict of numpy arrays, both views padded at the end to one bucket le
   valid (B,) bool (False for filler rows that complete the last batch of a bucket in eval).
 Lengths are rounded up to a few bucket lengths so that jit compiles a handful of shapes.
 The order of an epoch depends only on (seed, epoch): a resumed run sees the same batches.
-A dataset with a ``pair(i, rng)`` method (``mocap_syn.FreshCrops``) is cropped anew in every
-training epoch, with a generator seeded by (seed, epoch, i), so resumed runs see the same crops.
+A dataset with a ``pair(i, rng)`` method (``mocap_syn.FreshCrops``, ``render.RenderedPairs``)
+is cropped (or rendered) anew in every training epoch, with a generator seeded by
+(seed, epoch, i), so resumed runs see the same crops. Pairs hold the 'published' normalization;
+``normalization`` names the model's input normalization each view is brought to in a batch
+(``model.normalization``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from sesyn_jax.data import normalization as norm_lib
 from sesyn_jax.data.syn_json import Pair
 
 
@@ -57,7 +61,10 @@ class PairBatcher:
         train: bool = True,
         process_index: int = 0,
         process_count: int = 1,
+        normalization: str = "published",
     ):
+        norm_lib.check_mode(normalization)
+        self.normalization = normalization
         if not pairs:
             raise ValueError("the dataset has no pairs")
         if batch_size % process_count:
@@ -118,8 +125,9 @@ class PairBatcher:
         out = {k: [] for k in ("poses1", "mask1", "poses2", "mask2", "offset", "index", "valid")}
         for i in idx:
             p = pairs[int(i) if i >= 0 else next(iter(pairs))]
-            a, ma = pad_to(p.view1, length)
-            b, mb = pad_to(p.view2, length)
+            r1, r2 = p.resolutions
+            a, ma = pad_to(norm_lib.renormalize(p.view1, self.normalization, r1), length)
+            b, mb = pad_to(norm_lib.renormalize(p.view2, self.normalization, r2), length)
             for k, v in (
                 ("poses1", a),
                 ("mask1", ma),

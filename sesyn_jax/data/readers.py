@@ -16,13 +16,19 @@ it was), or with ``all_persons=True`` returns every person tracked across frames
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
+import re
 
 import numpy as np
 
-from sesyn_jax.data.syn_json import PoseFormatError, read_syn_view
+from sesyn_jax.data.syn_json import (
+    PoseFormatError,
+    check_coordinates,
+    is_int,
+    keypoint_array,
+    read_syn_view,
+)
 
 # source index of each COCO-17 joint
 OPENPOSE_TO_COCO = {
@@ -41,6 +47,7 @@ class Recording:
     fps: float | None
     resolution: tuple[int, int] | None
     path: str
+    keypoint_model: str | None = None  # OpenPose folders: the model the keypoints were read as
 
 
 def _check_finite(arr: np.ndarray, path: str, what: str) -> None:
@@ -117,52 +124,147 @@ def track_all(frames: list[np.ndarray], max_jump: float | None = None) -> np.nda
 # ----------------------------------------------------------------------------- formats
 
 
-def read_openpose_folder(folder: str, model: str = "auto") -> tuple[list[np.ndarray], str]:
-    """Per-frame detections (N_t, 17, 3) of an OpenPose output folder, sorted by file name."""
-    files = sorted(glob.glob(os.path.join(folder, "*.json")))
-    if not files:
+def frame_files(folder: str) -> list[tuple[int, str]]:
+    """(frame number, path) of an OpenPose folder's per-frame ``*.json`` files. The number is
+    the last run of digits in the file name (``vid_2`` before ``vid_10``); without digits in
+    any name, the files are numbered in name order. Sub-folders are skipped."""
+    names = sorted(
+        f
+        for f in os.listdir(folder)
+        if f.endswith(".json") and os.path.isfile(os.path.join(folder, f))
+    )
+    if not names:
         raise PoseFormatError(f"{folder}: no OpenPose *.json files")
-    frames = []
-    for path in files:
-        try:
-            with open(path) as f:
-                data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise PoseFormatError(f"{path}: not valid JSON ({e})") from e
-        if not isinstance(data, dict) or "people" not in data:
-            raise PoseFormatError(f"{path}: missing field 'people' (not OpenPose output)")
-        dets = []
-        for i, person in enumerate(data["people"]):
-            kp = person.get("pose_keypoints_2d") if isinstance(person, dict) else None
-            if kp is None:
-                raise PoseFormatError(f"{path}: missing field 'people[{i}].pose_keypoints_2d'")
-            arr = np.asarray(kp, np.float64)
-            if arr.size % 3:
+    numbers = [_NUMBER.findall(n[: -len(".json")]) for n in names]
+    if not all(numbers):
+        if any(numbers):
+            bad = names[[bool(x) for x in numbers].index(False)]
+            raise PoseFormatError(
+                f"{folder}: file {bad} has no frame number while others do; cannot order frames"
+            )
+        return [(i, os.path.join(folder, n)) for i, n in enumerate(names)]
+    out = sorted((int(x[-1]), os.path.join(folder, n)) for x, n in zip(numbers, names))
+    for (k1, p1), (k2, p2) in zip(out, out[1:]):
+        if k1 == k2:
+            raise PoseFormatError(
+                f"{folder}: files {os.path.basename(p1)} and {os.path.basename(p2)} both hold "
+                f"frame {k1}"
+            )
+    if out[-1][0] + 1 > 10 * len(out) + 10000:
+        raise PoseFormatError(
+            f"{folder}: frame numbers run up to {out[-1][0]} for {len(out)} files; the numbers "
+            f"in the file names are not frame indices"
+        )
+    return out
+
+
+_NUMBER = re.compile(r"\d+")
+
+
+def _read_frame(path: str) -> list:
+    """The ``people`` list of one OpenPose frame file ([] for ``"people": null``)."""
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PoseFormatError(f"{path}: not valid JSON ({e})") from e
+    except OSError as e:
+        raise PoseFormatError(f"{path}: cannot read ({e})") from e
+    if not isinstance(data, dict) or "people" not in data:
+        raise PoseFormatError(f"{path}: missing field 'people' (not OpenPose output)")
+    people = data["people"]
+    if people is None:
+        return []
+    if not isinstance(people, list):
+        raise PoseFormatError(f"{path}: field 'people' must be a list, got {type(people).__name__}")
+    return people
+
+
+def read_openpose_folder(folder: str, model: str = "auto") -> tuple[list[np.ndarray], str]:
+    """Per-frame detections (N_t, 17, 3) of an OpenPose output folder, frame k at index k
+    (frame numbers missing from the folder are frames with no person), and the keypoint model
+    used. A person whose ``pose_keypoints_2d`` is empty is no detection. ``model='auto'``:
+    18 keypoints are COCO; 25 are BODY_25 or BODY_25B (Pose2Sim's), told apart by the data
+    (``body25_variant``)."""
+    if model not in ("auto",) + tuple(OPENPOSE_TO_COCO):
+        raise ValueError(f"OpenPose model must be 'auto' or one of {sorted(OPENPOSE_TO_COCO)}")
+    files = frame_files(folder)
+    raw: list[list[np.ndarray]] = [[] for _ in range(files[-1][0] + 1)]
+    sizes = set()
+    for k, path in files:
+        for i, person in enumerate(_read_frame(path)):
+            field = f"people[{i}].pose_keypoints_2d"
+            if not isinstance(person, dict) or "pose_keypoints_2d" not in person:
+                raise PoseFormatError(f"{path}: missing field '{field}'")
+            kp = person["pose_keypoints_2d"]
+            if isinstance(kp, list) and not kp:
+                continue  # OpenPose writes an empty list for a person without body keypoints
+            arr = keypoint_array(kp, path, field)
+            if len(arr) not in (18, 25):
                 raise PoseFormatError(
-                    f"{path}: field 'people[{i}].pose_keypoints_2d' has "
-                    f"{arr.size} values, not a multiple of 3"
+                    f"{path}: field '{field}' has {len(arr)} keypoints; expected BODY_25 or "
+                    f"BODY_25B (25) or COCO (18)"
                 )
-            arr = arr.reshape(-1, 3)
-            n = arr.shape[0]
-            if model == "auto":
-                model = {25: "BODY_25", 18: "COCO"}.get(n, "")
-            if n != _OPENPOSE_SIZES.get(model, -1):
+            if model != "auto" and len(arr) != _OPENPOSE_SIZES[model]:
                 raise PoseFormatError(
-                    f"{path}: people[{i}] has {n} joints; expected BODY_25 "
-                    f"(25), BODY_25B (25) or COCO (18)" + (f" for model {model}" if model else "")
+                    f"{path}: field '{field}' has {len(arr)} keypoints; the {model} model has "
+                    f"{_OPENPOSE_SIZES[model]}"
                 )
-            _check_finite(arr, path, f"field 'people[{i}].pose_keypoints_2d'")
-            dets.append(arr[OPENPOSE_TO_COCO[model]])
-        frames.append(np.asarray(dets, np.float32).reshape(-1, 17, 3))
+            sizes.add(len(arr))
+            raw[k].append(arr)
+    if len(sizes) > 1:
+        raise PoseFormatError(f"{folder}: frames mix {sorted(sizes)}-keypoint detections")
+    if model == "auto":
+        n = sizes.pop() if sizes else 25
+        model = "COCO" if n == 18 else body25_variant(raw, folder)
+    index = OPENPOSE_TO_COCO[model]
+    frames = [np.asarray([d[index] for d in dets], np.float32).reshape(-1, 17, 3) for dets in raw]
     return frames, model
 
 
-def read_coco_results(path: str) -> list[np.ndarray]:
+def body25_variant(frames: list[list[np.ndarray]], where: str) -> str:
+    """'BODY_25' or 'BODY_25B' from 25-keypoint detections. In BODY_25 keypoint 1 is the neck,
+    midway between the shoulders 2 and 5, and 8 the mid-hip, midway between the hips 9 and 12;
+    in BODY_25B (first 17 keypoints in COCO order) 1 is an eye, 2 the other eye, 5 a shoulder,
+    so keypoint 1 lies far from the midpoint of 2 and 5. Decided by the median relative
+    distance over every detection that shows those keypoints; refused (PoseFormatError) when
+    fewer than 3 detections show them or the distance is ambiguous."""
+    ratios = []
+    for dets in frames:
+        for d in dets:
+            for mid, a, b in ((1, 2, 5), (8, 9, 12)):
+                if (d[[mid, a, b], 2] > 0).all():
+                    span = np.linalg.norm(d[a, :2] - d[b, :2])
+                    if span > 0:
+                        ratios.append(np.linalg.norm(d[mid, :2] - (d[a, :2] + d[b, :2]) / 2) / span)
+    if len(ratios) < 3:
+        raise PoseFormatError(
+            f"{where}: 25-keypoint OpenPose output, but too few detections show the joints that "
+            f"tell BODY_25 from BODY_25B; give --openpose-model BODY_25 or BODY_25B"
+        )
+    r = float(np.median(ratios))
+    if r < 0.2:
+        return "BODY_25"
+    if r > 0.3:
+        return "BODY_25B"
+    raise PoseFormatError(
+        f"{where}: cannot tell BODY_25 from BODY_25B (keypoint 1 lies {r:.2f} shoulder widths "
+        f"from the midpoint of keypoints 2 and 5); give --openpose-model BODY_25 or BODY_25B"
+    )
+
+
+def _load_json(path: str):
     try:
-        with open(path) as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PoseFormatError(f"{path}: not valid JSON ({e})") from e
+    except OSError as e:
+        raise PoseFormatError(f"{path}: cannot read ({e})") from e
+
+
+def read_coco_results(path: str) -> list[np.ndarray]:
+    data = _load_json(path)
     if not isinstance(data, list):
         raise PoseFormatError(f"{path}: expected a JSON list of detections")
     by_image: dict = {}
@@ -170,41 +272,66 @@ def read_coco_results(path: str) -> list[np.ndarray]:
         for key in ("image_id", "keypoints"):
             if not isinstance(det, dict) or key not in det:
                 raise PoseFormatError(f"{path}: missing field '[{i}].{key}'")
-        kp = np.asarray(det["keypoints"], np.float64)
-        if kp.size != 51:
+        kp = keypoint_array(det["keypoints"], path, f"[{i}].keypoints", 17)
+        image = det["image_id"]
+        if not (is_int(image) or isinstance(image, str)):
             raise PoseFormatError(
-                f"{path}: field '[{i}].keypoints' has {kp.size} values; "
-                f"expected 51 (17 COCO joints x (x, y, score))"
+                f"{path}: field '[{i}].image_id' must be an integer or a string, got {image!r}"
             )
-        _check_finite(kp, path, f"field '[{i}].keypoints'")
-        by_image.setdefault(det["image_id"], []).append(kp.reshape(17, 3))
+        by_image.setdefault(image, []).append(kp)
+    if len({type(k) for k in by_image}) > 1:
+        raise PoseFormatError(f"{path}: field 'image_id' mixes numbers and strings")
+    return [np.asarray(by_image[k], np.float32) for k in sorted(by_image)]
+
+
+def positive_number(value, path: str, field: str) -> float:
+    """A finite number > 0 (a frame rate), or a PoseFormatError naming the field."""
     try:
-        ids = sorted(by_image)
-    except TypeError as e:
-        raise PoseFormatError(f"{path}: image_id values cannot be ordered ({e})") from e
-    return [np.asarray(by_image[k], np.float32) for k in ids]
+        x = float(np.asarray(value).reshape(()))
+    except (TypeError, ValueError):
+        raise PoseFormatError(f"{path}: field '{field}' must be one positive number, got {value!r}")
+    if not (np.isfinite(x) and x > 0):
+        raise PoseFormatError(f"{path}: field '{field}' must be a positive number, got {x}")
+    return x
 
 
 def read_numpy(path: str) -> tuple[np.ndarray, float | None, tuple | None]:
     try:
         if path.endswith(".npz"):
-            with np.load(path) as z:
+            with np.load(path, allow_pickle=False) as z:
                 if "poses" not in z.files:
                     raise PoseFormatError(f"{path}: missing array 'poses' (has {z.files})")
                 poses = z["poses"]
-                fps = float(z["fps"]) if "fps" in z.files else None
-                res = tuple(int(v) for v in z["resolution"]) if "resolution" in z.files else None
+                fps = positive_number(z["fps"], path, "fps") if "fps" in z.files else None
+                res = _resolution(z["resolution"], path) if "resolution" in z.files else None
         else:
-            poses, fps, res = np.load(path), None, None
-    except (OSError, ValueError) as e:
+            poses, fps, res = np.load(path, allow_pickle=False), None, None
+    except (OSError, ValueError, EOFError) as e:
         raise PoseFormatError(f"{path}: cannot load as numpy ({e})") from e
+    if not np.issubdtype(poses.dtype, np.number) or np.issubdtype(poses.dtype, np.complexfloating):
+        raise PoseFormatError(f"{path}: poses have dtype {poses.dtype}; expected real numbers")
     if poses.ndim not in (3, 4) or poses.shape[-2:] != (17, 3):
         raise PoseFormatError(
             f"{path}: poses have shape {poses.shape}; expected (T, 17, 3) or "
             f"(P, T, 17, 3) (COCO-17 x (x, y, score))"
         )
+    if poses.size == 0:
+        raise PoseFormatError(f"{path}: poses have shape {poses.shape}: no person or no frame")
     _check_finite(poses, path, "poses")
     return poses.astype(np.float32), fps, res
+
+
+def _resolution(value, path: str) -> tuple[int, int]:
+    arr = np.asarray(value)
+    if arr.shape != (2,) or not np.issubdtype(arr.dtype, np.number):
+        raise PoseFormatError(
+            f"{path}: field 'resolution' must be [width, height], got {arr.tolist()!r}"
+        )
+    if not (np.isfinite(arr).all() and (arr >= 1).all()):
+        raise PoseFormatError(
+            f"{path}: field 'resolution' must be whole pixels >= 1, got {arr.tolist()}"
+        )
+    return int(arr[0]), int(arr[1])
 
 
 def read_recording(
@@ -214,12 +341,13 @@ def read_recording(
     fps: float | None = None,
     resolution=None,
 ) -> Recording:
-    """Any supported format -> Recording. ``fps`` / ``resolution`` override what the file says."""
+    """Any supported format -> Recording. ``fps`` / ``resolution`` override what the file says.
+    Coordinates that cannot be pixels of the resolution are refused."""
     if not os.path.exists(path):
         raise PoseFormatError(f"{path}: no such file or folder")
-    file_fps, file_res = None, None
+    file_fps, file_res, model = None, None, None
     if os.path.isdir(path):
-        frames, _ = read_openpose_folder(path, openpose_model)
+        frames, model = read_openpose_folder(path, openpose_model)
         poses = track_all(frames) if all_persons else track_main(frames)
     elif path.endswith((".npy", ".npz")):
         poses, file_fps, file_res = read_numpy(path)
@@ -228,8 +356,8 @@ def read_recording(
         elif poses.ndim == 3 and all_persons:
             poses = poses[None]
     elif path.endswith(".json"):
-        with open(path) as f:
-            head = f.read(4096).lstrip()
+        with open(path, "rb") as f:
+            head = f.read(4096).decode("utf-8", errors="replace").lstrip()
         if head.startswith("["):
             frames = read_coco_results(path)
             poses = track_all(frames) if all_persons else track_main(frames)
@@ -237,14 +365,16 @@ def read_recording(
             view = read_syn_view(path)
             poses = view.poses[view.category_id :]  # the file's own crop: this view's recording
             poses = poses[None] if all_persons else poses
-            file_res = view.resolution
+            file_res, file_fps = view.resolution, view.fps
     else:
         raise PoseFormatError(
             f"{path}: unknown pose format (expected an OpenPose folder, .json, .npy or .npz)"
         )
     if poses.shape[-3] == 0:
         raise PoseFormatError(f"{path}: the recording has no frames")
-    return Recording(poses, fps or file_fps, tuple(resolution) if resolution else file_res, path)
+    res = tuple(resolution) if resolution else file_res
+    check_coordinates(poses, res, path, "keypoints")
+    return Recording(poses, fps or file_fps, res, path, model)
 
 
 def normalize_recording(poses: np.ndarray, resolution) -> np.ndarray:

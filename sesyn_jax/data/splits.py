@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from sesyn_jax.data import mocap_syn, syn_json
+from sesyn_jax.data import mocap_syn, render, syn_json
 
 
 def data_dirs(config) -> tuple[str, str]:
@@ -17,18 +17,38 @@ def data_dirs(config) -> tuple[str, str]:
     return train_dir, test_dir
 
 
-def load_pairs(config, split: str, fresh_crops: bool = False):
+def build_config(config) -> mocap_syn.BuildConfig:
+    d = config.data
+    return mocap_syn.BuildConfig(
+        frames=d.frames,
+        seed=d.seed,
+        camera_pairs=d.camera_pairs,
+        max_offset=d.max_offset,
+        protocol=d.protocol,
+    )
+
+
+def augment(config) -> render.Augment:
+    """data.augment as ``render.Augment`` (checked: a ValueError names the bad field)."""
+    fields = dict(config.data.augment)
+    fields["sizes"] = tuple(tuple(int(x) for x in s) for s in fields.get("sizes", ()))
+    return render.Augment(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
+def load_pairs(config, split: str, fresh_crops: bool = False, min_length: int = 32):
     """The pairs of one split ('train' or 'test') as the config names them. ``fresh_crops``:
-    under the embedded 'independent' protocol, a dataset cropped anew every training epoch."""
+    under the embedded 'independent' protocol, a dataset cropped anew every training epoch;
+    with data.render, pairs rendered anew from the training clips' 3D motion (new cameras,
+    crops and corruptions, ``render.RenderedPairs``; views of at least ``min_length``
+    frames)."""
     d = config.data
     if d.source == "embedded":
-        cfg = mocap_syn.BuildConfig(
-            frames=d.frames,
-            seed=d.seed,
-            camera_pairs=d.camera_pairs,
-            max_offset=d.max_offset,
-            protocol=d.protocol,
-        )
+        cfg = build_config(config)
+        if fresh_crops and d.render and split == "train":
+            clips = [c for c in mocap_syn.load_embedded() if c.name not in cfg.test_clips]
+            return render.RenderedPairs(
+                clips, cfg, augment(config), d.pairs_per_epoch, d.seed, min_length
+            )
         if fresh_crops and d.protocol == "independent":
             return mocap_syn.embedded_fresh_crops(cfg, split)
         return mocap_syn.embedded_pairs(cfg, split)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from typing import Sequence
 
@@ -36,6 +37,7 @@ class SynView:
     category_id: int
     resolution: tuple[int, int]
     path: str
+    fps: float | None = None  # info.fps, when the file gives it
 
 
 @dataclasses.dataclass
@@ -47,6 +49,11 @@ class Pair:
     view2: np.ndarray  # (T2, 17, 3) float32
     offset: int  # category_id(view 1) - category_id(view 2)
     resolution: tuple[int, int] = (1920, 1080)  # of view 1 (for pixel-noise sweeps)
+    resolution2: tuple[int, int] | None = None  # of view 2 when it differs from view 1's
+
+    @property
+    def resolutions(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        return self.resolution, self.resolution2 or self.resolution
 
 
 def _field(obj, key, path, where):
@@ -55,12 +62,84 @@ def _field(obj, key, path, where):
     return obj[key]
 
 
+def is_int(x) -> bool:
+    """A JSON integer (a bool is not one)."""
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def keypoint_array(kp, path: str, field: str, joints: int | None = None) -> np.ndarray:
+    """A JSON list of [x, y, score] rows (or a flat list of 3 * joints numbers) -> float64
+    (joints, 3), or a PoseFormatError naming the file and the field."""
+    rows = kp
+    if isinstance(kp, list) and kp and all(is_number(v) for v in kp):
+        if len(kp) % 3:
+            raise PoseFormatError(
+                f"{path}: field '{field}' has {len(kp)} values, not a multiple of 3 (x, y, score)"
+            )
+        rows = [kp[i : i + 3] for i in range(0, len(kp), 3)]
+    if not isinstance(rows, list) or not all(
+        isinstance(r, list) and len(r) == 3 and all(is_number(v) for v in r) for r in rows
+    ):
+        raise PoseFormatError(
+            f"{path}: field '{field}' must be a list of [x, y, score] number rows, got "
+            f"{_preview(kp)}"
+        )
+    arr = np.asarray(rows, np.float64).reshape(-1, 3)
+    if joints is not None and len(arr) != joints:
+        raise PoseFormatError(
+            f"{path}: field '{field}' has {len(arr)} joints; expected {joints} x (x, y, score)"
+        )
+    if not np.isfinite(arr).all():
+        raise PoseFormatError(f"{path}: field '{field}' has non-finite values")
+    return arr
+
+
+MAX_PIXELS = 1e5  # no camera image is this wide: coordinates beyond are not pixels
+
+
+def check_coordinates(poses: np.ndarray, resolution, path: str, field: str) -> None:
+    """Refuse coordinates of seen joints (score > 0) that cannot be pixels of the image:
+    beyond one image size outside it, or (no resolution) beyond MAX_PIXELS."""
+    seen = poses[..., 2] > 0
+    if not seen.any():
+        return
+    if resolution is None:
+        xy = np.abs(poses[..., :2][seen].astype(np.float64))
+        worst = float(xy.max())
+        if worst > MAX_PIXELS:
+            raise PoseFormatError(
+                f"{path}: field '{field}' has a coordinate of {worst:.3g}, not a pixel position "
+                f"(more than {MAX_PIXELS:.0e})"
+            )
+        return
+    w, h = float(resolution[0]), float(resolution[1])
+    pts = poses[..., :2][seen].astype(np.float64)
+    rel = pts / np.array([w, h])
+    over = np.maximum(-rel, rel - 1).max(-1)  # image sizes outside the image
+    if over.max() > 1.0:
+        i = int(np.argmax(over))
+        raise PoseFormatError(
+            f"{path}: field '{field}' has a joint at ({pts[i, 0]:.4g}, {pts[i, 1]:.4g}), more "
+            f"than an image size outside the {w:g} x {h:g} image; the coordinates are not pixels "
+            f"of this resolution"
+        )
+
+
+def _preview(x, limit: int = 60) -> str:
+    s = json.dumps(x) if not isinstance(x, str) else repr(x)
+    return s if len(s) <= limit else s[:limit] + "..."
+
+
 def read_syn_view(path: str, num_track: int = 1) -> SynView:
     """Read one view file into (T, 17, 3) pixels (person 0), as the published loader does."""
     try:
         with open(path) as f:
             data = json.load(f)
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PoseFormatError(f"{path}: not valid JSON ({e})") from e
     except OSError as e:
         raise PoseFormatError(f"{path}: cannot read ({e})") from e
@@ -73,7 +152,7 @@ def read_syn_view(path: str, num_track: int = 1) -> SynView:
     resolution = _field(info, "resolution", path, "info.")
     if not isinstance(annotations, list):
         raise PoseFormatError(f"{path}: field 'annotations' must be a list")
-    if not isinstance(category_id, int) or category_id < 0:
+    if not is_int(category_id) or category_id < 0:
         raise PoseFormatError(
             f"{path}: field 'category_id' must be a non-negative integer, got {category_id!r}"
         )
@@ -81,51 +160,64 @@ def read_syn_view(path: str, num_track: int = 1) -> SynView:
         raise PoseFormatError(
             f"{path}: field 'info.num_keypoints' is {num_kp}; this model expects 17 (COCO)"
         )
-    if list(channels) != ["x", "y", "score"]:
+    if not isinstance(channels, list) or channels != ["x", "y", "score"]:
         raise PoseFormatError(
             f"{path}: field 'info.keypoint_channels' must be ['x', 'y', 'score'], got {channels}"
         )
     if (
         not isinstance(resolution, (list, tuple))
         or len(resolution) != 2
-        or not all(isinstance(r, (int, float)) and r > 0 for r in resolution)
+        or not all(is_number(r) and r >= 1 for r in resolution)
     ):
         raise PoseFormatError(
-            f"{path}: field 'info.resolution' must be [width, height] > 0, got {resolution}"
+            f"{path}: field 'info.resolution' must be [width, height] in whole pixels >= 1, "
+            f"got {resolution}"
         )
-    if not isinstance(num_frame, int) or num_frame <= 0:
+    if not is_int(num_frame) or num_frame <= 0:
         raise PoseFormatError(
             f"{path}: field 'info.num_frame' must be a positive integer, got {num_frame!r}"
         )
-    if num_frame > 1000:  # published quirk (CMU files)
+    declared = num_frame
+    if num_frame > 1000:  # published quirk (CMU files): frames past len // 5 are not read
         num_frame = len(annotations) // 5
     poses = np.zeros((num_frame, 17, 3), np.float32)
+    seen = set()
     for i, a in enumerate(annotations):
         where = f"annotations[{i}]."
         pid = a.get("person_id") if isinstance(a, dict) else None
         if pid is None:
             pid = _field(a, "id", path, where)
+            field = f"{where}id"
+        else:
+            field = f"{where}person_id"
+        if not is_int(pid) or pid < 0:
+            raise PoseFormatError(
+                f"{path}: field '{field}' must be a non-negative integer, got {_preview(pid)}"
+            )
         frame = _field(a, "frame_index", path, where)
         kp = _field(a, "keypoints", path, where)
-        if not isinstance(frame, int) or frame < 0:
+        if not is_int(frame) or not 0 <= frame < declared:
             raise PoseFormatError(
-                f"{path}: field '{where}frame_index' must be a non-negative integer, got {frame!r}"
+                f"{path}: field '{where}frame_index' must be an integer in [0, info.num_frame = "
+                f"{declared}), got {_preview(frame)}"
             )
+        if (frame, pid) in seen:
+            raise PoseFormatError(
+                f"{path}: field '{where}frame_index': frame {frame} of person {pid} appears twice"
+            )
+        seen.add((frame, pid))
         if pid < num_track and frame < num_frame:
-            arr = np.asarray(kp, dtype=np.float64)
-            if arr.shape != (17, 3):
-                raise PoseFormatError(
-                    f"{path}: field '{where}keypoints' has shape {arr.shape}; "
-                    f"expected 17 joints x (x, y, score)"
-                )
-            if not np.isfinite(arr).all():
-                raise PoseFormatError(f"{path}: field '{where}keypoints' has non-finite values")
-            poses[frame] = arr
+            poses[frame] = keypoint_array(kp, path, f"{where}keypoints", 17)
+    check_coordinates(poses, (resolution[0], resolution[1]), path, "annotations[].keypoints")
     if category_id >= num_frame:
         raise PoseFormatError(
             f"{path}: field 'category_id' ({category_id}) cuts every one of the {num_frame} frames"
         )
-    return SynView(poses, category_id, (int(resolution[0]), int(resolution[1])), path)
+    fps = info.get("fps")
+    if fps is not None and not (is_number(fps) and math.isfinite(fps) and fps > 0):
+        raise PoseFormatError(f"{path}: field 'info.fps' must be a positive number, got {fps!r}")
+    res = (int(resolution[0]), int(resolution[1]))
+    return SynView(poses, category_id, res, path, float(fps) if fps is not None else None)
 
 
 def normalize_view(view: SynView) -> np.ndarray:
@@ -235,6 +327,7 @@ def load_split(
                 normalize_view(vb),
                 va.category_id - vb.category_id,
                 va.resolution,
+                vb.resolution if vb.resolution != va.resolution else None,
             )
         )
     if path:
@@ -250,6 +343,7 @@ def _pack(pairs: list[Pair]) -> dict:
         "len1": np.array([len(p.view1) for p in pairs], np.int64),
         "len2": np.array([len(p.view2) for p in pairs], np.int64),
         "resolution": np.array([p.resolution for p in pairs], np.int64).reshape(-1, 2),
+        "resolution2": np.array([p.resolutions[1] for p in pairs], np.int64).reshape(-1, 2),
         "view1": np.concatenate([p.view1 for p in pairs]),
         "view2": np.concatenate([p.view2 for p in pairs]),
     }
@@ -259,11 +353,21 @@ def _unpack(z) -> list[Pair]:
     s1 = np.concatenate([[0], np.cumsum(z["len1"])])
     s2 = np.concatenate([[0], np.cumsum(z["len2"])])
     v1, v2 = z["view1"], z["view2"]
-    res = z["resolution"]
-    return [
-        Pair(str(n), v1[s1[i] : s1[i + 1]], v2[s2[i] : s2[i + 1]], int(o), tuple(res[i]))
-        for i, (n, o) in enumerate(zip(z["names"], z["offsets"]))
-    ]
+    res, res2 = z["resolution"], z["resolution2"]
+    out = []
+    for i, (n, o) in enumerate(zip(z["names"], z["offsets"])):
+        r1, r2 = tuple(int(v) for v in res[i]), tuple(int(v) for v in res2[i])
+        out.append(
+            Pair(
+                str(n),
+                v1[s1[i] : s1[i + 1]],
+                v2[s2[i] : s2[i + 1]],
+                int(o),
+                r1,
+                r2 if r2 != r1 else None,
+            )
+        )
+    return out
 
 
 def offset_crop(offset: int) -> tuple[int, int]:

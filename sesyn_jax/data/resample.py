@@ -1,0 +1,36 @@
+"""Pose recordings resampled to another frame rate.
+
+Output frame k shows time k / fps_out; it lies at position p = k * fps_in / fps_out of the input.
+A joint seen (score > 0) in both input frames around p is interpolated linearly; otherwise it
+takes the nearest input frame's values (so a joint is never made up between detections). The
+score always comes from the nearest frame. The output spans the input's duration:
+floor((T - 1) * fps_out / fps_in) + 1 frames.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def resample(poses: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray:
+    """(..., T, J, 3) at fps_in -> (..., T', J, 3) at fps_out (see the module doc)."""
+    for name, v in (("fps_in", fps_in), ("fps_out", fps_out)):
+        if not (np.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a positive frame rate, got {v}")
+    poses = np.asarray(poses, np.float32)
+    t = poses.shape[-3]
+    if fps_in == fps_out or t == 0:
+        return poses.copy()
+    n = int(np.floor((t - 1) * fps_out / fps_in + 1e-9)) + 1
+    p = np.arange(n, dtype=np.float64) * (fps_in / fps_out)
+    lo = np.minimum(np.floor(p).astype(np.int64), t - 1)
+    hi = np.minimum(lo + 1, t - 1)
+    w = (p - lo).astype(np.float32)
+    nearest = np.where(w < 0.5, lo, hi)
+    a, b = np.take(poses, lo, axis=-3), np.take(poses, hi, axis=-3)
+    out = np.take(poses, nearest, axis=-3).copy()
+    both = (a[..., 2] > 0) & (b[..., 2] > 0)
+    wb = w.reshape((n, 1))
+    xy = a[..., :2] * (1 - wb[..., None]) + b[..., :2] * wb[..., None]
+    out[..., :2] = np.where(both[..., None], xy, out[..., :2])
+    return out
