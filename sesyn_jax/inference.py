@@ -258,6 +258,34 @@ def search_offset(
 FFT_LAGS = 1024  # the diagonal rule uses FFT sums above this many candidate offsets
 
 
+def agreement(
+    f_u, f_v, mask_u=None, mask_v=None, *, offset: float, band: int = 60
+) -> tuple[float, int]:
+    """How many real frames of u agree with ``offset``: the share of those with a real frame
+    of v at m + offset whose best match among v's real frames n in [m + offset - band,
+    m + offset + band] lies within AGREE_FRAMES of m + offset, and how many frames voted.
+    Unrelated sequences scatter their matches over the band (about 5 / (2 band + 1) agree);
+    a correct offset of a model that tells moments apart gathers them. Block by block: memory
+    linear in the lengths."""
+    mu, mv = _mask(f_u, mask_u), _mask(f_v, mask_v)
+    f_u, f_v = np.asarray(f_u), np.asarray(f_v)
+    d = int(round(offset))
+    lo, hi = d - band, d + band
+    agree = votes = 0
+    for m0, sim, ok in lag_blocks(f_u, f_v, mu, mv, lo, hi):
+        m = np.arange(m0, m0 + len(sim))
+        t = m + d
+        centre = (t >= 0) & (t < len(f_v))
+        centre[centre] &= mv[t[centre]]
+        rows = ok.any(1) & mu[m] & centre
+        if not rows.any():
+            continue
+        best = lo + np.argmax(np.where(ok, sim, -np.inf), axis=1)
+        agree += int(np.sum(np.abs(best[rows] - (offset)) <= AGREE_FRAMES))
+        votes += int(rows.sum())
+    return (agree / votes if votes else 0.0), votes
+
+
 def diagonal_sums_fft(
     f_u: np.ndarray,
     f_v: np.ndarray,

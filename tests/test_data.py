@@ -89,7 +89,7 @@ def test_unequal_views_and_cache(tmp_path):
         (lambda d: d["info"].update(num_keypoints=18), "num_keypoints' is 18"),
         (
             lambda d: d["annotations"][0].update(keypoints=[[1, 2, 3]] * 18),
-            r"annotations\[0\].keypoints' has shape \(18, 3\)",
+            r"annotations\[0\].keypoints' has 18 joints; expected 17",
         ),
         (lambda d: d["annotations"][1].update(keypoints=[[float("nan"), 2, 3]] * 17), "non-finite"),
         (lambda d: d.update(category_id=-1), "category_id"),
@@ -136,13 +136,13 @@ def test_openpose_body25_mapping_and_tracking(tmp_path):
     for t in range(3):
         a, b = body25(100 + t, 0.9), body25(500 - t, 0.5)
         openpose_frame(tmp_path / f"v_{t:012d}_keypoints.json", [b, a] if t == 1 else [a, b])
-    rec = readers.read_recording(str(tmp_path))
+    rec = readers.read_recording(str(tmp_path), openpose_model="BODY_25")
     assert rec.poses.shape == (3, 17, 3)
     # COCO left shoulder = BODY_25 joint 5, right hip = 9, left eye = 16
     np.testing.assert_allclose(rec.poses[:, 5, 0], [105, 106, 107])
     np.testing.assert_allclose(rec.poses[0, 12, 0], 109)
     np.testing.assert_allclose(rec.poses[0, 1, 1], 160)
-    everyone = readers.read_recording(str(tmp_path), all_persons=True)
+    everyone = readers.read_recording(str(tmp_path), all_persons=True, openpose_model="BODY_25")
     assert everyone.poses.shape == (2, 3, 17, 3)
     np.testing.assert_allclose(everyone.poses[1, :, 0, 0], [500, 499, 498])
 
@@ -156,7 +156,7 @@ def test_openpose_coco18_and_errors(tmp_path):
     # COCO-17 left ear = COCO-18 joint 17, right hip = 8
     assert rec.poses[0, 3, 0] == 17 and rec.poses[0, 12, 0] == 8
     openpose_frame(tmp_path / "f_1_keypoints.json", [np.zeros((15, 3))])
-    with pytest.raises(PoseFormatError, match="has 15 joints"):
+    with pytest.raises(PoseFormatError, match="has 15 keypoints"):
         readers.read_recording(str(tmp_path))
 
 
@@ -318,15 +318,37 @@ def test_openpose_every_joint_lands_on_its_coco_name(tmp_path, model, names):
     np.testing.assert_array_equal(rec.poses[0, :, 0], want)
 
 
-def test_normalize_recording_non_square_image():
-    poses = np.zeros((2, 17, 3), np.float32)
-    poses[..., 0], poses[..., 1], poses[..., 2] = 960.0, 270.0, 0.9
+def test_normalizations_against_their_formulas():
+    from sesyn_jax.data import normalization
+
+    rng = np.random.default_rng(0)
+    poses = np.zeros((6, 17, 3), np.float32)
+    poses[..., 0] = rng.uniform(300, 900, (6, 17))
+    poses[..., 1] = rng.uniform(100, 1000, (6, 17))
+    poses[..., 2] = 0.9
     poses[1, 4] = [1500.0, 900.0, 0.0]  # an unseen joint keeps nothing
-    out = readers.normalize_recording(poses, (1920, 1080))
-    np.testing.assert_allclose(out[0, 0], [0.0, -0.25, 0.9])  # x / 1920 - 0.5, y / 1080 - 0.5
+    out = normalization.normalize(poses, "published", (1920, 1080))
+    np.testing.assert_allclose(out[0, 0, :2], poses[0, 0, :2] / [1920, 1080] - 0.5, rtol=1e-6)
     np.testing.assert_array_equal(out[1, 4], [0.0, 0.0, 0.0])
-    # without a resolution, the extent of the seen joints stands in for the image size
-    poses[0, 0, :2] = [1280.0, 720.0]
-    out = readers.normalize_recording(poses, None)
-    np.testing.assert_allclose(out[0, 0, :2], [0.5, 0.5])
-    np.testing.assert_allclose(out[0, 1, :2], [960 / 1280 - 0.5, 270 / 720 - 0.5])
+    # 'person': the median box centre and the median of max(width, height), in float64
+    seen = poses[..., 2] > 0
+    lo = np.array([poses[t, seen[t], :2].min(0) for t in range(6)], np.float64)
+    hi = np.array([poses[t, seen[t], :2].max(0) for t in range(6)], np.float64)
+    centre, size = np.median((lo + hi) / 2, 0), np.median((hi - lo).max(1))
+    out = normalization.normalize(poses, "person")
+    want = (poses[..., :2].astype(np.float64) - centre) / size
+    np.testing.assert_allclose(out[seen][:, :2], want[seen], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(out[1, 4], [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(out[..., 2], poses[..., 2])
+    # the same person farther away, elsewhere in a portrait image: the same input
+    moved = poses.copy()
+    moved[..., :2] = poses[..., :2] * 0.4 + [120.0, 700.0]
+    moved[~seen] = 0.0
+    np.testing.assert_allclose(normalization.normalize(moved, "person"), out, atol=1e-5)
+    # pairs stored in the published normalization reach 'person' through the pixels
+    back = normalization.renormalize(
+        normalization.normalize(poses, "published", (1080, 1920)), "person", (1080, 1920)
+    )
+    np.testing.assert_allclose(back, out, atol=1e-5)
+    with pytest.raises(ValueError, match="resolution"):
+        normalization.normalize(poses, "published")

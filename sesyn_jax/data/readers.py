@@ -316,7 +316,7 @@ def read_numpy(path: str) -> tuple[np.ndarray, float | None, tuple | None]:
             f"(P, T, 17, 3) (COCO-17 x (x, y, score))"
         )
     if poses.size == 0:
-        raise PoseFormatError(f"{path}: poses have shape {poses.shape}: no person or no frame")
+        raise PoseFormatError(f"{path}: poses have shape {poses.shape}: no frames (or no person)")
     _check_finite(poses, path, "poses")
     return poses.astype(np.float32), fps, res
 
@@ -375,19 +375,3 @@ def read_recording(
     res = tuple(resolution) if resolution else file_res
     check_coordinates(poses, res, path, "keypoints")
     return Recording(poses, fps or file_fps, res, path, model)
-
-
-def normalize_recording(poses: np.ndarray, resolution) -> np.ndarray:
-    """Pixels -> the published normalization (x / width - 0.5, y / height - 0.5, joints with
-    score 0 zeroed). Without a resolution, the extent of the detected joints stands in."""
-    out = np.asarray(poses, np.float32).copy()
-    seen = out[..., 2] > 0
-    if resolution is None:
-        xy = out[..., :2][seen]
-        w = float(np.ceil(xy[:, 0].max())) if len(xy) else 1.0
-        h = float(np.ceil(xy[:, 1].max())) if len(xy) else 1.0
-        resolution = (max(w, 1.0), max(h, 1.0))
-    out[..., 0] = out[..., 0] / resolution[0] - 0.5
-    out[..., 1] = out[..., 1] / resolution[1] - 0.5
-    out[~seen] = 0.0
-    return out
