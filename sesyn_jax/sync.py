@@ -23,7 +23,8 @@ Confidence in [0, 1]. 'learned': the agreement, the share of frames whose own be
 2 seconds lies within 2 frames of the offset (recordings that share no moment mostly score
 below 0.4; correctly synchronized ones above 0.6). 'speed': the peak measure, how far the
 best offset's correlation stands above the highest other peak of the curve more than 2 frames
-away, relative to the median (1: one clear peak; 0: a tie elsewhere). Below 0.5 the result comes with a warning.
+away, relative to the median (1: one clear peak; 0: a tie elsewhere). Below 0.5 the result
+comes with a warning.
 
 Offsets: "B = A + d" means the moment at time t of A is at time t + d of B, so B started
 recording d seconds before A when d > 0. Reported in seconds and in each recording's own
