@@ -136,9 +136,12 @@ def test_pth_through_the_inference_loader_embeds_as_the_torch_network(tmp_path, 
         want = tm.eval()(torch.from_numpy(poses_to_torch_layout(poses))).numpy()
     got = np.asarray(loaded.model().apply(loaded.variables, jnp.asarray(poses)))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    (tmp_path / "junk.pth").write_bytes(b"\x00" * 64)
+    with pytest.raises(checkpoint.CheckpointError, match="not a checkpoint"):
+        loading.load_model(str(tmp_path / "junk.pth"))  # told apart before torch reads it
+    (tmp_path / "broken.pth").write_bytes(b"PK\x03\x04" + b"\x00" * 64)  # a broken zip
     with pytest.raises(convert.ConversionError, match="not a readable PyTorch checkpoint"):
-        (tmp_path / "junk.pth").write_bytes(b"\x00" * 64)
-        loading.load_model(str(tmp_path / "junk.pth"))
+        loading.load_model(str(tmp_path / "broken.pth"))
 
 
 def test_non_zero_padding_is_not_exported():
