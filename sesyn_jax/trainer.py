@@ -416,6 +416,7 @@ def train_and_evaluate(
                 "inner_frames": bool(config.model.inner_frames),
                 "normalization": config.model.normalization,
                 "fps": float(config.data.fps),
+                "config": json.loads(config.to_json_best_effort(sort_keys=True)),
             },
         )
     recompiled = (compiles - compiles_after_first_epoch) if compiles_after_first_epoch else 0

@@ -150,3 +150,55 @@ def test_variant_is_one_function_and_one_config_line():
         del losses.LOSS_TERMS["test_only_mean_sq"]
     with pytest.raises(ValueError, match="unknown loss term"):
         losses.make_loss_fn({"identiy": 1.0})
+
+
+def np_aligned(fu, fv, mask_u, mask_v, offset, sigma=1.0, temperature=0.1):
+    """The cross-view contrastive term, float64, frame by frame: for every real frame m of u
+    whose partner m + offset is a real frame of v, the cross-entropy of the softmax over v's
+    real frames of -|f_u[m] - f_v[n]|^2 / (C * temperature) against a Gaussian of width sigma
+    around m + offset (normalized over v's real frames); the same from v to u; averaged."""
+
+    def one_way(a, b, ma, mb, d):
+        c = a.shape[1]
+        terms = []
+        for m in range(len(a)):
+            t = m + d
+            if not ma[m] or not (0 <= round(t) < len(b)) or not mb[round(t)]:
+                continue
+            cols = np.flatnonzero(mb)
+            s = np.array([-np.sum((a[m] - b[n]) ** 2) / c / temperature for n in cols])
+            logp = s - s.max() - np.log(np.exp(s - s.max()).sum())
+            q = np.exp(-((cols - t) ** 2) / (2 * sigma**2))
+            q /= q.sum()
+            terms.append(-np.sum(q * logp))
+        return np.mean(terms)
+
+    fu, fv = fu.astype(np.float64), fv.astype(np.float64)
+    return 0.5 * (
+        one_way(fu, fv, mask_u, mask_v, offset) + one_way(fv, fu, mask_v, mask_u, -offset)
+    )
+
+
+@pytest.mark.parametrize("offset", [0, 4, -6])
+def test_aligned_term_matches_numpy(offset):
+    fu, fv = make_pair(7, 22, 27)
+    mask_u = np.arange(22) < 19
+    mask_v = np.arange(27) >= 2
+    opts = dict(similarity="l2", scale_by_dim=True, temperature=0.1)
+    got = losses.aligned_loss(
+        jnp.asarray(fu),
+        jnp.asarray(fv),
+        jnp.asarray(mask_u),
+        jnp.asarray(mask_v),
+        offset=float(offset),
+        **opts,
+    )
+    want = np_aligned(fu, fv, mask_u, mask_v, offset)
+    np.testing.assert_allclose(float(got), want, rtol=1e-5)
+    # through make_loss_fn, which hands each pair's offset to the term
+    fn = losses.make_loss_fn({"aligned": 1.0}, {"aligned": opts})
+    assert fn.needs_offset
+    total, aux = fn(jnp.asarray(fu), jnp.asarray(fv), mask_u, mask_v, float(offset))
+    np.testing.assert_allclose(float(total), want, rtol=1e-5)
+    with pytest.raises(ValueError, match="known offsets"):
+        fn(jnp.asarray(fu), jnp.asarray(fv), mask_u, mask_v)

@@ -315,6 +315,21 @@ def test_train_step_loss_runs_from_view_2_to_view_1():
     assert float(metrics["loss"]) == pytest.approx(forward, rel=1e-5)
     assert abs(forward - backward) > 1e-3 * abs(forward)
 
+    # a term that takes the known alignment: frame m of view 2 shows frame m - offset of view 1
+    batch["offset"] = np.array([3, -5])
+    aligned = losses.make_loss_fn({"aligned": 1.0})
+    step = jax.jit(training.make_train_step(model, aligned, tx))
+    _, metrics = step(training.create_state(variables, tx), batch)
+    one = lambda u, v, mu, mv, d: float(aligned(u, v, mu, mv, d)[0])
+    want = np.mean(
+        [one(f2[i], f1[i], mask2[i], mask1[i], -float(d)) for i, d in enumerate((3, -5))]
+    )
+    wrong = np.mean(
+        [one(f2[i], f1[i], mask2[i], mask1[i], float(d)) for i, d in enumerate((3, -5))]
+    )
+    assert float(metrics["loss"]) == pytest.approx(want, rel=1e-5)
+    assert abs(want - wrong) > 1e-3 * abs(want)
+
 
 def test_learning_rate_schedules_against_their_formulas():
     import math
