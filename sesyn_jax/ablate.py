@@ -9,9 +9,11 @@ recipe that the config file defines beside ``get_config`` as ``RECIPES``: recipe
       --variants iden,iden+devi,iden+devi+intv,tcc_cls,tcc_reg_var --seeds 0,1,2 \
       --workdir runs/ablation
 
-Each run lives in WORKDIR/<variant>/seed<k> (a train.py workdir); an interrupted ablation is
-resumed by running the same command: finished runs are skipped, an interrupted run resumes from
-its last checkpoint. Writes WORKDIR/ablation.md, ablation.json and ablation.png.
+Every field of the config can be overridden for all variants, as in train.py
+(``--config.train.epochs=3``). Each run lives in WORKDIR/<variant>/seed<k> (a train.py
+workdir); an interrupted ablation is resumed by running the same command: finished runs are
+skipped, an interrupted run resumes from its last checkpoint. Writes WORKDIR/ablation.md,
+ablation.json and ablation.png.
 """
 
 from __future__ import annotations
@@ -183,24 +185,52 @@ def plot(table: dict, path: str) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m sesyn_jax.ablate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def parse_flags(argv: list[str]):
+    """The runner's absl flags, parsed from ``argv`` (without the program name) into a flag set
+    of their own: --config FILE with --config.a.b=value overrides (as train.py's; they apply to
+    every variant), --variants, --seeds, --workdir. A bad flag exits with status 2."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    from sesyn_jax.cli import parse_flags_or_exit
+
+    argv = ["python -m sesyn_jax.ablate"] + list(argv)
+    fv = flags.FlagValues()
+    # config_flags learns the --config.* overrides from the argv it is given at definition
+    config_flags.DEFINE_config_file(
+        "config", None, "a configs/*.py file", flag_values=fv, lock_config=True, sys_argv=argv
     )
-    p.add_argument("--config", required=True)
-    p.add_argument("--variants", required=True, help="comma-separated names (sesyn_jax.variants)")
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--workdir", required=True)
-    args = p.parse_args(argv)
+    flags.DEFINE_list("variants", None, "loss variants or recipes", flag_values=fv)
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "training seeds", flag_values=fv)
+    flags.DEFINE_string("workdir", None, "folder of the runs and the tables", flag_values=fv)
+    parse_flags_or_exit(argv, fv)
+    return fv
+
+
+def main(argv=None) -> int:
+    """``argv``: the arguments after the program name (default: sys.argv[1:])."""
+    from ml_collections import config_flags
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--help" in argv or "-h" in argv:
+        print(__doc__)
+        return 0
+    FLAGS = parse_flags(argv)
+    missing = [f"--{k}" for k in ("config", "variants", "workdir") if not FLAGS[k].value]
+    if missing:
+        print(f"error: {', '.join(missing)} must be given", file=sys.stderr)
+        return 2
+    args = argparse.Namespace(
+        config=config_flags.get_config_filename(FLAGS["config"]), workdir=FLAGS.workdir
+    )
     from sesyn_jax.hostmem import tune_host_allocator
 
     tune_host_allocator()  # before JAX starts its CPU threads; see sesyn_jax/hostmem.py
-    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    names = [v.strip() for v in FLAGS.variants if v.strip()]
     try:
-        seeds = [int(s) for s in args.seeds.split(",")]
-        base, recipes = load_config_file(args.config)
+        seeds = [int(s) for s in FLAGS.seeds]
+        _, recipes = load_config_file(args.config)
+        base = FLAGS.config  # the file's config with the --config.* overrides applied
         # seed-major order: a partly finished ablation already covers every variant
         configs = {(v, s): variant_config(base, v, s, recipes) for s in seeds for v in names}
         from sesyn_jax import trainer

@@ -9,11 +9,12 @@ import sys
 from absl import flags
 
 
-def parse_flags_or_exit(argv: list[str]) -> list[str]:
-    """absl's flag parsing; an unknown or ill-typed ``--config.a.b=value`` (ml_collections
-    raises from inside the parser) or any other flag error exits with status 2."""
+def parse_flags_or_exit(argv: list[str], flag_values=None) -> list[str]:
+    """absl's flag parsing (into ``flag_values``, default the global FLAGS); an unknown or
+    ill-typed ``--config.a.b=value`` (ml_collections raises from inside the parser) or any other
+    flag error exits with status 2."""
     try:
-        return flags.FLAGS(argv)
+        return (flag_values or flags.FLAGS)(argv)
     except flags.Error as e:
         _exit(f"{e}")
     except (AttributeError, KeyError, TypeError, ValueError) as e:

@@ -148,8 +148,11 @@ def test_ablation_runner_and_resume(tmp_path, monkeypatch):
         "0,1",
         "--workdir",
         str(tmp_path / "abl"),
+        "--config.train.lr=0.0123",  # applies to every variant
     ]
     assert ablate.main(args) == 0
+    run_cfg = json.loads((tmp_path / "abl" / "tcc_cls" / "seed1" / "config.json").read_text())
+    assert run_cfg["train"]["lr"] == 0.0123 and run_cfg["seed"] == 1
     table = json.loads((tmp_path / "abl" / "ablation.json").read_text())["table"]
     assert set(table) == {"iden", "tcc_cls"}
     runs = table["iden"]["frame_error"]["runs"]
