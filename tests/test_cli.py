@@ -2,6 +2,7 @@
 naming what to change, before anything is compiled or written."""
 
 import os
+import json
 import subprocess
 import sys
 
@@ -14,9 +15,9 @@ from sesyn_jax.model import STGCNEmbedding, init_variables
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(script, *args):
+def run(script, *args, config="configs/quickstart.py"):
     return subprocess.run(
-        [sys.executable, script, "--config", "configs/quickstart.py", *args],
+        [sys.executable, script, "--config", config, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -83,3 +84,27 @@ def test_evaluate_out_is_a_file(tmp_path, ckpt):
     out = run("evaluate.py", "--checkpoint", ckpt, "--out", str(tmp_path / "f"))
     assert out.returncode == 2 and "is a file" in out.stderr
     assert (tmp_path / "f").read_text() == "keep"
+
+
+def test_evaluate_the_shipped_model_as_a_script(tmp_path):
+    """evaluate.py end to end with --checkpoint default: Table 1 of the shipped model on the
+    held-out pairs, as the README reports it."""
+    out = tmp_path / "eval"
+    r = run(
+        "evaluate.py",
+        "--checkpoint",
+        "default",
+        "--nosweeps",
+        "--noprogress",
+        "--out",
+        str(out),
+        config="configs/sync_default.py",
+    )
+    assert r.returncode == 0, r.stderr
+    res = json.loads((out / "results.json").read_text())
+    table = res["table1"]
+    assert table["SeSyn"]["frame_error"] == pytest.approx(50 / 96)  # 0.52 frames
+    assert table["SeSyn"]["frame_error"] < min(
+        table[k]["frame_error"] for k in ("Zero", "Length", "Speed", "Simple", "SSM")
+    )
+    assert "| SeSyn | 0.52 |" in r.stdout
