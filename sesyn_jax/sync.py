@@ -748,6 +748,10 @@ def report(results, names, recs, fps, rate, args, notes) -> dict:
             notes.append(
                 "warning: low confidence; the recordings may show different motion or people"
             )
+    for r in recs:
+        if r.keypoint_model:
+            how = " (told from the data)" if args.openpose_model == "auto" else ""
+            lines.append(f"{r.path}: OpenPose keypoints read as {r.keypoint_model}{how}")
     if args.plot and results:
         plot_pair(results[0], args.plot, rate)
         out["plot"] = args.plot

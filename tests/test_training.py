@@ -226,6 +226,12 @@ def test_bfloat16_compute_keeps_float32_parameters():
         training.make_train_step(f32, losses.make_loss_fn({"identity": 1.0, "deviation": 0.5}), tx)
     )(state, batch)
     np.testing.assert_allclose(float(metrics["loss"]), float(m32["loss"]), rtol=0.05)
+    # the embeddings are computed in bf16 (a model that ignored its dtype would equal float32)
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    e16 = np.asarray(model.apply(variables, batch["poses1"]))
+    e32 = np.asarray(f32.apply(variables, batch["poses1"]))
+    rel = np.abs(e16 - e32).max() / np.abs(e32).max()
+    assert e16.dtype == np.float32 and 1e-4 < rel < 0.05
 
 
 def test_non_finite_loss_stops_the_run(tmp_path):
