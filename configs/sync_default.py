@@ -6,6 +6,10 @@ where its sequence ends.
 
   python train.py --config configs/sync_default.py --workdir runs/sync_default
   python evaluate.py --config configs/sync_default.py --checkpoint runs/sync_default
+
+About 6 minutes of training on 2 CPU cores (640 steps of 8 pairs) and 10 seconds of
+evaluation; with seed 0 (the default) it reproduces the model shipped in
+sesyn_jax/models/sync_default (copy runs/sync_default/export there to replace it).
 """
 
 from configs import default

@@ -28,3 +28,35 @@ def pytest_terminal_summary(terminalreporter):
             f"skipped (pip install torch==2.13.0 to run them)",
             yellow=True,
         )
+
+
+SMALL = dict(widths=(16, 16), kernel_size=5)
+
+
+@pytest.fixture(scope="module")
+def random_export(tmp_path_factory):
+    """An untrained small network saved as an inference export folder."""
+    import jax
+
+    from sesyn_jax import checkpoint
+    from sesyn_jax.model import STGCNEmbedding, init_variables
+
+    path = tmp_path_factory.mktemp("ck") / "export"
+    variables = init_variables(STGCNEmbedding(**SMALL), jax.random.PRNGKey(0))
+    checkpoint.save_inference(str(path), variables, SMALL, source="test")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def motion():
+    """Pixel poses (400, 17, 3) of one real clip seen by one camera: the tests crop shifted
+    copies of it, so any network matches them frame for frame."""
+    import numpy as np
+
+    from sesyn_jax.data import cameras, mocap_syn
+
+    clip = next(c for c in mocap_syn.load_embedded() if c.name == "cmu_01_01")
+    rng = np.random.default_rng(0)
+    joints = clip.joints[:400].astype(np.float64)
+    cam, _, _ = cameras.sample_camera_pair(rng, joints)
+    return cameras.detect(rng, cam, joints, cameras.Corruption(missing_prob=0.0))

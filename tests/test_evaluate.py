@@ -4,38 +4,11 @@ the evaluation path train.py, evaluate.py and the ablation runner share."""
 import json
 import os
 
-import jax
 import numpy as np
 import pytest
 
 from sesyn_jax import checkpoint
-from sesyn_jax.data import mocap_syn
 from sesyn_jax.data.splits import load_pairs
-from sesyn_jax.model import STGCNEmbedding, init_variables
-
-SMALL = dict(widths=(16, 16), kernel_size=5)
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ck") / "export"
-    variables = init_variables(STGCNEmbedding(**SMALL), jax.random.PRNGKey(0))
-    checkpoint.save_inference(str(path), variables, SMALL, source="test")
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def motion():
-    """Pixel poses (T, 17, 3) of one real clip seen by one camera: a single recording that
-    the tests crop into shifted copies, so any network matches them frame for frame."""
-    clip = next(c for c in mocap_syn.load_embedded() if c.name == "cmu_01_01")
-    from sesyn_jax.data import cameras
-
-    rng = np.random.default_rng(0)
-    cam, _, _ = cameras.sample_camera_pair(rng, clip.joints[:300].astype(np.float64))
-    return cameras.detect(
-        rng, cam, clip.joints[:300].astype(np.float64), cameras.Corruption(missing_prob=0.0)
-    )
 
 
 def np_simple_offsets(pairs):
@@ -50,16 +23,16 @@ def np_simple_offsets(pairs):
     return np.array(out)
 
 
-def test_evaluate_report(tmp_path, ckpt):
+def test_evaluate_report(tmp_path, random_export):
     from configs import quickstart
     from sesyn_jax import metrics, report
 
     cfg = quickstart.get_config()
-    loaded = checkpoint.load_inference(ckpt)
+    loaded = checkpoint.load_inference(random_export)
     res = report.evaluate_checkpoint(
         cfg,
         loaded,
-        ckpt,
+        random_export,
         out=str(tmp_path / "eval"),
         drop_rates=(0, 10),
         noise_px=(0, 9),
@@ -98,7 +71,7 @@ def np_simple_diagonal_offsets(pairs, max_offset, need):
     return np.array(out)
 
 
-def test_evaluate_with_the_diagonal_rule(tmp_path, ckpt):
+def test_evaluate_with_the_diagonal_rule(tmp_path, random_export):
     from configs import quickstart
     from sesyn_jax import report
 
@@ -107,8 +80,8 @@ def test_evaluate_with_the_diagonal_rule(tmp_path, ckpt):
     pairs = load_pairs(cfg, "test")[:12]
     res = report.evaluate_checkpoint(
         cfg,
-        checkpoint.load_inference(ckpt),
-        ckpt,
+        checkpoint.load_inference(random_export),
+        random_export,
         out=str(tmp_path / "eval"),
         sweeps=False,
         progress=False,
@@ -119,7 +92,7 @@ def test_evaluate_with_the_diagonal_rule(tmp_path, ckpt):
     assert all(abs(p) <= 30 for name in ("SeSyn", "SSM", "Speed") for p in res["predictions"][name])
 
 
-def test_evaluation_takes_sequences_longer_than_every_bucket(ckpt, motion):
+def test_evaluation_takes_sequences_longer_than_every_bucket(random_export, motion):
     """train.py, evaluate.py and the ablation runner share this path: a test sequence longer
     than the largest bucket gets a bucket of its own instead of an error."""
     from ml_collections import ConfigDict
@@ -130,7 +103,7 @@ def test_evaluation_takes_sequences_longer_than_every_bucket(ckpt, motion):
 
     x = normalize(motion, "published", (1920, 1080))
     pairs = [Pair("p", x[10:80], x[17:90], -7), Pair("q", x[:50], x[5:60], -5)]
-    loaded = checkpoint.load_inference(ckpt)
+    loaded = checkpoint.load_inference(random_export)
     embed = evaluation.make_embed_fn(loaded.model())
     eval_cfg = ConfigDict({"batch_size": 2, "rule": "median", "max_offset": 0, "min_overlap": 0.5})
     short, m_short = evaluation.evaluate_model(embed, loaded.variables, pairs, eval_cfg, (32,), 30)

@@ -10,14 +10,13 @@ import jax
 import numpy as np
 import pytest
 
-from sesyn_jax import checkpoint, sync
+from sesyn_jax import sync
 from sesyn_jax.data import cameras, mocap_syn, readers
 from sesyn_jax.data.example_recordings import make_examples, openpose_people
 from sesyn_jax.data.resample import resample
 from sesyn_jax.data.syn_json import write_syn_view
 from sesyn_jax.model import STGCNEmbedding, init_variables
 
-SMALL = dict(widths=(16, 16), kernel_size=5)
 STATIC = os.path.join(
     os.path.dirname(__file__), "..", "..", "shared", "data", "real_openpose_static"
 )
@@ -27,26 +26,6 @@ STATIC = os.path.join(
 def ckpt():
     """The shipped model: what users get without --checkpoint."""
     return "default"
-
-
-@pytest.fixture(scope="module")
-def random_ckpt(tmp_path_factory):
-    """An untrained network saved as an export folder, for --checkpoint FOLDER."""
-    path = tmp_path_factory.mktemp("ck") / "export"
-    variables = init_variables(STGCNEmbedding(**SMALL), jax.random.PRNGKey(0))
-    checkpoint.save_inference(str(path), variables, SMALL, source="test")
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def motion():
-    """Pixel poses (400, 17, 3) of one real clip seen by one camera: the tests crop shifted
-    copies of it, so any network matches them frame for frame."""
-    clip = next(c for c in mocap_syn.load_embedded() if c.name == "cmu_01_01")
-    rng = np.random.default_rng(0)
-    joints = clip.joints[:400].astype(np.float64)
-    cam, _, _ = cameras.sample_camera_pair(rng, joints)
-    return cameras.detect(rng, cam, joints, cameras.Corruption(missing_prob=0.0))
 
 
 def other_motion(frames):
@@ -206,13 +185,13 @@ def test_several_persons_two_and_three_recordings(tmp_path, ckpt, motion, capsys
     assert fused == 4 and agree == pytest.approx(2.4 / 2.7)
 
 
-def test_syn_json_views_are_cut_by_category_id(tmp_path, random_ckpt, motion, capsys):
+def test_syn_json_views_are_cut_by_category_id(tmp_path, random_export, motion, capsys):
     """Two SYN JSON views of one synchronous window, cut by category_id 9 and 2: the offset is
     category_id(A) - category_id(B) = 7, as the published pipeline defines it."""
     write_syn_view(str(tmp_path / "w_C001.json"), motion[:140], 9, (1920, 1080))
     write_syn_view(str(tmp_path / "w_C002.json"), motion[:140], 2, (1920, 1080))
     code, r = run_json(
-        capsys, [tmp_path / "w_C001.json", tmp_path / "w_C002.json", "--checkpoint", random_ckpt]
+        capsys, [tmp_path / "w_C001.json", tmp_path / "w_C002.json", "--checkpoint", random_export]
     )
     assert code == 0 and r["offset_frames"] == pytest.approx(7, abs=0.15)
 
