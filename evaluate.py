@@ -51,7 +51,7 @@ def main(argv):
                 f"--out {FLAGS.out} is a file; give a folder for results.json, "
                 f"results.md and the plot"
             )
-        trainer.check_config(FLAGS.config)
+        trainer.check_evaluation_config(FLAGS.config)
         loaded = loading.load_model(FLAGS.checkpoint)
     except (trainer.ConfigError, checkpoint.CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

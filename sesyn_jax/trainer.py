@@ -48,27 +48,11 @@ class NonFiniteLoss(RuntimeError):
 
 
 def check_config(config) -> None:
-    """Everything that can be checked before anything is compiled or written."""
-    d, t, m = config.data, config.train, config.model
-    if d.source not in ("syn", "embedded"):
-        raise ConfigError(f"data.source must be 'syn' or 'embedded', got {d.source!r}")
+    """Everything that can be checked before anything is compiled or written (training)."""
+    check_evaluation_config(config)
+    d, t = config.data, config.train
     if d.source == "syn":
-        train_dir, test_dir = data_dirs(config)
-        for name, path in (("train", train_dir), ("test", test_dir)):
-            if not path:
-                raise ConfigError(
-                    "data.source='syn' needs --config.data.root=DIR (with train/ "
-                    "and test/) or data.train_dir and data.test_dir"
-                )
-            if not os.path.isdir(path):
-                raise ConfigError(
-                    f"data root: the {name} folder {path} does not exist "
-                    f"(set --config.data.root or data.{name}_dir)"
-                )
-    if d.protocol not in ("paper", "independent"):
-        raise ConfigError(f"data.protocol must be 'paper' or 'independent', got {d.protocol!r}")
-    if not 0 <= d.max_offset < d.frames:
-        raise ConfigError(f"data.max_offset must be in [0, data.frames), got {d.max_offset}")
+        _check_syn_dirs(config, ("train",))
     if d.render and (d.source != "embedded" or d.protocol != "independent"):
         raise ConfigError(
             "data.render renders pairs from the embedded clips under the 'independent' "
@@ -84,6 +68,30 @@ def check_config(config) -> None:
                 f"data.pairs_per_epoch ({d.pairs_per_epoch}) must be >= train.batch_size "
                 f"({t.batch_size})"
             )
+    unknown = [
+        k
+        for k in list(config.loss.weights) + list(config.loss.options)
+        if k not in losses.LOSS_TERMS
+    ]
+    if unknown:
+        raise ConfigError(
+            f"loss terms {unknown} are not registered; known: {sorted(losses.LOSS_TERMS)}"
+        )
+    check_train_config(t)
+
+
+def check_evaluation_config(config) -> None:
+    """What evaluation needs of a config: the data, the model settings and the search (the
+    training settings are left alone, so that a training config names test data too)."""
+    d, m = config.data, config.model
+    if d.source not in ("syn", "embedded"):
+        raise ConfigError(f"data.source must be 'syn' or 'embedded', got {d.source!r}")
+    if d.source == "syn":
+        _check_syn_dirs(config, ("test",))
+    if d.protocol not in ("paper", "independent"):
+        raise ConfigError(f"data.protocol must be 'paper' or 'independent', got {d.protocol!r}")
+    if not 0 <= d.max_offset < d.frames:
+        raise ConfigError(f"data.max_offset must be in [0, data.frames), got {d.max_offset}")
     if m.normalization not in NORMALIZATIONS:
         raise ConfigError(
             f"model.normalization must be one of {NORMALIZATIONS}, got {m.normalization!r}"
@@ -104,15 +112,38 @@ def check_config(config) -> None:
         )
     if m.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ConfigError("model.dtype='float64' needs 64-bit JAX: set JAX_ENABLE_X64=1")
-    unknown = [
-        k
-        for k in list(config.loss.weights) + list(config.loss.options)
-        if k not in losses.LOSS_TERMS
-    ]
-    if unknown:
+    buckets = tuple(d.buckets)
+    if not buckets or not all(isinstance(b, int) and b > 0 for b in buckets):
         raise ConfigError(
-            f"loss terms {unknown} are not registered; known: {sorted(losses.LOSS_TERMS)}"
+            f"data.buckets must be a non-empty tuple of positive frame counts, "
+            f"e.g. (128, 256), got {buckets}"
         )
+    if d.source == "embedded" and max(buckets) < d.frames:
+        raise ConfigError(
+            f"data.buckets: the largest bucket ({max(buckets)}) is shorter than "
+            f"the {d.frames}-frame sequences of data.frames; add a bucket >= "
+            f"{d.frames}"
+        )
+    check_eval_config(config.eval)
+
+
+def _check_syn_dirs(config, splits) -> None:
+    dirs = dict(zip(("train", "test"), data_dirs(config)))
+    for name in splits:
+        path = dirs[name]
+        if not path:
+            raise ConfigError(
+                "data.source='syn' needs --config.data.root=DIR (with train/ "
+                "and test/) or data.train_dir and data.test_dir"
+            )
+        if not os.path.isdir(path):
+            raise ConfigError(
+                f"data root: the {name} folder {path} does not exist "
+                f"(set --config.data.root or data.{name}_dir)"
+            )
+
+
+def check_train_config(t) -> None:
     if t.bn_mode not in training.BN_MODES:
         raise ConfigError(f"train.bn_mode must be one of {training.BN_MODES}, got {t.bn_mode!r}")
     if t.schedule not in ("constant", "cosine", "warmup_cosine"):
@@ -136,19 +167,6 @@ def check_config(config) -> None:
             "train.eval_every and train.warmup_epochs must be >= 0 (eval_every 0: "
             "evaluate at the end only)"
         )
-    buckets = tuple(d.buckets)
-    if not buckets or not all(isinstance(b, int) and b > 0 for b in buckets):
-        raise ConfigError(
-            f"data.buckets must be a non-empty tuple of positive frame counts, "
-            f"e.g. (128, 256), got {buckets}"
-        )
-    if d.source == "embedded" and max(buckets) < d.frames:
-        raise ConfigError(
-            f"data.buckets: the largest bucket ({max(buckets)}) is shorter than "
-            f"the {d.frames}-frame sequences of data.frames; add a bucket >= "
-            f"{d.frames}"
-        )
-    check_eval_config(config.eval)
 
 
 def check_eval_config(e) -> None:

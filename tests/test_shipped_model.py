@@ -69,3 +69,49 @@ def test_two_cameras_through_the_command(loaded, pairs, tmp_path, capsys):
         r = json.loads(capsys.readouterr().out)
         assert code == 0 and abs(r["offset_frames"] - p.offset) <= 1.0, (k, r, p.offset)
         assert np.isfinite(r["confidence"])
+
+
+def test_evaluate_the_shipped_model_on_a_syn_json_folder(tmp_path):
+    """The held-out data of users comes as SYN JSON files: the shipped model's config names
+    them with data.source=syn (its training settings, such as data.render, do not get in the
+    way), and the files give the offsets the in-memory pairs give."""
+    import os
+    import subprocess
+    import sys
+
+    from sesyn_jax.data import mocap_syn
+
+    cfg = mocap_syn.BuildConfig()
+    records, _ = mocap_syn.build_pairs(mocap_syn.load_embedded(), cfg)
+    test = tmp_path / "test"
+    test.mkdir()
+    for r in [r for r in records if r.split == "test"][:16]:
+        for view, cat in ((1, r.category_id1), (2, r.category_id2)):
+            write_syn_view(
+                str(test / f"{r.name}_C00{view}.json"), r.view_frames(view), cat, (1920, 1080)
+            )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "eval"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "evaluate.py",
+            "--config",
+            "configs/sync_default.py",
+            "--config.data.source=syn",
+            f"--config.data.test_dir={test}",
+            "--checkpoint",
+            "default",
+            "--nosweeps",
+            "--noprogress",
+            "--out",
+            str(out),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["predictions"]["SeSyn"] == FIRST_16
