@@ -10,7 +10,8 @@ from the nearest frame), normalized as the model expects, and embedded in overla
 so that memory grows linearly with the length. Every candidate offset is scored by the mean
 similarity of the frames it aligns (only frames whose temporal receptive field lies inside the
 recording, for a model trained that way), among the offsets that align at least half of the
-shorter recording, and refined to a fraction of a frame.
+shorter recording (--min-overlap: recordings that share less of their time need a smaller
+share), and refined to a fraction of a frame.
 
 Methods (--method): 'learned' (the model's embeddings), 'speed' (the correlation of the
 joints' vertical speeds, no model), 'auto' (the default: the learned offset, unless its
@@ -267,14 +268,17 @@ def match_pair(
     inner_radius: int = 0,
     max_offset: int | None = None,
     rate: float = 30.0,
+    min_overlap: float = 0.5,
 ) -> PairResult:
     """One pair by ``method``: ``feats`` (f_a, f_b) embeddings (None for 'speed'), ``poses``
     (a, b) normalized poses at the model's rate."""
     searches = {}
     if method in ("learned", "auto"):
-        searches["learned"] = learned_search(*feats, inner_radius, max_offset, rate=rate)
+        searches["learned"] = learned_search(
+            *feats, inner_radius, max_offset, min_overlap=min_overlap, rate=rate
+        )
     if method in ("speed", "auto"):
-        searches["speed"] = speed_search(*poses, max_offset)
+        searches["speed"] = speed_search(*poses, max_offset, min_overlap)
     best = searches.get("learned") or searches["speed"]
     if "speed" in searches and best.confidence < LOW_CONFIDENCE:
         best = max(best, searches["speed"], key=lambda s: s.confidence)
@@ -356,6 +360,7 @@ def match_persons(
     max_offset: int | None = None,
     min_confidence: float = LOW_CONFIDENCE,
     rate: float = 30.0,
+    min_overlap: float = 0.5,
 ) -> list[PairResult]:
     """a (P, T, 17, 3), b (Q, T', 17, 3) normalized poses; ``embed_fn(poses) -> (T, D)`` or
     None for 'speed': one-to-one person pairs by confidence."""
@@ -379,6 +384,7 @@ def match_persons(
                     inner_radius,
                     max_offset,
                     rate,
+                    min_overlap,
                 )
             except CannotSync:
                 continue
@@ -508,6 +514,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", help="frame rate of every recording (60) or of each (60,30)")
     p.add_argument("--method", default="auto", choices=METHODS)
     p.add_argument("--max-offset", type=float, help="largest |offset| searched, in seconds")
+    p.add_argument(
+        "--min-overlap",
+        type=float,
+        default=0.5,
+        help="smallest share of the shorter recording an offset must align (default 0.5)",
+    )
     p.add_argument("--resolution", help="WxH in pixels (default: from the files)")
     p.add_argument("--all-persons", action="store_true", help="track and match every person")
     p.add_argument(
@@ -560,6 +572,8 @@ def run(args) -> dict:
             ) from None
     if args.max_offset is not None and not (math.isfinite(args.max_offset) and args.max_offset > 0):
         raise BadInput(f"--max-offset must be a positive number of seconds, got {args.max_offset}")
+    if not (0 < args.min_overlap < 1):
+        raise BadInput(f"--min-overlap must be a share in (0, 1), got {args.min_overlap}")
     if args.plot:
         _check_plot_path(args.plot)
 
@@ -617,6 +631,7 @@ def run(args) -> dict:
                         radius,
                         max_lag,
                         rate=rate,
+                        min_overlap=args.min_overlap,
                     )
                 except CannotSync as e:
                     if len(names) == 2:
@@ -644,6 +659,7 @@ def run(args) -> dict:
                             radius,
                             max_lag,
                             rate,
+                            args.min_overlap,
                         )
                     )
                 except CannotSync as e:

@@ -389,6 +389,7 @@ def test_bad_recordings(tmp_path, ckpt, motion, capsys, kind, message):
         (["--fps", "inf"], "--fps must be a positive"),
         (["--fps", "30,60,25"], "3 rates for 2 recordings"),
         (["--max-offset", "0"], "--max-offset must be"),
+        (["--min-overlap", "1"], "--min-overlap must be a share"),
         (["--method", "magic"], "invalid choice"),
         (["--plot", "{tmp}"], "is a directory"),
         (["--plot", "{tmp}/no/such/folder/p.png"], "does not exist"),
@@ -457,3 +458,16 @@ def test_json_output_never_holds_nan(tmp_path, ckpt, motion, capsys):
     )
     assert code == 0 and "NaN" not in out and "Infinity" not in out
     assert sync._finite({"x": [math.nan, 1.0, math.inf]}) == {"x": [None, 1.0, None]}
+
+
+def test_recordings_that_share_little_of_their_time(tmp_path, capsys):
+    """A records frames 0-300, B frames 230-400: they share 70 frames, less than half of B, so
+    the default search does not consider the true offset; --min-overlap 0.3 does."""
+    m = other_motion(400)
+    np.save(tmp_path / "a.npy", m[:300])
+    np.save(tmp_path / "b.npy", m[230:400])
+    files = [tmp_path / "a.npy", tmp_path / "b.npy", "--fps", "30"]
+    code, r = run_json(capsys, files + ["--min-overlap", "0.3"])
+    assert code == 0 and r["offset_frames"] == pytest.approx(-230, abs=0.5)
+    code, r = run_json(capsys, files)
+    assert code == 0 and abs(r["offset_frames"] + 230) > 5
