@@ -471,3 +471,19 @@ def test_recordings_that_share_little_of_their_time(tmp_path, capsys):
     assert code == 0 and r["offset_frames"] == pytest.approx(-230, abs=0.5)
     code, r = run_json(capsys, files)
     assert code == 0 and abs(r["offset_frames"] + 230) > 5
+
+
+def test_a_pth_without_torch_installed(tmp_path, motion, capsys, monkeypatch):
+    """A .pth that looks like a PyTorch file on a machine without torch: exit 2, saying that
+    PyTorch is needed (the JAX package itself never imports torch)."""
+    from sesyn_jax import convert
+
+    def no_torch(path):
+        raise ImportError("this feature needs PyTorch: pip install torch==2.13.0")
+
+    monkeypatch.setattr(convert, "load_torch_inference", no_torch)
+    (tmp_path / "m.pth").write_bytes(b"PK\x03\x04" + os.urandom(64))
+    np.save(tmp_path / "a.npy", motion[:100])
+    args = [tmp_path / "a.npy", tmp_path / "a.npy", "--checkpoint", tmp_path / "m.pth"]
+    code, out = run(capsys, args)
+    assert code == 2 and "m.pth" in out and "needs PyTorch" in out
