@@ -359,17 +359,10 @@ def train_and_evaluate(
         for epoch in range(start_step // steps_per_epoch, config.train.epochs):
             skip = step - epoch * steps_per_epoch
             for batch in batcher.epoch(epoch, skip=skip, prefetch=config.data.prefetch):
-                feed = {k: batch[k] for k in ("poses1", "mask1", "poses2", "mask2", "offset")}
-                if jax.process_count() > 1:  # each process holds its slice of the global batch
-                    feed = jax.tree_util.tree_map(
-                        lambda x: jax.make_array_from_process_local_data(data_sharding, x), feed
-                    )
-                else:
-                    feed = jax.device_put(feed, data_sharding)
-                state, metrics = train_step(state, feed)
+                state, metrics = train_step(state, device_batch(batch, data_sharding))
                 step += 1
                 pairs_window += config.train.batch_size
-                if step % config.train.log_every == 0 or step == total_steps:
+                if due(step, config.train.log_every, step == total_steps):
                     metrics = jax.device_get(metrics)
                     if not all(math.isfinite(float(v)) for v in metrics.values()):
                         raise NonFiniteLoss(
@@ -398,7 +391,7 @@ def train_and_evaluate(
                 compiles_after_first_epoch = _cache_size(train_step)
             val = None
             last = epoch == config.train.epochs - 1
-            if last or (config.train.eval_every and (epoch + 1) % config.train.eval_every == 0):
+            if due(epoch + 1, config.train.eval_every, last):
                 val = evaluate(state.params, state.batch_stats)
                 log.write({"step": step, "epoch": epoch, "val": val})
                 if bar:
@@ -406,7 +399,7 @@ def train_and_evaluate(
                         f"epoch {epoch + 1}: val frame error {val['frame_error']:.2f}, "
                         f"acc@1 {100 * val['acc@1']:.1f}%"
                     )
-            if last or (epoch + 1) % config.train.checkpoint_every == 0:
+            if due(epoch + 1, config.train.checkpoint_every, last):
                 save(step, {"val_frame_error": val["frame_error"]} if val else None)
     except NonFiniteLoss as e:
         say(f"error: {e}")
@@ -449,6 +442,26 @@ def train_and_evaluate(
         "compiles": compiles,
         "recompiles_after_first_epoch": recompiled,
     }
+
+
+def due(count: int, every: int, last: bool = False) -> bool:
+    """Whether a periodic action (log, evaluate, checkpoint) runs at the ``count``-th step or
+    epoch: every ``every`` of them (never for 0) and at the last one."""
+    return last or (every > 0 and count % every == 0)
+
+
+TRAIN_KEYS = ("poses1", "mask1", "poses2", "mask2", "offset")
+
+
+def device_batch(batch: dict, sharding) -> dict:
+    """The arrays the train step takes, placed on the data axis of the mesh; with several
+    processes each holds its own slice of the global batch."""
+    feed = {k: batch[k] for k in TRAIN_KEYS}
+    if jax.process_count() > 1:
+        return jax.tree_util.tree_map(
+            lambda x: jax.make_array_from_process_local_data(sharding, x), feed
+        )
+    return jax.device_put(feed, sharding)
 
 
 def init_distributed(mesh_config) -> None:

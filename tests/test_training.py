@@ -352,3 +352,10 @@ def test_learning_rate_schedules_against_their_formulas():
         want = 0.5 * 0.02 * (1 + math.cos(math.pi * (t - 5) / 15))
         assert float(sched(t)) == pytest.approx(want, rel=1e-5, abs=1e-9)
     assert trainer.make_schedule(tiny_config(schedule="constant"), 5) == cfg.train.lr
+
+
+def test_periodic_actions_are_due_every_n_and_at_the_end():
+    assert [c for c in range(1, 11) if trainer.due(c, 4)] == [4, 8]
+    assert [c for c in range(1, 11) if trainer.due(c, 4, c == 10)] == [4, 8, 10]
+    assert not any(trainer.due(c, 0) for c in range(1, 11))  # 0: only at the end
+    assert trainer.due(7, 0, last=True)
