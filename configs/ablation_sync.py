@@ -1,7 +1,7 @@
 """Which pieces of the shipped synchronization recipe (configs/sync_default.py) help: five
 recipes x 3 seeds, 10 epochs each (half the shipped model's training), on the 'independent'
-MOCAP-SYN-120 test pairs with the diagonal offset search (|offset| <= 30). About 50 minutes on
-2 CPU cores; docs/ablation_sync.md has the table.
+MOCAP-SYN-120 test pairs with the diagonal offset search (|offset| <= 30). About an hour on 2 CPU
+cores (66 minutes measured while other jobs shared them); docs/ablation_sync.md has the table.
 
   python -m sesyn_jax.ablate --config configs/ablation_sync.py --seeds 0,1,2 \
       --variants cycle,cycle+render+person,aligned+person,aligned+render,sync_default \
