@@ -108,3 +108,37 @@ def test_evaluate_the_shipped_model_as_a_script(tmp_path):
         table[k]["frame_error"] for k in ("Zero", "Length", "Speed", "Simple", "SSM")
     )
     assert "| SeSyn | 0.52 |" in r.stdout
+
+
+def test_evaluate_the_shipped_model_on_a_syn_json_folder(tmp_path):
+    """The held-out data of users comes as SYN JSON files: the shipped model's config names
+    them with data.source=syn (its training settings, such as data.render, do not get in the
+    way), and the files give the offsets the in-memory pairs give."""
+    from sesyn_jax.data import mocap_syn
+    from sesyn_jax.data.syn_json import write_syn_view
+    from test_shipped_model import FIRST_16
+
+    records, _ = mocap_syn.build_pairs(mocap_syn.load_embedded(), mocap_syn.BuildConfig())
+    test = tmp_path / "test"
+    test.mkdir()
+    for r in [r for r in records if r.split == "test"][:16]:
+        for view, cat in ((1, r.category_id1), (2, r.category_id2)):
+            write_syn_view(
+                str(test / f"{r.name}_C00{view}.json"), r.view_frames(view), cat, (1920, 1080)
+            )
+    out = tmp_path / "eval"
+    r = run(
+        "evaluate.py",
+        "--config.data.source=syn",
+        f"--config.data.test_dir={test}",
+        "--checkpoint",
+        "default",
+        "--nosweeps",
+        "--noprogress",
+        "--out",
+        str(out),
+        config="configs/sync_default.py",
+    )
+    assert r.returncode == 0, r.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["predictions"]["SeSyn"] == FIRST_16
