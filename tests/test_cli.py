@@ -86,12 +86,11 @@ def test_evaluate_out_is_a_file(tmp_path, ckpt):
     assert (tmp_path / "f").read_text() == "keep"
 
 
-def test_evaluate_the_shipped_model_as_a_script(tmp_path):
-    """evaluate.py end to end with --checkpoint default: Table 1 of the shipped model on the
-    held-out pairs, as the README reports it."""
-    out = tmp_path / "eval"
+def evaluate_shipped(out, *overrides):
+    """evaluate.py --checkpoint default with configs/sync_default.py -> (process, results)."""
     r = run(
         "evaluate.py",
+        *overrides,
         "--checkpoint",
         "default",
         "--nosweeps",
@@ -101,7 +100,13 @@ def test_evaluate_the_shipped_model_as_a_script(tmp_path):
         config="configs/sync_default.py",
     )
     assert r.returncode == 0, r.stderr
-    res = json.loads((out / "results.json").read_text())
+    return r, json.loads((out / "results.json").read_text())
+
+
+def test_evaluate_the_shipped_model_as_a_script(tmp_path):
+    """evaluate.py end to end with --checkpoint default: Table 1 of the shipped model on the
+    held-out pairs, as the README reports it."""
+    r, res = evaluate_shipped(tmp_path / "eval")
     table = res["table1"]
     assert table["SeSyn"]["frame_error"] == pytest.approx(50 / 96)  # 0.52 frames
     assert table["SeSyn"]["frame_error"] < min(
@@ -126,19 +131,7 @@ def test_evaluate_the_shipped_model_on_a_syn_json_folder(tmp_path):
             write_syn_view(
                 str(test / f"{r.name}_C00{view}.json"), r.view_frames(view), cat, (1920, 1080)
             )
-    out = tmp_path / "eval"
-    r = run(
-        "evaluate.py",
-        "--config.data.source=syn",
-        f"--config.data.test_dir={test}",
-        "--checkpoint",
-        "default",
-        "--nosweeps",
-        "--noprogress",
-        "--out",
-        str(out),
-        config="configs/sync_default.py",
+    _, res = evaluate_shipped(
+        tmp_path / "eval", "--config.data.source=syn", f"--config.data.test_dir={test}"
     )
-    assert r.returncode == 0, r.stderr
-    res = json.loads((out / "results.json").read_text())
     assert res["predictions"]["SeSyn"] == FIRST_16
