@@ -24,8 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sesyn_jax import loading, metrics, sync  # noqa: E402
 from sesyn_jax.data import mocap_syn, normalization  # noqa: E402
 from sesyn_jax.data.mocap import Clip  # noqa: E402
-from sesyn_jax.data.render import resample as resample_joints  # noqa: E402
-from sesyn_jax.data.resample import resample  # noqa: E402
+from sesyn_jax.data.resample import interpolate, resample  # noqa: E402
 
 
 def test_views(fps: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
@@ -39,7 +38,7 @@ def test_views(fps: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
         clips = [
             Clip(
                 c.name,
-                resample_joints(c.joints, np.arange(0, len(c.joints) - 1 + 1e-9, 1 / k)),
+                interpolate(c.joints, np.arange(0, len(c.joints) - 1 + 1e-9, 1 / k)),
                 float(fps),
                 c.source,
                 c.licence,

@@ -25,7 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from sesyn_jax.data import cameras, mocap_syn  # noqa: E402
-from sesyn_jax.data.render import mirror, resample  # noqa: E402
+from sesyn_jax.data.render import mirror  # noqa: E402
+from sesyn_jax.data.resample import interpolate  # noqa: E402
 
 SHIFT = 137
 
@@ -39,7 +40,7 @@ def long_motion(frames: int) -> np.ndarray:
         # the 10 minutes repeats another, so that only one offset fits
         c = clips[k % len(clips)]
         loop = k // len(clips)
-        c = resample(c, np.arange(0, len(c) - 1, stretches[loop % len(stretches)]))
+        c = interpolate(c, np.arange(0, len(c) - 1, stretches[loop % len(stretches)]))
         if loop % 2:
             c = mirror(c)
         c[..., [0, 2]] -= c[:1, 11:13].mean(1)[:, [0, 2]]  # every clip starts at the origin

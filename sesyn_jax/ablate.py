@@ -39,9 +39,9 @@ COLUMNS = (
 )
 
 
-def load_config_file(path: str):
-    """(config, recipes) of a config file: its ``get_config()`` and its ``RECIPES`` ({} when
-    it has none)."""
+def load_recipes(path: str) -> dict:
+    """The ``RECIPES`` a config file defines beside ``get_config`` ({} when it has none); the
+    config itself comes from the --config flag, which loads the same file."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such config file")
     root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
@@ -50,7 +50,7 @@ def load_config_file(path: str):
     spec = importlib.util.spec_from_file_location("_ablation_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config(), dict(getattr(module, "RECIPES", {}))
+    return dict(getattr(module, "RECIPES", {}))
 
 
 def variant_config(base, variant: str, seed: int, recipes: dict | None = None):
@@ -229,7 +229,7 @@ def main(argv=None) -> int:
     names = [v.strip() for v in FLAGS.variants if v.strip()]
     try:
         seeds = [int(s) for s in FLAGS.seeds]
-        _, recipes = load_config_file(args.config)
+        recipes = load_recipes(args.config)
         base = FLAGS.config  # the file's config with the --config.* overrides applied
         # seed-major order: a partly finished ablation already covers every variant
         configs = {(v, s): variant_config(base, v, s, recipes) for s in seeds for v in names}

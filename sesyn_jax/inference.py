@@ -194,9 +194,9 @@ def pick_offset(
     ok = np.isfinite(scores)
     if not ok.any():
         raise ValueError("no candidate offset aligns enough frames (lower min_overlap)")
-    i = int(np.nanargmax(np.where(ok, scores, -np.inf)))
-    best = float(scores[i])
     s = np.where(ok, scores, -np.inf)
+    i = int(np.argmax(s))
+    best = float(scores[i])
     peak = ok & (s >= np.r_[-np.inf, s[:-1]]) & (s >= np.r_[s[1:], -np.inf])
     far = peak & (np.abs(lags - lags[i]) > AGREE_FRAMES)
     typical = float(np.median(scores[ok]))
@@ -281,7 +281,7 @@ def agreement(
         if not rows.any():
             continue
         best = lo + np.argmax(np.where(ok, sim, -np.inf), axis=1)
-        agree += int(np.sum(np.abs(best[rows] - (offset)) <= AGREE_FRAMES))
+        agree += int(np.sum(np.abs(best[rows] - offset) <= AGREE_FRAMES))
         votes += int(rows.sum())
     return (agree / votes if votes else 0.0), votes
 

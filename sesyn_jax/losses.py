@@ -230,6 +230,16 @@ def aligned_loss(f_u, f_v, mask_u=None, mask_v=None, offset=0, sigma: float = 1.
     )
 
 
+def call_term(name: str, f_u, f_v, mask_u, mask_v, options: Mapping, offset=None) -> Array:
+    """The registered term ``name`` with its options; a term in OFFSET_TERMS also gets the
+    pair's known ``offset`` (a ValueError without one)."""
+    if name in OFFSET_TERMS:
+        if offset is None:
+            raise ValueError(f"loss term {name!r} needs the pairs' known offsets")
+        options = dict(options, offset=offset)
+    return LOSS_TERMS[name](f_u, f_v, mask_u, mask_v, **options)
+
+
 def make_loss_fn(
     weights: Mapping[str, float], options: Mapping[str, Mapping] | None = None
 ) -> Callable:
@@ -252,11 +262,7 @@ def make_loss_fn(
         aux = {}
         total = jnp.zeros((), jnp.float32)
         for name, w, opts in items:
-            if name in OFFSET_TERMS:
-                if offset is None:
-                    raise ValueError(f"loss term {name!r} needs the pairs' known offsets")
-                opts = dict(opts, offset=offset)
-            value = LOSS_TERMS[name](f_u, f_v, mask_u, mask_v, **opts)
+            value = call_term(name, f_u, f_v, mask_u, mask_v, opts, offset)
             aux[name] = value
             total = total + w * value
         return total, aux

@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import itertools
 import json
 import math
 import os
@@ -124,11 +126,10 @@ def motion_level(poses: np.ndarray) -> float:
     frames (and 3), the 90th percentile over frames of its distance from its median position,
     then the 75th percentile over those joints. A still person scores about its detector
     jitter (~0.005); real motion 0.1 and more."""
-    from sesyn_jax.data.normalization import person_box
+    from sesyn_jax.data.normalization import normalize
 
     seen = poses[..., 2] > 0
-    centre, size = person_box(poses)
-    xy = (poses[..., :2] - centre) / size
+    xy = normalize(poses, "person")[..., :2]
     spreads = []
     for j in range(poses.shape[-2]):
         m = seen[:, j]
@@ -201,16 +202,12 @@ def _padded(poses, lo, hi, size):
     return jnp.asarray(x), jnp.asarray(mask)
 
 
-_APPLY: dict = {}
-
-
+@functools.lru_cache(maxsize=8)
 def _jitted_apply(model):
-    import jax
+    """The evaluation path's jit-compiled forward, one per model (equal models share it)."""
+    from sesyn_jax.evaluation import make_embed_fn
 
-    key = id(model)
-    if key not in _APPLY:
-        _APPLY[key] = (model, jax.jit(lambda v, x, m: model.apply(v, x, m)))
-    return _APPLY[key][1]
+    return make_embed_fn(model)
 
 
 # ----------------------------------------------------------------------------- matching
@@ -617,55 +614,36 @@ def run(args) -> dict:
     def embed_fn(x):
         return embed(model, loaded.variables, x, progress=long_input)
 
-    results = []
-    if args.all_persons:
-        for i in range(len(names)):
-            for j in range(i + 1, len(names)):
-                try:
-                    persons = match_persons(
-                        embed_fn if loaded else None,
-                        prepared[i][1],
-                        prepared[j][1],
-                        (names[i], names[j]),
-                        args.method,
-                        radius,
-                        max_lag,
-                        rate=rate,
-                        min_overlap=args.min_overlap,
-                    )
-                except CannotSync as e:
-                    if len(names) == 2:
-                        raise
-                    notes.append(f"{names[i]} ~ {names[j]}: {e}")
-                    continue
-                off, conf = fuse_persons(persons)
-                first = persons[0]
-                results.append(
-                    PairResult(names[i], names[j], off, conf, first.method, first.searches, persons)
-                )
-    else:
+    search = dict(
+        method=args.method,
+        inner_radius=radius,
+        max_offset=max_lag,
+        rate=rate,
+        min_overlap=args.min_overlap,
+    )
+    if not args.all_persons:
         for (poses, _), n in zip(prepared, names):
             check_recording(poses, n, rate)
         feats = [embed_fn(x) for _, x in prepared] if args.method != "speed" else None
-        for i in range(len(names)):
-            for j in range(i + 1, len(names)):
-                try:
-                    results.append(
-                        match_pair(
-                            (feats[i], feats[j]) if feats else None,
-                            (prepared[i][1], prepared[j][1]),
-                            (names[i], names[j]),
-                            args.method,
-                            radius,
-                            max_lag,
-                            rate,
-                            args.min_overlap,
-                        )
-                    )
-                except CannotSync as e:
-                    if len(names) == 2:
-                        raise
-                    notes.append(f"{names[i]} ~ {names[j]}: {e}")
+
+    def pair_result(i: int, j: int) -> PairResult:
+        a, b = prepared[i][1], prepared[j][1]
+        if not args.all_persons:
+            both = (feats[i], feats[j]) if feats else None
+            return match_pair(both, (a, b), (names[i], names[j]), **search)
+        persons = match_persons(embed_fn if loaded else None, a, b, (names[i], names[j]), **search)
+        off, conf = fuse_persons(persons)
+        first = persons[0]
+        return PairResult(names[i], names[j], off, conf, first.method, first.searches, persons)
+
+    results = []
+    for i, j in itertools.combinations(range(len(names)), 2):
+        try:
+            results.append(pair_result(i, j))
+        except CannotSync as e:
+            if len(names) == 2:
+                raise
+            notes.append(f"{names[i]} ~ {names[j]}: {e}")
     return report(results, names, recs, fps, rate, args, notes)
 
 

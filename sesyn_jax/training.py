@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sesyn_jax.losses import LOSS_TERMS, OFFSET_TERMS, batched_loss_fn
+from sesyn_jax.losses import batched_loss_fn, call_term
 from sesyn_jax.model import inner_mask
 
 BN_MODES = ("joint", "per_view")
@@ -97,16 +97,14 @@ def make_train_step(
 
     def term_grad_norms(f_u, f_v, mask_u, mask_v, offset):
         """Norm of each weighted term's gradient with respect to the embeddings (cheap: the
-        loss part only), so the interplay of terms can be seen."""
+        loss part only), so the interplay of terms can be seen. ``offset``: (B,) or None."""
         out = {}
+        extra = () if offset is None else (offset,)
         for name, w, opts in terms:
 
             def one(a, b, name=name, w=w, opts=opts):
-                def per(x, y, mx, my, d):
-                    kw = dict(opts, offset=d) if name in OFFSET_TERMS else opts
-                    return LOSS_TERMS[name](x, y, mx, my, **kw)
-
-                return w * jnp.mean(jax.vmap(per)(a, b, mask_u, mask_v, offset))
+                per = lambda x, y, mx, my, *d: call_term(name, x, y, mx, my, opts, *d)
+                return w * jnp.mean(jax.vmap(per)(a, b, mask_u, mask_v, *extra))
 
             out[f"grad_norm/{name}"] = optax.tree.norm(jax.grad(one, argnums=(0, 1))(f_u, f_v))
         return out
@@ -114,13 +112,13 @@ def make_train_step(
     def train_step(state: TrainState, batch: Mapping):
         mask_u, mask_v = inner_mask(batch["mask2"], radius), inner_mask(batch["mask1"], radius)
         # u = view 2, v = view 1: frame m of view 2 shows frame m - offset of view 1
-        offset = -batch["offset"].astype(jnp.float32) if needs_offset else mask_u[:, 0] * 0.0
+        offset = -batch["offset"].astype(jnp.float32) if needs_offset else None
 
         def loss_fn(params):
             f1, f2, new_bs = embed_views(model, params, state.batch_stats, batch, True, bn_mode)
             dt = jnp.promote_types(f1.dtype, jnp.float32)  # bf16 embeddings: loss in float32
             f_u, f_v = f2.astype(dt), f1.astype(dt)
-            loss, aux = batch_loss(f_u, f_v, mask_u, mask_v, offset if needs_offset else None)
+            loss, aux = batch_loss(f_u, f_v, mask_u, mask_v, offset)
             return loss, (aux, new_bs, jax.lax.stop_gradient((f_u, f_v)))
 
         (loss, (aux, new_bs, (f_u, f_v))), grads = jax.value_and_grad(loss_fn, has_aux=True)(

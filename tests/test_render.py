@@ -10,6 +10,7 @@ import pytest
 from sesyn_jax import checkpoint, trainer
 from sesyn_jax.data import cameras as cam_lib
 from sesyn_jax.data import mocap_syn, normalization, render
+from sesyn_jax.data.resample import interpolate
 from sesyn_jax.graph import COCO_JOINTS
 
 QUIET = render.Augment(
@@ -65,12 +66,12 @@ def test_crops_say_nothing_about_the_offset(clips):
         assert abs(np.corrcoef(x, off)[0, 1]) < 0.06
 
 
-def test_resample_and_mirror_against_their_definitions():
+def test_interpolate_and_mirror_against_their_definitions():
     t = np.arange(10, dtype=np.float64)
     joints = np.stack([t * 0.1, t**2, -t], -1)[:, None, :].repeat(17, 1)  # (10, 17, 3)
     joints[:, :, 0] += np.arange(17) * 10.0  # x tells the joints apart
     times = np.array([0.0, 0.5, 2.25, 8.8])
-    got = render.resample(joints, times)
+    got = interpolate(joints, times)
     lo = np.floor(times).astype(int)
     w = (times - lo)[:, None, None]
     np.testing.assert_allclose(got, joints[lo] * (1 - w) + joints[lo + 1] * w)

@@ -21,11 +21,9 @@ import sys
 import numpy as np
 
 from sesyn_jax.data import cameras, mocap_syn
-from sesyn_jax.data.render import resample
+from sesyn_jax.data.readers import OPENPOSE_TO_COCO
+from sesyn_jax.data.resample import interpolate
 from sesyn_jax.io import atomic_write
-
-# COCO-17 joint k is BODY_25 keypoint BODY_25_INDEX[k]; BODY_25B keeps COCO's order
-BODY_25_INDEX = [0, 16, 15, 18, 17, 5, 2, 6, 3, 7, 4, 12, 9, 13, 10, 14, 11]
 
 
 def openpose_people(pose: np.ndarray, layout: str) -> list:
@@ -35,12 +33,12 @@ def openpose_people(pose: np.ndarray, layout: str) -> list:
         return []
     kp = np.zeros((25, 3))
     if layout == "BODY_25":
-        kp[BODY_25_INDEX] = pose
+        kp[OPENPOSE_TO_COCO["BODY_25"]] = pose  # the reader's table: COCO joint k <- keypoint
         for mid, (a, b) in ((1, (5, 6)), (8, (11, 12))):  # neck, mid-hip
             if (pose[[a, b], 2] > 0).all():
                 kp[mid] = [*(pose[a, :2] + pose[b, :2]) / 2, min(pose[a, 2], pose[b, 2])]
     else:
-        kp[:17] = pose
+        kp[OPENPOSE_TO_COCO["BODY_25B"]] = pose
     return [{"person_id": [-1], "pose_keypoints_2d": np.round(kp, 3).ravel().tolist()}]
 
 
@@ -56,7 +54,7 @@ def make_examples(out: str, seed: int = 0) -> dict:
     clip = next(c for c in mocap_syn.load_embedded() if c.name == "cmu_01_03")
     rng = np.random.default_rng(seed)
     joints = clip.joints[100:700].astype(np.float64)  # 20 s at 30 fps
-    fine = resample(joints, np.arange(0, len(joints) - 1 + 1e-9, 0.5))  # 60 fps
+    fine = interpolate(joints, np.arange(0, len(joints) - 1 + 1e-9, 0.5))  # 60 fps
     corruption = cameras.Corruption(2.0, 4.0, 0.03, 0.02)
     cam_a, _, _ = cameras.sample_camera_pair(rng, joints, 1920, 1080)
     _, cam_b, _ = cameras.sample_camera_pair(rng, joints, 1080, 1920, focal_range=(900, 1300))

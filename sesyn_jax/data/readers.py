@@ -16,7 +16,6 @@ it was), or with ``all_persons=True`` returns every person tracked across frames
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 
@@ -27,6 +26,8 @@ from sesyn_jax.data.syn_json import (
     check_coordinates,
     is_int,
     keypoint_array,
+    load_json,
+    positive_number,
     read_syn_view,
 )
 
@@ -163,13 +164,7 @@ _NUMBER = re.compile(r"\d+")
 
 def _read_frame(path: str) -> list:
     """The ``people`` list of one OpenPose frame file ([] for ``"people": null``)."""
-    try:
-        with open(path, "rb") as f:
-            data = json.loads(f.read().decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PoseFormatError(f"{path}: not valid JSON ({e})") from e
-    except OSError as e:
-        raise PoseFormatError(f"{path}: cannot read ({e})") from e
+    data = load_json(path)
     if not isinstance(data, dict) or "people" not in data:
         raise PoseFormatError(f"{path}: missing field 'people' (not OpenPose output)")
     people = data["people"]
@@ -253,18 +248,8 @@ def body25_variant(frames: list[list[np.ndarray]], where: str) -> str:
     )
 
 
-def _load_json(path: str):
-    try:
-        with open(path, "rb") as f:
-            return json.loads(f.read().decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PoseFormatError(f"{path}: not valid JSON ({e})") from e
-    except OSError as e:
-        raise PoseFormatError(f"{path}: cannot read ({e})") from e
-
-
 def read_coco_results(path: str) -> list[np.ndarray]:
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, list):
         raise PoseFormatError(f"{path}: expected a JSON list of detections")
     by_image: dict = {}
@@ -282,17 +267,6 @@ def read_coco_results(path: str) -> list[np.ndarray]:
     if len({type(k) for k in by_image}) > 1:
         raise PoseFormatError(f"{path}: field 'image_id' mixes numbers and strings")
     return [np.asarray(by_image[k], np.float32) for k in sorted(by_image)]
-
-
-def positive_number(value, path: str, field: str) -> float:
-    """A finite number > 0 (a frame rate), or a PoseFormatError naming the field."""
-    try:
-        x = float(np.asarray(value).reshape(()))
-    except (TypeError, ValueError):
-        raise PoseFormatError(f"{path}: field '{field}' must be one positive number, got {value!r}")
-    if not (np.isfinite(x) and x > 0):
-        raise PoseFormatError(f"{path}: field '{field}' must be a positive number, got {x}")
-    return x
 
 
 def read_numpy(path: str) -> tuple[np.ndarray, float | None, tuple | None]:

@@ -35,6 +35,7 @@ from sesyn_jax.data import cameras as cam_lib
 from sesyn_jax.data import normalization
 from sesyn_jax.data.mocap import Clip
 from sesyn_jax.data.mocap_syn import BuildConfig, Crop, draw_crop
+from sesyn_jax.data.resample import interpolate
 from sesyn_jax.data.syn_json import Pair
 from sesyn_jax.graph import MIRROR
 
@@ -125,7 +126,7 @@ class RenderedPairs:
         available = int((len(clip.joints) - 1) / stretch) + 1
         window = min(cfg.window, available)
         start = rng.uniform(0, len(clip.joints) - 1 - (window - 1) * stretch)
-        joints = resample(clip.joints, start + stretch * np.arange(window))
+        joints = interpolate(clip.joints, start + stretch * np.arange(window))
         if rng.random() < aug.mirror:
             joints = mirror(joints)
         width, height = aug.sizes[int(rng.integers(len(aug.sizes)))]
@@ -166,15 +167,6 @@ def scaled_crop(rng: np.random.Generator, cfg: BuildConfig, window: int, min_len
         return draw_crop(rng, cfg)
     shift = min(cfg.max_offset, max((window - min_length) // 2, 0))
     return draw_crop(rng, dataclasses.replace(cfg, frames=window - shift, max_offset=shift))
-
-
-def resample(joints: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """(T, J, 3) sampled at integer frames -> at fractional ``times`` by linear interpolation."""
-    times = np.clip(times, 0, len(joints) - 1)
-    lo = np.floor(times).astype(int)
-    hi = np.minimum(lo + 1, len(joints) - 1)
-    w = (times - lo)[:, None, None]
-    return joints[lo] * (1 - w) + joints[hi] * w
 
 
 def mirror(joints: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Pose recordings resampled to another frame rate.
+"""Pose recordings resampled to another frame rate, and linear interpolation at fractional
+frame positions.
 
 Output frame k shows time k / fps_out; it lies at position p = k * fps_in / fps_out of the input.
 A joint seen (score > 0) in both input frames around p is interpolated linearly; otherwise it
@@ -12,6 +13,22 @@ from __future__ import annotations
 import numpy as np
 
 
+def _brackets(positions: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For positions in [0, t - 1]: the frames around each (lo, hi = lo + 1 or the last) and
+    the weight of hi, position - lo."""
+    lo = np.minimum(np.floor(positions).astype(np.int64), t - 1)
+    return lo, np.minimum(lo + 1, t - 1), positions - lo
+
+
+def interpolate(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """(T, ...) values at integer frames -> linear interpolation at fractional ``positions``
+    (clipped to [0, T - 1]); every value is taken as seen (3D motion, not detections)."""
+    positions = np.clip(positions, 0, len(x) - 1)
+    lo, hi, w = _brackets(positions, len(x))
+    w = w.reshape((-1,) + (1,) * (x.ndim - 1))
+    return x[lo] * (1 - w) + x[hi] * w
+
+
 def resample(poses: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray:
     """(..., T, J, 3) at fps_in -> (..., T', J, 3) at fps_out (see the module doc)."""
     for name, v in (("fps_in", fps_in), ("fps_out", fps_out)):
@@ -22,10 +39,8 @@ def resample(poses: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray:
     if fps_in == fps_out or t == 0:
         return poses.copy()
     n = int(np.floor((t - 1) * fps_out / fps_in + 1e-9)) + 1
-    p = np.arange(n, dtype=np.float64) * (fps_in / fps_out)
-    lo = np.minimum(np.floor(p).astype(np.int64), t - 1)
-    hi = np.minimum(lo + 1, t - 1)
-    w = (p - lo).astype(np.float32)
+    lo, hi, w = _brackets(np.arange(n, dtype=np.float64) * (fps_in / fps_out), t)
+    w = w.astype(np.float32)
     nearest = np.where(w < 0.5, lo, hi)
     a, b = np.take(poses, lo, axis=-3), np.take(poses, hi, axis=-3)
     out = np.take(poses, nearest, axis=-3).copy()

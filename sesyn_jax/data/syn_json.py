@@ -134,15 +134,32 @@ def _preview(x, limit: int = 60) -> str:
     return s if len(s) <= limit else s[:limit] + "..."
 
 
-def read_syn_view(path: str, num_track: int = 1) -> SynView:
-    """Read one view file into (T, 17, 3) pixels (person 0), as the published loader does."""
+def load_json(path: str):
+    """A UTF-8 JSON file's content, or a PoseFormatError saying it cannot be read or parsed."""
     try:
-        with open(path) as f:
-            data = json.load(f)
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PoseFormatError(f"{path}: not valid JSON ({e})") from e
     except OSError as e:
         raise PoseFormatError(f"{path}: cannot read ({e})") from e
+
+
+def positive_number(value, path: str, field: str) -> float:
+    """One finite number > 0 (a frame rate: a JSON number or a numeric array of one value),
+    or a PoseFormatError naming the field."""
+    arr = np.asarray(value)
+    if arr.size != 1 or not np.issubdtype(arr.dtype, np.number):
+        raise PoseFormatError(f"{path}: field '{field}' must be one positive number, got {value!r}")
+    x = float(arr.reshape(()))
+    if not (math.isfinite(x) and x > 0):
+        raise PoseFormatError(f"{path}: field '{field}' must be a positive number, got {x}")
+    return x
+
+
+def read_syn_view(path: str, num_track: int = 1) -> SynView:
+    """Read one view file into (T, 17, 3) pixels (person 0), as the published loader does."""
+    data = load_json(path)
     info = _field(data, "info", path, "")
     annotations = _field(data, "annotations", path, "")
     category_id = _field(data, "category_id", path, "")
@@ -214,10 +231,9 @@ def read_syn_view(path: str, num_track: int = 1) -> SynView:
             f"{path}: field 'category_id' ({category_id}) cuts every one of the {num_frame} frames"
         )
     fps = info.get("fps")
-    if fps is not None and not (is_number(fps) and math.isfinite(fps) and fps > 0):
-        raise PoseFormatError(f"{path}: field 'info.fps' must be a positive number, got {fps!r}")
+    fps = positive_number(fps, path, "info.fps") if fps is not None else None
     res = (int(resolution[0]), int(resolution[1]))
-    return SynView(poses, category_id, res, path, float(fps) if fps is not None else None)
+    return SynView(poses, category_id, res, path, fps)
 
 
 def normalize_view(view: SynView) -> np.ndarray:
