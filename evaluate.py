@@ -37,7 +37,7 @@ def main(argv):
     from sesyn_jax.hostmem import tune_host_allocator
 
     tune_host_allocator()  # before JAX starts its CPU threads; see sesyn_jax/hostmem.py
-    from sesyn_jax import checkpoint, loading, report, trainer
+    from sesyn_jax import checkpoint, config_checks, loading, report
 
     try:
         drop_rates = parse_numbers(
@@ -51,9 +51,9 @@ def main(argv):
                 f"--out {FLAGS.out} is a file; give a folder for results.json, "
                 f"results.md and the plot"
             )
-        trainer.check_evaluation_config(FLAGS.config)
+        config_checks.check_evaluation_config(FLAGS.config)
         loaded = loading.load_model(FLAGS.checkpoint)
-    except (trainer.ConfigError, checkpoint.CheckpointError, ValueError) as e:
+    except (config_checks.ConfigError, checkpoint.CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     results = report.evaluate_checkpoint(

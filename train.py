@@ -36,14 +36,14 @@ def main(argv):
 
     tune_host_allocator()  # before JAX starts its CPU threads; see sesyn_jax/hostmem.py
     config = FLAGS.config
-    from sesyn_jax import trainer
+    from sesyn_jax import config_checks, trainer
 
     try:
-        trainer.check_config(config)
+        config_checks.check_config(config)
         result = trainer.train_and_evaluate(
             config, FLAGS.workdir, stop_after_steps=FLAGS.stop_after_steps, progress=FLAGS.progress
         )
-    except trainer.ConfigError as e:
+    except config_checks.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0 if result.get("status") in ("finished", "interrupted") else 1

@@ -233,10 +233,10 @@ def main(argv=None) -> int:
         base = FLAGS.config  # the file's config with the --config.* overrides applied
         # seed-major order: a partly finished ablation already covers every variant
         configs = {(v, s): variant_config(base, v, s, recipes) for s in seeds for v in names}
-        from sesyn_jax import trainer
+        from sesyn_jax import config_checks
 
         for cfg in configs.values():
-            trainer.check_config(cfg)
+            config_checks.check_config(cfg)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from sesyn_jax import checkpoint, trainer
+from sesyn_jax import checkpoint, config_checks, trainer
 from sesyn_jax.data import cameras as cam_lib
 from sesyn_jax.data import mocap_syn, normalization, render
 from sesyn_jax.data.resample import interpolate
@@ -108,16 +108,16 @@ def test_bad_augment_settings_are_refused():
 
     cfg = sync_default.get_config()
     cfg.data.augment.noise = (0.5, 0.1)
-    with pytest.raises(trainer.ConfigError, match="data.augment: noise"):
-        trainer.check_config(cfg)
+    with pytest.raises(config_checks.ConfigError, match="data.augment: noise"):
+        config_checks.check_config(cfg)
     cfg = sync_default.get_config()
     cfg.data.protocol = "paper"
-    with pytest.raises(trainer.ConfigError, match="data.render"):
-        trainer.check_config(cfg)
+    with pytest.raises(config_checks.ConfigError, match="data.render"):
+        config_checks.check_config(cfg)
     cfg = sync_default.get_config()
     cfg.model.normalization = "image"
-    with pytest.raises(trainer.ConfigError, match="model.normalization"):
-        trainer.check_config(cfg)
+    with pytest.raises(config_checks.ConfigError, match="model.normalization"):
+        config_checks.check_config(cfg)
 
 
 def test_training_on_rendered_pairs_writes_its_settings(tmp_path):

@@ -15,7 +15,7 @@ import numpy as np
 import optax
 import pytest
 
-from sesyn_jax import checkpoint, training, trainer
+from sesyn_jax import checkpoint, config_checks, training, trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,7 +70,7 @@ def test_smoke_run_and_export(tmp_path):
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
     assert "frame_error" in rows[-1]["val"]
-    with pytest.raises(trainer.ConfigError, match="another config"):
+    with pytest.raises(config_checks.ConfigError, match="another config"):
         trainer.train_and_evaluate(tiny_config(epochs=2), str(tmp_path / "run"), progress=False)
 
 
@@ -78,13 +78,13 @@ def test_bad_config_errors_before_anything_is_written(tmp_path):
     cfg = tiny_config()
     cfg.data.source = "syn"
     cfg.data.root = str(tmp_path / "nowhere")
-    with pytest.raises(trainer.ConfigError, match="does not exist"):
+    with pytest.raises(config_checks.ConfigError, match="does not exist"):
         trainer.train_and_evaluate(cfg, str(tmp_path / "w"), progress=False)
     assert not os.path.exists(tmp_path / "w")
     cfg = tiny_config()
     cfg.loss.weights = {"identiy": 1.0}
-    with pytest.raises(trainer.ConfigError, match="not registered"):
-        trainer.check_config(cfg)
+    with pytest.raises(config_checks.ConfigError, match="not registered"):
+        config_checks.check_config(cfg)
     for field, value, match in (
         ("data.protocol", "ntu", "data.protocol"),
         ("data.max_offset", 120, "data.max_offset"),
@@ -96,8 +96,8 @@ def test_bad_config_errors_before_anything_is_written(tmp_path):
         cfg = tiny_config()
         group, name = field.split(".")
         setattr(getattr(cfg, group), name, value)
-        with pytest.raises(trainer.ConfigError, match=match):
-            trainer.check_config(cfg)
+        with pytest.raises(config_checks.ConfigError, match=match):
+            config_checks.check_config(cfg)
 
 
 def test_kill_and_resume_is_bit_identical(tmp_path):
