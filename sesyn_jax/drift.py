@@ -362,8 +362,8 @@ class ViewsFit:
     """Per recording k (n,): ``drift_ppm`` rho_k x 1e6 against the first recording (None for
     all when the pairs' rates do not connect every recording), ``offsets`` delta_k in frames of
     the model's rate (time t of the first = time (1 + rho_k) t + delta_k of k); per pair: the
-    residuals of the rate fit (ppm; nan for pairs without a rate) and of the offset fit
-    (frames). ``note`` says why rates are missing."""
+    residuals of the rate fit (in 1e6 log(1 + r), within 0.2 % of ppm below 2000 ppm; nan
+    for pairs without a rate) and of the offset fit (frames). ``note``: why rates are missing."""
 
     drift_ppm: list | None
     offsets: np.ndarray

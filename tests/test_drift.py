@@ -1,0 +1,296 @@
+"""Clock drift (``sesyn_jax.drift``): the robust line fit against known lines and numpy's least
+squares, window offsets on synthetic embeddings with a known offset and rate, the rule for
+short recordings, the several-view rate fit against the clock equations, the output, and one
+rendered pair through the shipped model."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from sesyn_jax import drift
+from sesyn_jax.sync import CannotSync
+
+RATE = 30.0
+
+
+# ----------------------------------------------------------------------------- line fit
+
+
+def _line(n=60, slope=-1e-3, icpt=37.4, noise=0.0, outliers=(), seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.linspace(300.0, 17700.0, n)
+    y = icpt + slope * x + rng.normal(0.0, noise, n) if noise else icpt + slope * x
+    y = np.array(y, np.float64)
+    for k, jump in outliers:
+        y[k] += jump
+    return x, y
+
+
+def test_fit_line_is_exact_on_a_clean_line_with_outliers():
+    bad = [(3, 12.0), (10, -7.5), (11, 30.0), (40, 5.0), (41, -3.0), (59, 9.0)]
+    x, y = _line(outliers=bad)
+    fit = drift.fit_line(x, y, np.ones_like(x))
+    assert fit.slope == pytest.approx(-1e-3, abs=1e-12)
+    assert fit.intercept == pytest.approx(37.4, abs=1e-9)
+    out = [k for k, _ in bad]
+    assert (fit.weights[out] == 0).all() and (
+        fit.weights[np.setdiff1d(np.arange(60), out)] > 0
+    ).all()
+    # Theil-Sen alone (the start) is robust to these 10 % as well
+    s, i = drift.theil_sen(x, y)
+    assert s == pytest.approx(-1e-3, abs=1e-12) and i == pytest.approx(37.4, abs=1e-9)
+
+
+def test_fit_line_without_outliers_is_numpys_weighted_least_squares():
+    x, y = _line(noise=0.3, seed=1)
+    w = np.random.default_rng(2).uniform(0.2, 1.0, len(x))
+    # a bound far beyond every residual: every biweight is 1, the fit is plain weighted LS
+    fit = drift.fit_line(x, y, w, tukey=1e9)
+    slope, icpt = np.polyfit(x, y, 1, w=np.sqrt(w))  # polyfit weighs the residuals
+    assert fit.slope == pytest.approx(slope, rel=1e-9)
+    assert fit.intercept == pytest.approx(icpt, rel=1e-9)
+    # standard errors of weighted LS, from the textbook formulas in float64
+    r = y - (icpt + slope * x)
+    sigma2 = np.sum(w * r**2) / (len(x) - 2)
+    xm = np.sum(w * x) / np.sum(w)
+    sxx = np.sum(w * (x - xm) ** 2)
+    assert fit.slope_stderr == pytest.approx(math.sqrt(sigma2 / sxx), rel=1e-6)
+    assert fit.intercept_stderr == pytest.approx(
+        math.sqrt(sigma2 * (1 / np.sum(w) + xm**2 / sxx)), rel=1e-6
+    )
+
+
+def test_fit_line_with_noise_and_outliers_stays_within_its_error():
+    bad = [(k, 15.0 * (-1) ** k) for k in range(0, 60, 7)]  # 9 of 60 windows far off
+    x, y = _line(noise=0.3, outliers=bad, seed=3)
+    fit = drift.fit_line(x, y, np.ones_like(x))
+    clean = np.setdiff1d(np.arange(60), [k for k, _ in bad])
+    ref_slope, ref_icpt = np.polyfit(x[clean], y[clean], 1)
+    assert (fit.weights[[k for k, _ in bad]] == 0).all()
+    # the biweight also lowers good windows a little (0.91 at one scale): within one error
+    assert abs(fit.slope - ref_slope) < fit.slope_stderr
+    assert abs(fit.intercept - ref_icpt) < fit.intercept_stderr
+    assert abs(fit.slope + 1e-3) < 4 * fit.slope_stderr < 4e-5
+    assert abs(fit.intercept - 37.4) < 4 * fit.intercept_stderr
+
+
+# ----------------------------------------------------------------------------- windows
+
+
+def _signal(t, channels=12, seed=0, cycles=(0.01, 0.12)):
+    """A smooth, non-repeating (T, channels) signal at fractional frame times t; ``cycles``
+    the range of its frequencies, in cycles per frame."""
+    rng = np.random.default_rng(seed)
+    freq = rng.uniform(*cycles, (channels, 24))
+    phase = rng.uniform(0, 2 * np.pi, (channels, 24))
+    amp = rng.uniform(0.5, 1.5, (channels, 24))
+    arg = 2 * np.pi * freq[None] * np.asarray(t, np.float64)[:, None, None] + phase[None]
+    return (amp[None] * np.sin(arg)).sum(-1).astype(np.float32)
+
+
+def _drifting_pair(frames_a, frames_b, offset, ppm):
+    """Embeddings of A and B with frame m of A at frame (1 + r) m + offset of B."""
+    r = ppm * 1e-6
+    f_a = _signal(np.arange(frames_a))
+    f_b = _signal((np.arange(frames_b) - offset) / (1 + r))
+    return f_a, f_b
+
+
+def test_window_offsets_follow_a_known_offset_and_rate():
+    offset, ppm = 37.4, -1000.0
+    f_a, f_b = _drifting_pair(3600, 3700, offset, ppm)  # 2 minutes
+    starts = drift.window_starts(0, 3600, 600, 300)
+    assert list(starts) == list(range(0, 3001, 300))
+    coarse = offset + ppm * 1e-6 * 1800 + 1.6  # the middle's offset, off by 1.6 frames
+    w = drift.window_offsets(f_a, f_b, coarse, starts, 600, 20)
+    truth = offset + ppm * 1e-6 * w.centres
+    np.testing.assert_allclose(w.centres, starts + 299.5)
+    assert np.abs(w.offsets - truth).max() < 0.1
+    assert (w.confidence > 0.9).all()
+    fit = drift.estimate_drift(f_a, f_b, coarse, RATE)
+    assert abs(fit.drift_ppm - ppm) < 20
+    assert abs(fit.offset - offset) < 0.1
+    assert fit.confidence > 0.9
+    assert fit.offset_at(100.0) == pytest.approx((offset / RATE) * 1 + ppm * 1e-4, abs=0.005)
+
+
+def test_a_window_whose_offset_lies_beyond_the_band_is_not_trusted():
+    # slow motion: the scores rise towards the truth (40) across the whole band 20 +- 10
+    slow = (0.001, 0.004)
+    f_a = _signal(np.arange(1200), cycles=slow)
+    f_b = _signal(np.arange(1300) - 40.0, cycles=slow)
+    w = drift.window_offsets(f_a, f_b, 20.0, np.array([0, 600]), 600, 10)
+    np.testing.assert_allclose(w.offsets, 30.0)
+    assert (w.confidence == 0).all()
+    f_a, f_b = _drifting_pair(1200, 1300, 40.0, 0.0)
+    w = drift.window_offsets(f_a, f_b, 37.0, np.array([0, 600]), 600, 10)
+    np.testing.assert_allclose(w.offsets, 40.0, atol=0.05)
+    assert (w.confidence > 0.9).all()
+
+
+def test_masked_frames_do_not_count():
+    f_a, f_b = _drifting_pair(1200, 1300, 12.0, 0.0)
+    f_a[100:400] = 50.0  # garbage where A's mask is False
+    mask_a = np.ones(1200, bool)
+    mask_a[100:400] = False
+    w = drift.window_offsets(f_a, f_b, 12.0, np.array([0]), 600, 8, mask_a=mask_a)
+    assert w.offsets[0] == pytest.approx(12.0, abs=0.05)
+    real = np.r_[0:100, 400:600]
+    assert w.centres[0] == pytest.approx(real.mean())
+
+
+# ----------------------------------------------------------------------------- the rules
+
+
+def test_short_overlap_and_no_drift_give_one_offset():
+    f_a, f_b = _drifting_pair(2000, 1800, -500.0, -1000.0)  # A's frames 500 .. 1999: 50 s
+    fit = drift.estimate_drift(f_a, f_b, -500.4, RATE)
+    assert fit.drift_ppm is None and fit.offset == -500.4 and fit.windows is None
+    assert "50.0 s" in fit.note and "60 s" in fit.note
+    f_a, f_b = _drifting_pair(2400, 2400, 5.0, -1000.0)  # 80 s
+    fit = drift.estimate_drift(f_a, f_b, 4.0, RATE, no_drift=True)
+    assert fit.drift_ppm is None and fit.offset == 4.0 and "forced" in fit.note
+    assert drift.estimate_drift(f_a, f_b, 4.0, RATE).drift_ppm is not None
+    fields = drift.drift_fields(fit)
+    assert fields == {
+        "offset_seconds": round(4.0 / RATE, 4),
+        "drift_ppm": None,
+        "drift_note": fit.note,
+    }
+    assert drift.describe_drift(fit, "a", "b").startswith("drift: none measured (")
+
+
+def test_unrelated_recordings_give_no_confident_drift():
+    f_a = _signal(np.arange(3000), seed=1)
+    f_b = _signal(np.arange(3000), seed=2)
+    fit = drift.estimate_drift(f_a, f_b, 0.0, RATE)
+    assert fit.drift_ppm is None or fit.confidence < drift.LOW_CONFIDENCE
+
+
+def test_band_and_overlap():
+    assert drift.overlap_frames(1000, 900, 50.4) == (0, 850)
+    assert drift.overlap_frames(1000, 900, -120.0) == (120, 1000)
+    # 10 minutes at 2000 ppm: 36 frames, plus half a second
+    assert drift.search_band(18000, 30.0) == 36 + 15
+
+
+# ----------------------------------------------------------------------------- several views
+
+
+def _pair_fit(i, j, rho, delta, off=0.0, ppm_off=0.0):
+    """The exact pairwise fit of j against i for clocks t_k = (1 + rho_k) t_0 + delta_k."""
+    r = (1 + rho[j]) / (1 + rho[i]) - 1
+    d = delta[j] - (1 + r) * delta[i]
+    return drift.DriftFit(d + off, RATE, r * 1e6 + ppm_off)
+
+
+def test_fit_views_recovers_the_clocks():
+    rho = np.array([0.0, -1000e-6, 250e-6, 40e-6])
+    delta = np.array([0.0, 55.0, -31.5, 400.0])  # frames
+    # the pairs' relation checked against the clocks themselves at two moments of recording 0
+    for t0 in (0.0, 9000.0):
+        t = (1 + rho) * t0 + delta
+        f = _pair_fit(1, 2, rho, delta)
+        assert t[2] == pytest.approx((1 + f.drift_ppm * 1e-6) * t[1] + f.offset, abs=1e-9)
+    pairs = []
+    for i in range(4):
+        for j in range(i + 1, 4):
+            bad = (i, j) == (1, 3)  # one pair wrong by 600 ppm and 9 frames
+            pairs.append((i, j, _pair_fit(i, j, rho, delta, 9.0 * bad, 600.0 * bad), 1.0))
+    views = drift.fit_views(4, pairs)
+    np.testing.assert_allclose(views.drift_ppm, rho * 1e6, atol=1e-6)
+    np.testing.assert_allclose(views.offsets, delta, atol=1e-6)
+    wrong = [k for k, (i, j, _, _) in enumerate(pairs) if (i, j) == (1, 3)][0]
+    r13 = (1 + rho[3]) / (1 + rho[1]) - 1
+    log_ppm = 1e6 * (math.log1p(r13 + 600e-6) - math.log1p(r13))  # about 600
+    assert views.rate_residuals[wrong] == pytest.approx(log_ppm, abs=1e-6)
+    assert abs(views.offset_residuals[wrong]) > 8
+    assert np.abs(np.delete(views.rate_residuals, wrong)).max() < 1e-6
+
+
+def test_fit_views_without_enough_rates():
+    rho = np.array([0.0, -1000e-6, 0.0])
+    delta = np.array([0.0, 10.0, -20.0])
+    pairs = [
+        (0, 1, _pair_fit(0, 1, rho, delta), 1.0),
+        (0, 2, drift.DriftFit(-20.0, RATE, None, note="short"), 1.0),
+    ]
+    views = drift.fit_views(3, pairs)
+    assert views.drift_ppm is None and "connect" in views.note
+    np.testing.assert_allclose(views.offsets, [0.0, 10.0, -20.0])
+    with pytest.raises(CannotSync):
+        drift.fit_views(3, pairs[:1])
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _fit_with_windows():
+    f_a, f_b = _drifting_pair(18000 // 4, 18000 // 4 + 60, 39.0, -1000.0)
+    return drift.estimate_drift(f_a, f_b, 38.0, RATE)
+
+
+def test_text_json_and_plot(tmp_path):
+    fit = _fit_with_windows()
+    text = drift.describe_drift(fit, "cam1", "cam2")
+    span = (fit.span[1] - fit.span[0]) / RATE
+    assert text.startswith(f"drift: cam2 runs {abs(fit.drift_ppm):.0f} +- ")
+    assert f"ppm slow against cam1: {fit.drift_ppm * 1e-6 * span:+.3f} s over " in text
+    assert text.endswith(f"{span / 60:.1f} min, confidence {fit.confidence:.0%}")
+    fields = drift.drift_fields(fit)
+    json.dumps(fields, allow_nan=False)
+    assert fields["drift_ppm"] == round(fit.drift_ppm, 1)
+    assert fields["offset_seconds"] == round(fit.offset / RATE, 4)
+    assert len(fields["drift_windows"]) == len(fit.windows.offsets)
+    first = fields["drift_windows"][0]
+    assert first["time_a_seconds"] == round(fit.windows.centres[0] / RATE, 3)
+    assert first["inlier"] is True
+    path = tmp_path / "drift.png"
+    drift.plot_drift(fit, str(path), "cam1", "cam2")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fast = drift.DriftFit(0.0, RATE, 250.0, 5.0, 0.3, span=(0.0, 1800.0))
+    assert drift.describe_drift(fast, "a", "b") == (
+        "drift: b runs 250 +- 5 ppm fast against a: +0.015 s over 60 s, confidence 30% "
+        "(low: the windows' offsets disagree)"
+    )
+
+
+# ----------------------------------------------------------------------------- shipped model
+
+
+def test_three_minutes_rendered_through_the_shipped_model():
+    """B records at 29.97 fps, its file says 30, and it starts 1.3 s before A: the moment at
+    time t of A is at 0.999 t + 0.999 x 1.3 s of B."""
+    from sesyn_jax import loading, sync
+    from sesyn_jax.data import cameras, mocap_syn, normalization
+    from sesyn_jax.data.resample import interpolate
+    from sesyn_jax.model import inner_mask
+
+    clips = []
+    for c in mocap_syn.load_embedded():
+        if len(c.joints) > 300:
+            j = c.joints.astype(np.float64)
+            j[..., [0, 2]] -= j[:1, 11:13].mean(1)[:, [0, 2]]
+            clips.append(j)
+    joints = np.concatenate(clips)  # 199 s at 30 fps
+    frames, lead = 5400, 39
+    rng = np.random.default_rng(0)
+    cam1, cam2, _ = cameras.sample_camera_pair(rng, joints)
+    a = cameras.detect(rng, cam1, joints[lead : lead + frames])
+    b = cameras.detect(rng, cam2, interpolate(joints, np.arange(frames) * 30 / 29.97))
+    loaded = loading.load_model("default")
+    model = loaded.model()
+    feats = [
+        sync.embed(model, loaded.variables, normalization.normalize(x, loaded.normalization))
+        for x in (a, b)
+    ]
+    masks = [np.asarray(inner_mask(np.ones(frames, bool), loaded.inner_radius)) for _ in feats]
+    coarse = sync.learned_search(*feats, loaded.inner_radius, max_offset=300)
+    fit = drift.estimate_drift(*feats, coarse.offset, loaded.fps, *masks)
+    true_offset = 0.999 * lead / 30
+    assert abs(fit.drift_ppm + 1000) < 3 * fit.drift_ppm_stderr + 30
+    assert abs(fit.offset_seconds - true_offset) < 1 / 30
+    # the single offset misses A's start by about the drift over half the recording
+    assert abs(coarse.offset / 30 - true_offset) > 0.05
