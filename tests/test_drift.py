@@ -159,14 +159,14 @@ def test_short_overlap_and_no_drift_give_one_offset():
         "drift_ppm": None,
         "drift_note": fit.note,
     }
-    assert drift.describe_drift(fit, "a", "b").startswith("drift: none measured (")
+    assert drift.describe_drift(fit, "a", "b") == "drift not estimated: one offset forced"
 
 
 def test_unrelated_recordings_give_no_confident_drift():
     f_a = _signal(np.arange(3000), seed=1)
     f_b = _signal(np.arange(3000), seed=2)
     fit = drift.estimate_drift(f_a, f_b, 0.0, RATE)
-    assert fit.drift_ppm is None or fit.confidence < drift.LOW_CONFIDENCE
+    assert fit.drift_ppm is None or fit.confidence < 0.2
 
 
 def test_band_and_overlap():
@@ -174,6 +174,9 @@ def test_band_and_overlap():
     assert drift.overlap_frames(1000, 900, -120.0) == (120, 1000)
     # 10 minutes at 2000 ppm: 36 frames, plus half a second
     assert drift.search_band(18000, 30.0) == 36 + 15
+    # a quarter frame of bias, independent between 30 s stretches (at least two)
+    assert drift.systematic_slope_error(900.0, 30.0) == pytest.approx(0.25 * 6**0.5 / 900)
+    assert drift.systematic_slope_error(9000.0, 30.0) == pytest.approx(0.25 * 1.2**0.5 / 9000)
 
 
 # ----------------------------------------------------------------------------- several views
@@ -253,7 +256,7 @@ def test_text_json_and_plot(tmp_path):
     fast = drift.DriftFit(0.0, RATE, 250.0, 5.0, 0.3, span=(0.0, 1800.0))
     assert drift.describe_drift(fast, "a", "b") == (
         "drift: b runs 250 +- 5 ppm fast against a: +0.015 s over 60 s, confidence 30% "
-        "(low: the windows' offsets disagree)"
+        "(low: few windows agree with the line)"
     )
 
 
@@ -290,7 +293,7 @@ def test_three_minutes_rendered_through_the_shipped_model():
     coarse = sync.learned_search(*feats, loaded.inner_radius, max_offset=300)
     fit = drift.estimate_drift(*feats, coarse.offset, loaded.fps, *masks)
     true_offset = 0.999 * lead / 30
-    assert abs(fit.drift_ppm + 1000) < 3 * fit.drift_ppm_stderr + 30
+    assert abs(fit.drift_ppm + 1000) < 2 * fit.drift_ppm_stderr < 300
     assert abs(fit.offset_seconds - true_offset) < 1 / 30
     # the single offset misses A's start by about the drift over half the recording
     assert abs(coarse.offset / 30 - true_offset) > 0.05
