@@ -162,12 +162,12 @@ def lag_band(
     hi: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The band of the similarity matrix around the offsets lo .. hi, in one pass over A:
-    ``sims`` (M, L) float64 with sims[m, k] = S(m, m + lo + k) (``inference.lag_blocks``: the
+    ``sims`` (M, L) float32 with sims[m, k] = S(m, m + lo + k) (``inference.lag_blocks``: the
     negative squared distance) where both frames are real and 0 elsewhere, ``valid`` (M, L)
     where they are, and ``best`` (M,) the lag index of each frame's most similar frame of B in
-    the band (-1 where it has none). Memory O(M L)."""
+    the band (-1 where it has none). Memory O(M L): 5 bytes per entry."""
     m, num = len(f_a), hi - lo + 1
-    sims = np.zeros((m, num), np.float64)
+    sims = np.zeros((m, num), np.float32)
     valid = np.zeros((m, num), bool)
     best = np.full(m, -1, np.int64)
     for m0, sim, ok in lag_blocks(f_a, f_b, mask_a, mask_b, lo, hi):
@@ -199,14 +199,12 @@ def window_offsets(
     own best match in the band lies within AGREE_FRAMES of the window's offset (chance: about
     5 / (2 band + 1)); 0 for a window that cannot be matched or whose best offset lies on the
     band's edge (the true one may lie beyond). The band of the similarity matrix is computed
-    once for all windows: time O(M band D), memory O(M band + (M + N) D)."""
+    once for all windows: time O(M band D), memory O(M band) beside the embeddings."""
     ma = np.ones(len(f_a), bool) if mask_a is None else np.asarray(mask_a, bool)
     mb = np.ones(len(f_b), bool) if mask_b is None else np.asarray(mask_b, bool)
     c = int(round(coarse_offset))
     lags = np.arange(c - band, c + band + 1)
     sims, valid, best = lag_band(f_a, f_b, ma, mb, int(lags[0]), int(lags[-1]))
-    cum_s = np.concatenate([np.zeros((1, len(lags))), np.cumsum(sims, 0)])
-    cum_n = np.concatenate([np.zeros((1, len(lags)), np.int64), np.cumsum(valid, 0)])
     n = len(starts)
     centres, offsets, conf = np.zeros(n), np.full(n, float(c)), np.zeros(n)
     for w, s in enumerate(np.asarray(starts, np.int64)):
@@ -215,10 +213,11 @@ def window_offsets(
         centres[w] = real.mean() if real.size else (lo + hi - 1) / 2
         if not real.size:
             continue
-        count = cum_n[hi] - cum_n[lo]
+        count = valid[lo:hi].sum(0)
+        total = sims[lo:hi].sum(0, dtype=np.float64)
         need = max(1, int(math.ceil(min_share * real.size)))
         with np.errstate(invalid="ignore", divide="ignore"):
-            scores = np.where(count >= need, (cum_s[hi] - cum_s[lo]) / count, np.nan)
+            scores = np.where(count >= need, total / count, np.nan)
         if not np.isfinite(scores).any():
             continue
         off, _ = pick_offset(lags, scores, subframe=True)
