@@ -435,6 +435,32 @@ def fit_views(
     return ViewsFit(drift, prime * (1 + rho), rate_resid, off_resid, note)
 
 
+def views_fields(views: ViewsFit, names: list[str], rate: float) -> list[dict]:
+    """JSON-ready per recording: ``offset_seconds`` (the moment at time 0 of the first
+    recording is at this time of it) and ``drift_ppm`` against the first (null when not
+    measured)."""
+    return [
+        {
+            "recording": n,
+            "offset_seconds": round(float(d) / rate, 4),
+            "drift_ppm": None if views.drift_ppm is None else round(views.drift_ppm[k], 1),
+        }
+        for k, (n, d) in enumerate(zip(names, views.offsets))
+    ]
+
+
+def describe_views(views: ViewsFit, names: list[str], rate: float) -> list[str]:
+    """Text lines, one per recording after the first."""
+    lines = []
+    for k, n in enumerate(names[1:], 1):
+        line = f"  {n}: {views.offsets[k] / rate:+.3f} s at the start of {names[0]}"
+        if views.drift_ppm is not None:
+            ppm = views.drift_ppm[k]
+            line += f", runs {abs(ppm):.0f} ppm {'fast' if ppm > 0 else 'slow'}"
+        lines.append(line)
+    return lines + ([views.note] if views.note else [])
+
+
 # ----------------------------------------------------------------------------- output
 
 
@@ -516,12 +542,13 @@ def plot_drift(fit: DriftFit, path: str, a: str = "A", b: str = "B") -> None:
     if fit.drift_ppm is not None:
         x = np.array([0.0, t.max() + w.window / (2 * r)])
         ax.plot(x, [fit.offset_at(v) for v in x], color="k", lw=1, label="fit")
-        title = describe_drift(fit, os.path.basename(a), os.path.basename(b))
+        title = describe_drift(fit, *(os.path.basename(x.rstrip("/")) for x in (a, b)))
     else:
         title = fit.note
     ax.set_title(title, fontsize=8)
-    ax.set_xlabel(f"time of {os.path.basename(a.rstrip('/'))} (s)", fontsize=8)
-    ax.set_ylabel(f"offset d (s; {os.path.basename(b.rstrip('/'))} = A + d)", fontsize=8)
+    name_a, name_b = (os.path.basename(x.rstrip("/")) for x in (a, b))
+    ax.set_xlabel(f"time t of {name_a} (s)", fontsize=8)
+    ax.set_ylabel(f"offset d (s): t of {name_a} is t + d of {name_b}", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110), binary=True)

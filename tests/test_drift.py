@@ -211,6 +211,17 @@ def test_fit_views_recovers_the_clocks():
     assert views.rate_residuals[wrong] == pytest.approx(log_ppm, abs=1e-6)
     assert abs(views.offset_residuals[wrong]) > 8
     assert np.abs(np.delete(views.rate_residuals, wrong)).max() < 1e-6
+    names = ["c0", "c1", "c2", "c3"]
+    fields = drift.views_fields(views, names, RATE)
+    assert fields[1] == {
+        "recording": "c1",
+        "offset_seconds": round(55 / RATE, 4),
+        "drift_ppm": -1000,
+    }
+    assert drift.describe_views(views, names, RATE)[:2] == [
+        f"  c1: {55 / RATE:+.3f} s at the start of c0, runs 1000 ppm slow",
+        f"  c2: {-31.5 / RATE:+.3f} s at the start of c0, runs 250 ppm fast",
+    ]
 
 
 def test_fit_views_without_enough_rates():
@@ -222,6 +233,8 @@ def test_fit_views_without_enough_rates():
     ]
     views = drift.fit_views(3, pairs)
     assert views.drift_ppm is None and "connect" in views.note
+    assert drift.views_fields(views, ["a", "b", "c"], RATE)[2]["drift_ppm"] is None
+    assert drift.describe_views(views, ["a", "b", "c"], RATE)[-1] == views.note
     np.testing.assert_allclose(views.offsets, [0.0, 10.0, -20.0])
     with pytest.raises(CannotSync):
         drift.fit_views(3, pairs[:1])
