@@ -176,7 +176,8 @@ def main() -> int:
                     f"  drift {c['drift_ppm']:+.1f} ppm (true {c['truth']['drift_ppm']:+.1f}, "
                     f"error {c['drift_error_ppm']:+.1f}; target within {TARGET_PPM:g}), "
                     f"stderr {c.get('drift_ppm_stderr')}, confidence {c['drift_confidence']}, "
-                    f"{c['windows']} windows"
+                    f"{c['windows']} windows; agreement along the line {c['agreement']} "
+                    f"(one offset: {c['coarse_confidence']})"
                 )
             print(f"  {c['text']}")
             print(

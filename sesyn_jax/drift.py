@@ -78,13 +78,16 @@ class Windows:
     """Per window w (all (W,)), in frames of the model's rate: ``centres`` the mean real frame
     of A in the window, ``offsets`` the sub-frame offset (frame m of A is at m + offset of B),
     ``confidence`` the learned agreement in [0, 1] (0 where the best offset lies on the edge of
-    the band searched: the window's true offset may lie outside it)."""
+    the band searched: the window's true offset may lie outside it); per frame m of A (M,):
+    ``frame_lags`` the offset of its most similar frame of B within the band (nan where it
+    has none)."""
 
     centres: np.ndarray
     offsets: np.ndarray
     confidence: np.ndarray
     window: int
     band: int
+    frame_lags: np.ndarray
 
 
 @dataclasses.dataclass
@@ -108,9 +111,11 @@ class DriftFit:
 
     offset: frames of B at A's frame 0 (the intercept d x rate; the coarse offset when
     ``drift_ppm`` is None); drift_ppm: r x 1e6 or None (then ``note`` says why);
-    drift_ppm_stderr (1 sigma, ppm), confidence: as the module doc says; windows, line: the
-    data behind it (None when no windows were searched); span: the frames of A the windows
-    cover."""
+    drift_ppm_stderr (1 sigma, ppm), confidence: as the module doc says; agreement: the
+    learned confidence of ``sync.learned_search`` along the line instead of one offset (the
+    share of A's frames in the span whose most similar frame of B within the band lies within
+    AGREE_FRAMES of the line; comparable with a single offset's); windows, line: the data
+    behind it (None when no windows were searched); span: the frames of A the windows cover."""
 
     offset: float
     rate: float
@@ -121,6 +126,7 @@ class DriftFit:
     line: LineFit | None = None
     span: tuple[float, float] | None = None
     note: str | None = None
+    agreement: float | None = None
 
     @property
     def offset_seconds(self) -> float:
@@ -230,7 +236,8 @@ def window_offsets(
         votes = real[inside & (best[real] >= 0)]
         if votes.size:
             conf[w] = float(np.mean(np.abs(lags[best[votes]] - off) <= AGREE_FRAMES))
-    return Windows(centres, offsets, conf, window, band)
+    frame_lags = np.where(best >= 0, lags[np.maximum(best, 0)], np.nan)
+    return Windows(centres, offsets, conf, window, band, frame_lags)
 
 
 # ----------------------------------------------------------------------------- line fit
@@ -364,6 +371,10 @@ def estimate_drift(
     kept = wins.centres[line.weights > 0]
     stat = line.slope_stderr if math.isfinite(line.slope_stderr) else 0.0
     stderr = 1e6 * math.hypot(stat, systematic_slope_error(float(np.ptp(kept)), rate))
+    m = np.arange(lo, hi)
+    seen = np.isfinite(wins.frame_lags[lo:hi])
+    along = line.intercept + line.slope * m[seen]
+    agree = float(np.mean(np.abs(wins.frame_lags[lo:hi][seen] - along) <= AGREE_FRAMES))
     return DriftFit(
         offset=line.intercept,
         rate=rate,
@@ -373,6 +384,7 @@ def estimate_drift(
         windows=wins,
         line=line,
         span=(float(lo), float(hi)),
+        agreement=agree,
     )
 
 
@@ -489,9 +501,9 @@ def describe_drift(fit: DriftFit, a: str, b: str) -> str:
 
 def drift_fields(fit: DriftFit, with_windows: bool = True) -> dict:
     """JSON-ready fields: ``offset_seconds`` (at A's start), ``drift_ppm`` (null with
-    ``drift_note``), ``drift_ppm_stderr``, ``drift_confidence`` and, with ``with_windows``,
-    ``drift_windows``: per window A's time, the offset (seconds), its confidence and whether
-    the line fit kept it."""
+    ``drift_note``), ``drift_ppm_stderr``, ``drift_confidence``, ``agreement`` and, with
+    ``with_windows``, ``drift_windows``: per window A's time, the offset (seconds), its
+    confidence and whether the line fit kept it."""
     out: dict = {"offset_seconds": round(fit.offset_seconds, 4)}
     if fit.drift_ppm is None:
         out["drift_ppm"] = None
@@ -501,6 +513,7 @@ def drift_fields(fit: DriftFit, with_windows: bool = True) -> dict:
     if fit.drift_ppm_stderr is not None:
         out["drift_ppm_stderr"] = round(fit.drift_ppm_stderr, 1)
     out["drift_confidence"] = round(fit.confidence, 3)
+    out["agreement"] = round(fit.agreement, 3)
     if with_windows and fit.windows is not None:
         w, r = fit.windows, fit.rate
         keep = fit.line.weights > 0

@@ -109,11 +109,34 @@ def test_window_offsets_follow_a_known_offset_and_rate():
     np.testing.assert_allclose(w.centres, starts + 299.5)
     assert np.abs(w.offsets - truth).max() < 0.1
     assert (w.confidence > 0.9).all()
+    # each frame's own best match in the band, by brute force in float64
+    lags = np.arange(round(coarse) - 20, round(coarse) + 21)
+    for m in (0, 700, 1801, 3599):
+        d = [np.sum((f_a[m].astype(np.float64) - f_b[m + k]) ** 2) for k in lags]
+        assert w.frame_lags[m] == lags[int(np.argmin(d))]
     fit = drift.estimate_drift(f_a, f_b, coarse, RATE)
     assert abs(fit.drift_ppm - ppm) < 20
+    assert fit.agreement > 0.95
     assert abs(fit.offset - offset) < 0.1
     assert fit.confidence > 0.9
     assert fit.offset_at(100.0) == pytest.approx((offset / RATE) * 1 + ppm * 1e-4, abs=0.005)
+
+
+def test_windows_of_other_motion_are_dropped():
+    offset, ppm = -20.0, 800.0
+    f_a, f_b = _drifting_pair(4500, 4500, offset, ppm)  # 2.5 minutes
+    other = _signal(np.arange(4500), seed=5)
+    cut = np.r_[600:1200, 2700:3300]  # B shows something else for 40 s
+    f_b[cut] = other[cut]
+    fit = drift.estimate_drift(f_a, f_b, offset + ppm * 1e-6 * 2250, RATE)
+    assert abs(fit.drift_ppm - ppm) < 20 and abs(fit.offset - offset) < 0.1
+    # windows of A whose frames lie almost all in B's other motion (centred in B at 900, 3000)
+    centres_in_b = fit.windows.centres + offset + ppm * 1e-6 * fit.windows.centres
+    hit = (np.abs(centres_in_b - 900) < 60) | (np.abs(centres_in_b - 3000) < 60)
+    assert hit.sum() == 2 and (fit.windows.confidence[hit] < 0.3).all()
+    assert 0.6 < fit.confidence < 0.9  # the windows that overlap the other motion do not count
+    clean = drift.estimate_drift(*_drifting_pair(4500, 4500, offset, ppm), fit.offset, RATE)
+    assert clean.confidence > fit.confidence and clean.agreement > fit.agreement
 
 
 def test_a_window_whose_offset_lies_beyond_the_band_is_not_trusted():
