@@ -14,7 +14,7 @@ shipped model, normalize, embed (in chunks), the whole-recording learned search 
 offset) and ``drift.estimate_drift``. Wall time is the child's from start to exit (imports and
 JAX compilation included); peak memory is the child's maximum resident set size.
 
-  python bench/sync_drift.py [--seconds 600] [--json]
+  python bench/sync_drift.py [--seconds 600] [--seed 0] [--with-no-drift-switch] [--json]
 """
 
 from __future__ import annotations
@@ -96,8 +96,8 @@ def worker(path_a: str, path_b: str, no_drift: bool) -> dict:
     return out
 
 
-def run_case(seconds: float, drift: bool, no_drift: bool = False) -> dict:
-    a, b, truth = render_pair(seconds, drift)
+def run_case(seconds: float, drift: bool, no_drift: bool = False, seed: int = 0) -> dict:
+    a, b, truth = render_pair(seconds, drift, seed)
     with tempfile.TemporaryDirectory() as d:
         pa, pb = os.path.join(d, "a.npy"), os.path.join(d, "b.npy")
         np.save(pa, a)
@@ -142,6 +142,7 @@ def run_case(seconds: float, drift: bool, no_drift: bool = False) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--seconds", type=float, default=600.0)
+    p.add_argument("--seed", type=int, default=0, help="cameras and detector noise")
     p.add_argument("--json", action="store_true", help="one JSON line")
     p.add_argument(
         "--with-no-drift-switch",
@@ -154,9 +155,12 @@ def main() -> int:
     if args.worker:
         print(json.dumps(worker(*args.worker, args.no_drift)))
         return 0
-    cases = [run_case(args.seconds, True), run_case(args.seconds, False)]
+    cases = [
+        run_case(args.seconds, True, seed=args.seed),
+        run_case(args.seconds, False, seed=args.seed),
+    ]
     if args.with_no_drift_switch:
-        cases.append(run_case(args.seconds, True, no_drift=True))
+        cases.append(run_case(args.seconds, True, no_drift=True, seed=args.seed))
     if args.json:
         print(json.dumps({"cases": cases}))
     else:
