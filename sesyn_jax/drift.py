@@ -43,7 +43,8 @@ and the single coarse offset; ``no_drift=True`` forces that single offset.
 Several recordings (``fit_views``): with each recording's clock t_k = (1 + rho_k) t_0 + delta_k
 against the first one's, a pair's rate is exactly 1 + r_ij = (1 + rho_j) / (1 + rho_i), linear
 in log(1 + r): the log-rates and then the offsets in the first recording's time are fitted
-by ``sync.fit_offsets`` (robust IRLS over the pairs, weighted by confidence).
+by the command's robust fit of pairwise offsets (``sync.fit_offsets``: IRLS over the pairs,
+weighted by confidence), which the caller passes in.
 """
 
 from __future__ import annotations
@@ -51,11 +52,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 
 import numpy as np
 
 from sesyn_jax.inference import AGREE_FRAMES, lag_blocks, pick_offset
-from sesyn_jax.sync import CannotSync, fit_offsets
 
 MIN_OVERLAP_SECONDS = 60.0
 WINDOW_SECONDS = 20.0
@@ -409,15 +410,19 @@ class ViewsFit:
 def fit_views(
     n: int,
     pairs: list[tuple[int, int, DriftFit, float]],
+    fit_offsets: Callable,
     rate_huber_ppm: float = 25.0,
     rate_tukey_ppm: float = 100.0,
 ) -> ViewsFit:
     """Rates and offsets of n recordings from pairwise fits (i, j, DriftFit of j against i,
-    weight, e.g. the pair's confidence). Rates: ``sync.fit_offsets`` on 1e6 log(1 + r_ij) of
-    the pairs with a rate (robust: Huber then Tukey at the given ppm). Offsets:
-    ``sync.fit_offsets`` on d_ij / (1 + rho_j) = delta_j / (1 + rho_j) - delta_i / (1 + rho_i),
-    every pair (those without a rate give their single offset). CannotSync when the pairs do
-    not connect every recording."""
+    weight, e.g. the pair's confidence), with the command's robust fit of pairwise
+    differences, ``fit_offsets(n, [(i, j, d_ij, weight)], huber=, tukey=) -> (t, residuals)``
+    with t[0] = 0 and d_ij ~ t_j - t_i, raising ValueError when the pairs do not connect every
+    recording (``sync.fit_offsets``; passed in, so that the command can import this module).
+    Rates: fitted to 1e6 log(1 + r_ij) of the pairs with a rate (Huber, then Tukey, at the
+    given ppm). Offsets: fitted to d_ij / (1 + rho_j) = delta_j / (1 + rho_j) -
+    delta_i / (1 + rho_i), every pair (those without a rate give their single offset); the
+    error of ``fit_offsets`` when they do not connect every recording."""
     with_rate = [(i, j, f, w) for i, j, f, w in pairs if f.drift_ppm is not None]
     rate_resid = np.full(len(pairs), np.nan)
     note = None
@@ -435,7 +440,7 @@ def fit_views(
                 rate_resid[p] = res[k]
                 k += 1
         drift = [float(x) * 1e6 for x in rho]
-    except CannotSync:
+    except ValueError:
         rho = np.zeros(n)
         drift = None
         note = (

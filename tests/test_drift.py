@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sesyn_jax import drift
-from sesyn_jax.sync import CannotSync
+from sesyn_jax.sync import CannotSync, fit_offsets
 
 RATE = 30.0
 
@@ -225,7 +225,7 @@ def test_fit_views_recovers_the_clocks():
         for j in range(i + 1, 4):
             bad = (i, j) == (1, 3)  # one pair wrong by 600 ppm and 9 frames
             pairs.append((i, j, _pair_fit(i, j, rho, delta, 9.0 * bad, 600.0 * bad), 1.0))
-    views = drift.fit_views(4, pairs)
+    views = drift.fit_views(4, pairs, fit_offsets)
     np.testing.assert_allclose(views.drift_ppm, rho * 1e6, atol=1e-6)
     np.testing.assert_allclose(views.offsets, delta, atol=1e-6)
     wrong = [k for k, (i, j, _, _) in enumerate(pairs) if (i, j) == (1, 3)][0]
@@ -254,13 +254,13 @@ def test_fit_views_without_enough_rates():
         (0, 1, _pair_fit(0, 1, rho, delta), 1.0),
         (0, 2, drift.DriftFit(-20.0, RATE, None, note="short"), 1.0),
     ]
-    views = drift.fit_views(3, pairs)
+    views = drift.fit_views(3, pairs, fit_offsets)
     assert views.drift_ppm is None and "connect" in views.note
     assert drift.views_fields(views, ["a", "b", "c"], RATE)[2]["drift_ppm"] is None
     assert drift.describe_views(views, ["a", "b", "c"], RATE)[-1] == views.note
     np.testing.assert_allclose(views.offsets, [0.0, 10.0, -20.0])
     with pytest.raises(CannotSync):
-        drift.fit_views(3, pairs[:1])
+        drift.fit_views(3, pairs[:1], fit_offsets)
 
 
 # ----------------------------------------------------------------------------- output
