@@ -244,9 +244,16 @@ def window_offsets(
 # ----------------------------------------------------------------------------- line fit
 
 
-def theil_sen(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Median of the pairwise slopes and the median intercept (robust to 29 % of outliers)."""
-    i, j = np.triu_indices(len(x), 1)
+def theil_sen(x: np.ndarray, y: np.ndarray, all_pairs: int = 400) -> tuple[float, float]:
+    """Median of the pairwise slopes and the median intercept (robust to 29 % of outliers):
+    every pair up to ``all_pairs`` points, beyond that each point with the one half the points
+    further on (time and memory linear in the points)."""
+    n = len(x)
+    if n <= all_pairs:
+        i, j = np.triu_indices(n, 1)
+    else:
+        i = np.arange(n - n // 2)
+        j = i + n // 2
     dx = x[j] - x[i]
     ok = dx != 0
     slope = float(np.median((y[j] - y[i])[ok] / dx[ok])) if ok.any() else 0.0
@@ -548,6 +555,7 @@ def plot_drift(fit: DriftFit, path: str, a: str = "A", b: str = "B") -> None:
         raise ValueError(f"no windows to plot: {fit.note}")
     r = fit.rate
     w = fit.windows
+    name_a, name_b = (os.path.basename(x.rstrip("/")) for x in (a, b))
     t, off = w.centres / r, w.offsets / r
     keep = fit.line.weights > 0 if fit.line is not None else np.zeros(len(t), bool)
     size = 12 + 60 * w.confidence
@@ -558,13 +566,12 @@ def plot_drift(fit: DriftFit, path: str, a: str = "A", b: str = "B") -> None:
             t[~keep], off[~keep], s=size[~keep], facecolors="none", edgecolors="C3", label="dropped"
         )
     if fit.drift_ppm is not None:
-        x = np.array([0.0, t.max() + w.window / (2 * r)])
-        ax.plot(x, [fit.offset_at(v) for v in x], color="k", lw=1, label="fit")
-        title = describe_drift(fit, *(os.path.basename(x.rstrip("/")) for x in (a, b)))
+        ends = np.array([0.0, t.max() + w.window / (2 * r)])
+        ax.plot(ends, [fit.offset_at(v) for v in ends], color="k", lw=1, label="fit")
+        title = describe_drift(fit, name_a, name_b)
     else:
         title = fit.note
     ax.set_title(title, fontsize=8)
-    name_a, name_b = (os.path.basename(x.rstrip("/")) for x in (a, b))
     ax.set_xlabel(f"time t of {name_a} (s)", fontsize=8)
     ax.set_ylabel(f"offset d (s): t of {name_a} is t + d of {name_b}", fontsize=8)
     ax.legend(fontsize=7)

@@ -41,6 +41,12 @@ def test_fit_line_is_exact_on_a_clean_line_with_outliers():
     # Theil-Sen alone (the start) is robust to these 10 % as well
     s, i = drift.theil_sen(x, y)
     assert s == pytest.approx(-1e-3, abs=1e-12) and i == pytest.approx(37.4, abs=1e-9)
+    # beyond 400 points each point is paired with the one half the points further on
+    x, y = _line(n=1001, outliers=[(k, 8.0) for k in range(0, 1001, 5)])
+    s, i = drift.theil_sen(x, y)
+    assert s == pytest.approx(-1e-3, abs=1e-12) and i == pytest.approx(37.4, abs=1e-9)
+    fit = drift.fit_line(x, y, np.ones_like(x))
+    assert fit.slope == pytest.approx(-1e-3, abs=1e-12) and (fit.weights[::5] == 0).all()
 
 
 def test_fit_line_without_outliers_is_numpys_weighted_least_squares():
