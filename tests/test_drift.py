@@ -128,6 +128,31 @@ def test_window_offsets_follow_a_known_offset_and_rate():
     assert fit.offset_at(100.0) == pytest.approx((offset / RATE) * 1 + ppm * 1e-4, abs=0.005)
 
 
+def test_each_window_is_the_diagonal_search_on_its_frames():
+    """A window's offset equals inference.search_offset (diagonal, sub-frame) on the window's
+    frames of A against B within the band: A's frames outside the window masked off, B cut
+    so that the band becomes [-band, band]."""
+    from sesyn_jax.inference import search_offset
+
+    f_a, f_b = _drifting_pair(3000, 3100, 23.3, 1500.0)
+    mask_b = np.ones(len(f_b), bool)
+    mask_b[1000:1040] = False
+    c, band, window = 26, 15, 450
+    starts = np.array([0, 700, 1300, 2500])
+    w = drift.window_offsets(f_a, f_b, c + 0.2, starts, window, band, mask_b=mask_b)
+    for s, got in zip(starts, w.offsets):
+        lo = s - band
+        u = np.zeros((window + 2 * band, f_a.shape[1]), np.float32)
+        mu = np.zeros(window + 2 * band, bool)
+        u[band : band + window] = f_a[s : s + window]
+        mu[band : band + window] = True
+        b_lo, b_hi = lo + c, lo + c + window + 2 * band
+        assert 0 <= b_lo and b_hi <= len(f_b)
+        v, mv = f_b[b_lo:b_hi], mask_b[b_lo:b_hi]
+        found = search_offset(u, v, mu, mv, rule="diagonal", max_offset=band, subframe=True)
+        assert got == pytest.approx(c + found.offset, abs=1e-6)
+
+
 def test_windows_of_other_motion_are_dropped():
     offset, ppm = -20.0, 800.0
     f_a, f_b = _drifting_pair(4500, 4500, offset, ppm)  # 2.5 minutes
