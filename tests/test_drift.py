@@ -278,6 +278,25 @@ def test_fit_views_recovers_the_clocks():
     ]
 
 
+def test_three_recordings_from_their_embeddings():
+    """Recording k shows the moment tau (frames of recording 0) at frame
+    (1 + rho_k) tau + delta_k: each pair estimated from embeddings, then fitted together."""
+    rho = np.array([0.0, -1000e-6, 600e-6])
+    delta = np.array([0.0, 31.0, -12.5])
+    n = 3000
+    feats = [_signal((np.arange(n) - delta[k]) / (1 + rho[k])) for k in range(3)]
+    pairs = []
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        r = (1 + rho[j]) / (1 + rho[i]) - 1
+        d = delta[j] - (1 + r) * delta[i]
+        fit = drift.estimate_drift(feats[i], feats[j], d + r * n / 2 + 0.7, RATE)
+        assert abs(fit.drift_ppm - r * 1e6) < 20 and abs(fit.offset - d) < 0.15
+        pairs.append((i, j, fit, fit.confidence))
+    views = drift.fit_views(3, pairs, fit_offsets)
+    np.testing.assert_allclose(views.drift_ppm, rho * 1e6, atol=20)
+    np.testing.assert_allclose(views.offsets, delta, atol=0.15)
+
+
 def test_fit_views_without_enough_rates():
     rho = np.array([0.0, -1000e-6, 0.0])
     delta = np.array([0.0, 10.0, -20.0])
