@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from sesyn_jax import sync
+from sesyn_jax.sync.output import finite
 from sesyn_jax.data import cameras, mocap_syn, readers
 from sesyn_jax.data.example_recordings import make_examples, openpose_people
 from sesyn_jax.data.resample import resample
@@ -457,7 +458,7 @@ def test_json_output_never_holds_nan(tmp_path, ckpt, motion, capsys):
         ],
     )
     assert code == 0 and "NaN" not in out and "Infinity" not in out
-    assert sync._finite({"x": [math.nan, 1.0, math.inf]}) == {"x": [None, 1.0, None]}
+    assert finite({"x": [math.nan, 1.0, math.inf]}) == {"x": [None, 1.0, None]}
 
 
 def test_recordings_that_share_little_of_their_time(tmp_path, capsys):
