@@ -400,13 +400,14 @@ def test_bad_recordings(tmp_path, ckpt, motion, capsys, kind, message):
 )
 def test_bad_flags(tmp_path, ckpt, motion, capsys, flags, message):
     np.save(tmp_path / "a.npy", motion[:100])
+    np.save(tmp_path / "b.npy", motion[5:100])
     (tmp_path / "random.pth").write_bytes(os.urandom(256).replace(b"P", b"Q").lstrip(b"\x80"))
     flags = [f.format(tmp=tmp_path) for f in flags]
     if "--checkpoint" not in flags:
         flags += ["--checkpoint", ckpt]
     # a missing recording too: the flags are checked first
     args = [tmp_path / "a.npy", tmp_path / "missing.npy"] if "--plot" in flags else []
-    args = args or [tmp_path / "a.npy", tmp_path / "a.npy"]
+    args = args or [tmp_path / "a.npy", tmp_path / "b.npy"]
     code, out = run(capsys, args + flags)
     assert code == 2 and message in out, out
     code, r = run_json(capsys, args + flags)
@@ -485,6 +486,7 @@ def test_a_pth_without_torch_installed(tmp_path, motion, capsys, monkeypatch):
     monkeypatch.setattr(convert, "load_torch_inference", no_torch)
     (tmp_path / "m.pth").write_bytes(b"PK\x03\x04" + os.urandom(64))
     np.save(tmp_path / "a.npy", motion[:100])
-    args = [tmp_path / "a.npy", tmp_path / "a.npy", "--checkpoint", tmp_path / "m.pth"]
+    np.save(tmp_path / "b.npy", motion[5:100])
+    args = [tmp_path / "a.npy", tmp_path / "b.npy", "--checkpoint", tmp_path / "m.pth"]
     code, out = run(capsys, args)
     assert code == 2 and "m.pth" in out and "needs PyTorch" in out

@@ -25,7 +25,18 @@ Confidence in [0, 1]. 'learned': the agreement, the share of frames whose own be
 below 0.4; correctly synchronized ones above 0.6). 'speed': the peak measure, how far the
 best offset's correlation stands above the highest other peak of the curve more than 2 frames
 away, relative to the median (1: one clear peak; 0: a tie elsewhere). Below 0.5 the result
-comes with a warning.
+comes with a warning. Two cases lower the trust whatever the scores say, and a warning names
+them: a recording too short for the learned method (it matches only frames whose receptive
+field lies inside the recording, and needs 40 of them: 2.9 s for the shipped model; 'learned'
+then refuses, saying how long a recording must be, and 'auto' answers with the speed
+correlation), and a best offset at the edge of the searched range (--max-offset, or the largest
+offset that aligns --min-overlap of the shorter recording), whose confidence is then at most
+0.4: the true offset may lie beyond.
+
+With several people in a recording, the main person is followed (a track continues where the
+box overlaps or moved little, through gaps of up to 30 frames; the person who moves with the
+most detected confidence is followed) and the output says which one; --all-persons matches
+every person.
 
 Offsets: "B = A + d" means the moment at time t of A is at time t + d of B, so B started
 recording d seconds before A when d > 0. Reported in seconds and in each recording's own
@@ -39,8 +50,10 @@ warning. Several people (--all-persons): each person of A is matched with each p
 pairs with the best confidence are kept (one-to-one), and their offsets are fused by the
 confidence-weighted median, which ignores a wrongly matched person.
 
-Exit status: 0 done; 2 bad input or flag (the message names the file and the field); 3 refused
-(the message says why: no person, too few frames, no motion, nothing in common).
+Exit status: 0 done; 2 bad input or flag (the message names the file and the field), or an
+output that could not be written (--plot, standard output); 3 refused (the message says why:
+no person, too few frames, no motion, nothing in common, not enough memory); 130 interrupted
+(Ctrl-C).
 """
 
 from __future__ import annotations
@@ -52,13 +65,22 @@ import json
 import math
 import os
 import sys
+import tempfile
 
 from sesyn_jax.sync.embedding import CHUNK, embed
 from sesyn_jax.sync.errors import BadInput, CannotSync
 from sesyn_jax.sync.output import Report, report
 from sesyn_jax.sync.persons import match_fused
 from sesyn_jax.sync.plot import plot_pair
-from sesyn_jax.sync.recordings import check_recording, frame_rates, prepare, read_all
+from sesyn_jax.sync.recordings import (
+    check_distinct,
+    check_fps,
+    check_recording,
+    check_size,
+    frame_rates,
+    prepare,
+    read_all,
+)
 from sesyn_jax.sync.search import METHODS, PairResult, match_pair
 
 
@@ -99,22 +121,60 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in argv
     try:
-        out = run(build_parser().parse_args(argv))
-    except BadInput as e:
-        return _fail(as_json, "error", str(e), 2)
-    except CannotSync as e:
-        return _fail(as_json, "refused", str(e), 3)
-    print(out.json() if as_json else out.text())
-    return 0
+        try:
+            out = run(build_parser().parse_args(argv))
+        except BadInput as e:
+            return _fail(as_json, "error", str(e), 2)
+        except CannotSync as e:
+            return _fail(as_json, "refused", str(e), 3)
+        except MemoryError:
+            return _fail(as_json, "refused", "out of memory; try shorter recordings", 3)
+        except KeyboardInterrupt:
+            return _fail(as_json, "interrupted", "interrupted (Ctrl-C); nothing was written", 130)
+        _emit(out.json() if as_json else out.text(), sys.stdout)
+        if out.error:
+            if not as_json:
+                _emit(f"error: {out.error}", sys.stderr)
+            return 2
+        return 0
+    except OutputError as e:
+        try:
+            _emit(f"error: {e}", sys.stderr)
+        except OutputError:
+            pass
+        return 2
+
+
+class OutputError(OSError):
+    """Standard output or error could not be written (closed pipe, full disk)."""
+
+
+def _emit(text: str, stream) -> None:
+    """Write one message and flush it. A closed pipe or a full disk becomes OutputError, and
+    the stream is pointed at os.devnull so that nothing fails again when Python exits."""
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except OSError as e:
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, stream.fileno())
+            os.close(null)
+        except (OSError, ValueError):
+            pass  # a stream without a file descriptor (captured output)
+        what = "standard output" if stream is sys.stdout else "standard error"
+        if isinstance(e, BrokenPipeError):
+            raise OutputError(f"{what} was closed before the output was written") from None
+        raise OutputError(f"cannot write to {what} ({e.strerror or e})") from None
 
 
 def _fail(as_json: bool, status: str, message: str, code: int) -> int:
     if as_json:
-        print(json.dumps({"status": status, "reason": message}))
+        _emit(json.dumps({"status": status, "reason": message}), sys.stdout)
     elif status == "refused":
-        print(f"cannot synchronize: {message}")
+        _emit(f"cannot synchronize: {message}", sys.stdout)
     else:
-        print(f"error: {message}", file=sys.stderr)
+        _emit(f"error: {message}" if status == "error" else message, sys.stderr)
     return code
 
 
@@ -155,6 +215,7 @@ def run(args) -> Report:
     rate = (loaded.fps if loaded else None) or 30.0
     notes: list[str] = []
     fps = frame_rates(recs, rate, notes)
+    check_size(recs, fps, rate, embedding_size(loaded))
     mode = loaded.normalization if loaded else "person"
     prepared = prepare(recs, fps, rate, mode, notes)
     results = match_all(settings, loaded, prepared, rate, notes)
@@ -162,7 +223,12 @@ def run(args) -> Report:
         results, settings.names, recs, fps, rate, settings.method, settings.openpose_model, notes
     )
     if settings.plot and results:
-        write_plot(out, results[0], settings.plot, rate)
+        try:
+            write_plot(out, results[0], settings.plot, rate)
+        except OSError as e:
+            out.fail(
+                f"--plot {settings.plot}: cannot write ({e.strerror or e}); the result is above"
+            )
     return out
 
 
@@ -171,6 +237,7 @@ def check_flags(args) -> Settings:
     names = args.recordings
     if len(names) < 2:
         raise BadInput("give at least two recordings")
+    check_distinct(names)
     rates = parse_fps(args.fps, len(names))
     res = None
     if args.resolution:
@@ -215,7 +282,7 @@ def parse_fps(text: str | None, n: int) -> list[float | None]:
             raise BadInput(f"--fps: {p!r} is not a number") from None
         if not (math.isfinite(x) and x > 0):
             raise BadInput(f"--fps must be a positive, finite frame rate, got {p}")
-        rates.append(x)
+        rates.append(check_fps(x, "--fps"))
     if len(rates) == 1:
         return rates * n
     if len(rates) != n:
@@ -229,6 +296,16 @@ def check_plot_path(path: str) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise BadInput(f"--plot {path}: the folder {parent} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise BadInput(f"--plot {path}: cannot write in {parent} ({e.strerror or e})") from None
+
+
+def embedding_size(loaded) -> int:
+    """Numbers per frame of the model's embeddings (0 without a model)."""
+    return 17 * int(loaded.model().widths[-1]) if loaded else 0
 
 
 def load_model(settings: Settings):

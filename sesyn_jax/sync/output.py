@@ -17,6 +17,13 @@ class Report:
     fields: dict
     lines: list[str]
     notes: list[str]
+    error: str | None = None  # an output that could not be written after the work was done
+
+    def fail(self, message: str) -> None:
+        """Keep the result, but report ``message`` as an error (status 'error', 'reason')."""
+        self.error = message
+        self.fields["status"] = "error"
+        self.fields["reason"] = message
 
     def json(self) -> str:
         return json.dumps(finite(dict(self.fields, notes=self.notes)), allow_nan=False)
@@ -79,6 +86,8 @@ def report(results, names, recs, fps, rate, method, openpose_model, notes) -> Re
         if r.keypoint_model:
             how = " (told from the data)" if openpose_model == "auto" else ""
             out.lines.append(f"{r.path}: OpenPose keypoints read as {r.keypoint_model}{how}")
+        if r.followed:
+            out.lines.append(f"{r.path}: {r.followed.describe()}")
     return out
 
 
@@ -88,6 +97,7 @@ def recording_fields(rec, fps: float) -> dict:
         "fps": fps,
         "frames": int(rec.poses.shape[-3]),
         **({"keypoint_model": rec.keypoint_model} if rec.keypoint_model else {}),
+        **({"followed": rec.followed.to_dict()} if rec.followed else {}),
     }
 
 
@@ -108,6 +118,8 @@ def views_section(out: Report, results, names, fps, rate) -> None:
         for r, e in zip(results, resid)
     ]
     out.fields["views"], out.fields["pairs"] = views, pairs
+    for r in results:
+        out.notes.extend(f"{r.a} ~ {r.b}: {n}" for n in r.notes)
     for n in outliers(results, resid, names):
         out.notes.append(
             f"warning: {n} agrees with none of the other recordings (low confidence or "
@@ -154,6 +166,7 @@ def pair_section(out: Report, first: PairResult, fps, rate) -> None:
                 f"{p.a}~{p.b} {p.seconds(rate):+.3f} s ({p.confidence:.0%})" for p in first.persons
             )
         )
+    out.notes.extend(first.notes)
     if first.confidence < LOW_CONFIDENCE:
         out.notes.append(
             "warning: low confidence; the recordings may show different motion or people"

@@ -82,7 +82,8 @@ def match_fused(embed_fn, a, b, names: tuple, **search) -> PairResult:
     persons = match_persons(embed_fn, a, b, names, **search)
     off, conf = fuse_persons(persons)
     first = persons[0]
-    return PairResult(names[0], names[1], off, conf, first.method, first.searches, persons)
+    notes = [f"{p.a} ~ {p.b}: {n}" for p in persons for n in p.notes]
+    return PairResult(names[0], names[1], off, conf, first.method, first.searches, persons, notes)
 
 
 def _usable(x: np.ndarray, name: str) -> list[int]:

@@ -4,13 +4,19 @@ the model expects, and refusing those that cannot be synchronized."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 
+from sesyn_jax.data.tracking import MOVING, motion_level
 from sesyn_jax.sync.errors import BadInput, CannotSync
 
 MIN_FRAMES = 16  # frames with a person, at the model's frame rate
-MIN_MOTION = 0.02  # joint spread over time, in person sizes (see ``motion_level``)
+MIN_MOTION = MOVING  # joint spread over time, in person sizes (see ``motion_level``)
+FPS_RANGE = (1.0, 10000.0)  # plausible camera frame rates
+MAX_HOURS = 24.0  # the longest plausible recording
+BASE_BYTES = 500e6  # JAX, the compiled network and its work buffer
+SEARCH_BYTES = 8192  # per frame: resampling, normalizing and the FFT offset search
 
 
 @dataclasses.dataclass
@@ -20,6 +26,30 @@ class Prepared:
 
     pixels: np.ndarray
     normalized: np.ndarray
+
+
+def check_distinct(names: list[str]) -> None:
+    """BadInput when one recording is given twice (the same path, or two paths to one file)."""
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):
+        key = os.path.realpath(n)
+        if key in seen:
+            j = seen[key]
+            same = "is given" if names[j] == n else f"and {names[j]} are the same recording,"
+            raise BadInput(
+                f"{n} {same} twice (recordings {j + 1} and {i + 1}); give each recording once"
+            )
+        seen[key] = i
+
+
+def check_fps(x: float, where: str) -> float:
+    """A plausible camera frame rate, or BadInput naming ``where`` (a flag or a file)."""
+    lo, hi = FPS_RANGE
+    if not lo <= x <= hi:
+        raise BadInput(
+            f"{where}: {x:g} fps is not a plausible camera frame rate (expected {lo:g} to {hi:g})"
+        )
+    return x
 
 
 def read_all(names, rates, resolution, all_persons: bool, openpose_model: str) -> list:
@@ -43,8 +73,55 @@ def frame_rates(recs, rate: float, notes: list[str]) -> dict[str, float]:
     for r in recs:
         if r.fps is None:
             notes.append(f"{r.path}: frame rate not given; assuming {rate:g} fps (use --fps)")
-        fps[r.path] = r.fps or rate
+        fps[r.path] = check_fps(r.fps, f"{r.path}: field 'fps'") if r.fps else rate
     return fps
+
+
+def check_size(recs, fps: dict, rate: float, embedding_size: int) -> None:
+    """Refuse, before any work, recordings longer than MAX_HOURS or whose work at the model's
+    rate would not fit in the memory available now (CannotSync saying how much is needed)."""
+    frames = 0
+    for r in recs:
+        t = r.poses.shape[-3]
+        hours = t / fps[r.path] / 3600
+        if hours > MAX_HOURS:
+            raise CannotSync(
+                f"{r.path}: {t} frames at {fps[r.path]:g} fps last {hours:.1f} hours; recordings "
+                f"longer than {MAX_HOURS:g} hours are not plausible (check --fps)"
+            )
+        persons = r.poses.shape[0] if r.poses.ndim == 4 else 1
+        frames += persons * (int(np.floor((t - 1) * rate / fps[r.path])) + 1)
+    need = BASE_BYTES + frames * (8 * embedding_size + SEARCH_BYTES)
+    have = available_memory()
+    if have is not None and need > have:
+        raise CannotSync(
+            f"the recordings make {frames} frames at the model's {rate:g} fps, which need about "
+            f"{need / 1e9:.1f} GB of memory; {have / 1e9:.1f} GB are available"
+        )
+
+
+def available_memory() -> float | None:
+    """Bytes of memory available now (MemAvailable, and the cgroup's limit where one is set),
+    None where the system does not say."""
+    have = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    have = float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = float(f.read().strip())
+        if limit != "max":
+            left = float(limit) - used
+            have = left if have is None else min(have, left)
+    except (OSError, ValueError):
+        pass
+    return have
 
 
 def prepare(recs, fps: dict, rate: float, mode: str, notes: list[str]) -> list[Prepared]:
@@ -68,24 +145,6 @@ def _extent(poses):
     if not len(xy):
         return (1.0, 1.0)
     return (max(float(np.ceil(xy[:, 0].max())), 1.0), max(float(np.ceil(xy[:, 1].max())), 1.0))
-
-
-def motion_level(poses: np.ndarray) -> float:
-    """How much the person moves, in person sizes: per joint seen in at least 30 % of the
-    frames (and 3), the 90th percentile over frames of its distance from its median position,
-    then the 75th percentile over those joints. A still person scores about its detector
-    jitter (~0.005); real motion 0.1 and more."""
-    from sesyn_jax.data.normalization import normalize
-
-    seen = poses[..., 2] > 0
-    xy = normalize(poses, "person")[..., :2]
-    spreads = []
-    for j in range(poses.shape[-2]):
-        m = seen[:, j]
-        if m.sum() >= max(3, 0.3 * len(poses)):
-            d = np.linalg.norm(xy[m, j] - np.median(xy[m, j], axis=0), axis=-1)
-            spreads.append(np.percentile(d, 90))
-    return float(np.percentile(spreads, 75)) if spreads else 0.0
 
 
 def check_recording(poses: np.ndarray, name: str, rate: float | None = None) -> None:
