@@ -88,6 +88,10 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise BadInput(message)
 
+    def _print_message(self, message, file=None):  # --help: a closed or full output is handled
+        if message:
+            _emit(message.rstrip("\n"), file or sys.stdout)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(

@@ -35,10 +35,10 @@ def check_distinct(names: list[str]) -> None:
         key = os.path.realpath(n)
         if key in seen:
             j = seen[key]
-            same = "is given" if names[j] == n else f"and {names[j]} are the same recording,"
-            raise BadInput(
-                f"{n} {same} twice (recordings {j + 1} and {i + 1}); give each recording once"
+            what = (
+                f"{n} is given twice" if names[j] == n else f"{names[j]} and {n} are the same file"
             )
+            raise BadInput(f"{what} (recordings {j + 1} and {i + 1}); give each recording once")
         seen[key] = i
 
 
