@@ -384,3 +384,25 @@ def test_unreadable_folder_and_deeply_nested_json(tmp_path, pair, motion, capsys
         assert code == 2 and "JSON nested too deeply" in r["reason"]
         code, out, err = run(capsys, [pair[0], bad])
         assert code == 2 and one_line(err) and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "learned, speed, chosen",
+    [
+        (0.47, 0.48, "learned"),  # both unsure: the learned answer stays (was: speed)
+        (0.47, 0.50, "speed"),  # an unsure learned answer gives way to a sure speed answer
+        (0.60, 0.90, "learned"),  # a sure learned answer always stays
+    ],
+)
+def test_auto_takes_speed_only_when_it_is_sure(monkeypatch, learned, speed, chosen):
+    from sesyn_jax.sync import search
+
+    def fake(method, offset, confidence):
+        return lambda *a, **k: search.Search(method, offset, confidence, np.zeros(1), np.zeros(1))
+
+    monkeypatch.setattr(search, "learned_search", fake("learned", 3.0, learned))
+    monkeypatch.setattr(search, "speed_search", fake("speed", -9.0, speed))
+    poses = (np.zeros((200, 17, 3)), np.zeros((200, 17, 3)))
+    r = search.match_pair((None, None), poses, ("a", "b"), "auto", inner_radius=24)
+    assert r.method == chosen and r.offset == (3.0 if chosen == "learned" else -9.0)
+    assert r.confidence == (learned if chosen == "learned" else speed)

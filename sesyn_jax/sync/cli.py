@@ -15,7 +15,7 @@ share), and refined to a fraction of a frame.
 
 Methods (--method): 'learned' (the model's embeddings), 'speed' (the correlation of the
 joints' vertical speeds, no model), 'auto' (the default: the learned offset, unless its
-confidence is below 0.5 and the speed method's is higher; --json reports both). On the 96
+confidence is below 0.5 and the speed method's is 0.5 or more; --json reports both). On the 96
 held-out MOCAP-SYN test pairs (bench/sync_accuracy.py) the mean error is 0.46 frames for
 'auto', 0.52 for 'learned' and 7.4 for 'speed' at 30 fps; 1.18, 1.19 and 14.2 frames of 60 fps
 on the same clips rendered at 60 fps.

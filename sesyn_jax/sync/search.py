@@ -1,5 +1,8 @@
 """One pair of recordings: the learned search on embeddings, the speed correlation, and the
-choice between them (--method).
+choice between them (--method). 'auto' takes the learned answer unless its confidence is below
+LOW_CONFIDENCE and the speed correlation's is at least LOW_CONFIDENCE: the two confidences
+measure different things, so an unsure learned answer gives way only to a sure speed answer,
+never to one that is merely a little less unsure.
 
 Two things make an answer untrustworthy whatever its score says, and both are said:
   * a recording too short for the learned method: only frames whose receptive field lies inside
@@ -195,8 +198,9 @@ def match_pair(
     if method in ("speed", "auto"):
         searches["speed"] = speed_search(*poses, max_offset, min_overlap)
     best = searches.get("learned") or searches["speed"]
-    if "speed" in searches and best.confidence < LOW_CONFIDENCE:
-        best = max(best, searches["speed"], key=lambda s: s.confidence)
+    speed = searches.get("speed")
+    if speed is not None and best.confidence < LOW_CONFIDENCE <= speed.confidence:
+        best = speed  # an unsure learned answer gives way only to a sure speed answer
     if best.edge:
         notes.append(edge_note(best, rate, max_offset, min_overlap))
     return PairResult(
