@@ -390,6 +390,8 @@ def test_bad_recordings(tmp_path, ckpt, motion, capsys, kind, message):
         (["--fps", "inf"], "--fps must be a positive"),
         (["--fps", "30,60,25"], "3 rates for 2 recordings"),
         (["--max-offset", "0"], "--max-offset must be"),
+        (["--max-offset", "1e308"], "--max-offset must be"),
+        (["--max-offset", "nan"], "--max-offset must be"),
         (["--min-overlap", "1"], "--min-overlap must be a share"),
         (["--method", "magic"], "invalid choice"),
         (["--plot", "{tmp}"], "is a directory"),

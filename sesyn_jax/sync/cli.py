@@ -73,6 +73,7 @@ from sesyn_jax.sync.output import Report, report
 from sesyn_jax.sync.persons import match_fused
 from sesyn_jax.sync.plot import plot_pair
 from sesyn_jax.sync.recordings import (
+    MAX_HOURS,
     check_distinct,
     check_fps,
     check_recording,
@@ -252,8 +253,12 @@ def check_flags(args) -> Settings:
             raise BadInput(
                 f"--resolution must look like 1920x1080, got {args.resolution!r}"
             ) from None
-    if args.max_offset is not None and not (math.isfinite(args.max_offset) and args.max_offset > 0):
-        raise BadInput(f"--max-offset must be a positive number of seconds, got {args.max_offset}")
+    longest = MAX_HOURS * 3600
+    if args.max_offset is not None and not (0 < args.max_offset <= longest):
+        raise BadInput(
+            f"--max-offset must be a positive number of seconds up to {longest:g} (the longest "
+            f"plausible recording), got {args.max_offset}"
+        )
     if not (0 < args.min_overlap < 1):
         raise BadInput(f"--min-overlap must be a share in (0, 1), got {args.min_overlap}")
     if args.plot:
