@@ -55,8 +55,9 @@ def test_pairing_offsets_and_quirks(tmp_path):
     assert len(pairs[0].view1) == 17 and len(pairs[0].view2) == 20
     # CMU naming and the num_frame > 1000 quirk: len(annotations) // 5 frames are used
     write_view(tmp_path / "x_C11.json", rng.uniform(1, 99, (30, 17, 3)), 0, num_frame=1200)
-    v = syn_json.read_syn_view(str(tmp_path / "x_C11.json"))
+    v = syn_json.read_syn_view(str(tmp_path / "x_C11.json"), long_file_quirk=True)
     assert v.poses.shape[0] == 6
+    assert syn_json.read_syn_view(str(tmp_path / "x_C11.json")).poses.shape[0] == 1200
     write_view(tmp_path / "x_C21.json", rng.uniform(1, 99, (30, 17, 3)), 2, num_frame=1200)
     cmu = syn_json.pair_files(str(tmp_path), "cmu")
     assert [tuple(os.path.basename(f) for f in pr) for pr in cmu] == [("x_C11.json", "x_C21.json")]
@@ -167,7 +168,8 @@ def test_coco_results_and_numpy(tmp_path):
     ]
     (tmp_path / "r.json").write_text(json.dumps(dets))
     rec = readers.read_recording(str(tmp_path / "r.json"))
-    np.testing.assert_allclose(rec.poses[:, 0, 0], [2.0, 1.0])  # sorted by image_id
+    # image id k is frame k; frames no detection names have no person
+    np.testing.assert_allclose(rec.poses[:, 0, 0], [0, 0, 0, 2.0, 0, 0, 0, 1.0])
     (tmp_path / "bad.json").write_text(json.dumps([{"image_id": 1, "keypoints": [1] * 50}]))
     with pytest.raises(PoseFormatError, match="has 50 values"):
         readers.read_recording(str(tmp_path / "bad.json"))

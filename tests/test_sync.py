@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from sesyn_jax import sync
+from sesyn_jax.sync.output import finite
 from sesyn_jax.data import cameras, mocap_syn, readers
 from sesyn_jax.data.example_recordings import make_examples, openpose_people
 from sesyn_jax.data.resample import resample
@@ -389,6 +390,8 @@ def test_bad_recordings(tmp_path, ckpt, motion, capsys, kind, message):
         (["--fps", "inf"], "--fps must be a positive"),
         (["--fps", "30,60,25"], "3 rates for 2 recordings"),
         (["--max-offset", "0"], "--max-offset must be"),
+        (["--max-offset", "1e308"], "--max-offset must be"),
+        (["--max-offset", "nan"], "--max-offset must be"),
         (["--min-overlap", "1"], "--min-overlap must be a share"),
         (["--method", "magic"], "invalid choice"),
         (["--plot", "{tmp}"], "is a directory"),
@@ -399,13 +402,14 @@ def test_bad_recordings(tmp_path, ckpt, motion, capsys, kind, message):
 )
 def test_bad_flags(tmp_path, ckpt, motion, capsys, flags, message):
     np.save(tmp_path / "a.npy", motion[:100])
+    np.save(tmp_path / "b.npy", motion[5:100])
     (tmp_path / "random.pth").write_bytes(os.urandom(256).replace(b"P", b"Q").lstrip(b"\x80"))
     flags = [f.format(tmp=tmp_path) for f in flags]
     if "--checkpoint" not in flags:
         flags += ["--checkpoint", ckpt]
     # a missing recording too: the flags are checked first
     args = [tmp_path / "a.npy", tmp_path / "missing.npy"] if "--plot" in flags else []
-    args = args or [tmp_path / "a.npy", tmp_path / "a.npy"]
+    args = args or [tmp_path / "a.npy", tmp_path / "b.npy"]
     code, out = run(capsys, args + flags)
     assert code == 2 and message in out, out
     code, r = run_json(capsys, args + flags)
@@ -457,7 +461,7 @@ def test_json_output_never_holds_nan(tmp_path, ckpt, motion, capsys):
         ],
     )
     assert code == 0 and "NaN" not in out and "Infinity" not in out
-    assert sync._finite({"x": [math.nan, 1.0, math.inf]}) == {"x": [None, 1.0, None]}
+    assert finite({"x": [math.nan, 1.0, math.inf]}) == {"x": [None, 1.0, None]}
 
 
 def test_recordings_that_share_little_of_their_time(tmp_path, capsys):
@@ -470,7 +474,8 @@ def test_recordings_that_share_little_of_their_time(tmp_path, capsys):
     code, r = run_json(capsys, files + ["--min-overlap", "0.3"])
     assert code == 0 and r["offset_frames"] == pytest.approx(-230, abs=0.5)
     code, r = run_json(capsys, files)
-    assert code == 0 and abs(r["offset_frames"] + 230) > 5
+    assert code == 0 and abs(r["offset_frames"] + 230) > 5  # wrong, and warned
+    assert r["confidence"] < sync.LOW_CONFIDENCE and "low confidence" in r["notes"][-1]
 
 
 def test_a_pth_without_torch_installed(tmp_path, motion, capsys, monkeypatch):
@@ -484,6 +489,7 @@ def test_a_pth_without_torch_installed(tmp_path, motion, capsys, monkeypatch):
     monkeypatch.setattr(convert, "load_torch_inference", no_torch)
     (tmp_path / "m.pth").write_bytes(b"PK\x03\x04" + os.urandom(64))
     np.save(tmp_path / "a.npy", motion[:100])
-    args = [tmp_path / "a.npy", tmp_path / "a.npy", "--checkpoint", tmp_path / "m.pth"]
+    np.save(tmp_path / "b.npy", motion[5:100])
+    args = [tmp_path / "a.npy", tmp_path / "b.npy", "--checkpoint", tmp_path / "m.pth"]
     code, out = run(capsys, args)
     assert code == 2 and "m.pth" in out and "needs PyTorch" in out

@@ -4,13 +4,15 @@
   * OpenPose output: a folder of per-frame ``*_keypoints.json`` files (BODY_25, BODY_25B or
     COCO-18 models), mapped to COCO-17;
   * COCO-style keypoint results: a JSON list of detections {image_id, keypoints (51 values),
-    score}, one frame per distinct image_id in sorted order;
+    score}; the image id is the frame number (a string id: the last number in it, so
+    ``frame_10.jpg`` is frame 10), and a frame number no detection names is a frame without a
+    person;
   * numpy: ``.npy`` of shape (T, 17, 3) or (P, T, 17, 3); ``.npz`` with ``poses`` (same shapes)
     and optionally ``fps`` and ``resolution``.
 
-With several people per frame, ``read_recording`` follows the main person (the most confident
-one in the first frame where anyone is seen, then frame to frame the detection closest to where
-it was), or with ``all_persons=True`` returns every person tracked across frames, (P, T, 17, 3).
+With several people per frame, ``read_recording`` follows the main person, or with
+``all_persons=True`` returns every person tracked across frames, (P, T, 17, 3)
+(``data.tracking``: continuity by box overlap and distance, with a gap tolerance).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from sesyn_jax.data.syn_json import (
     positive_number,
     read_syn_view,
 )
+from sesyn_jax.data.tracking import Followed, track_all, track_main
 
 # source index of each COCO-17 joint
 OPENPOSE_TO_COCO = {
@@ -49,77 +52,12 @@ class Recording:
     resolution: tuple[int, int] | None
     path: str
     keypoint_model: str | None = None  # OpenPose folders: the model the keypoints were read as
+    followed: Followed | None = None  # the main person, when several were tracked
 
 
 def _check_finite(arr: np.ndarray, path: str, what: str) -> None:
     if not np.isfinite(arr).all():
         raise PoseFormatError(f"{path}: {what} has non-finite values")
-
-
-# ----------------------------------------------------------------------------- tracking
-
-
-def _center(p: np.ndarray) -> np.ndarray | None:
-    seen = p[:, 2] > 0
-    return p[seen, :2].mean(0) if seen.any() else None
-
-
-def track_main(frames: list[np.ndarray]) -> np.ndarray:
-    """frames: per frame (N_t, 17, 3) detections -> (T, 17, 3) of the main person."""
-    out = np.zeros((len(frames), 17, 3), np.float32)
-    last = None
-    for t, dets in enumerate(frames):
-        if len(dets) == 0:
-            continue
-        if last is None:
-            k = int(np.argmax(dets[:, :, 2].sum(1)))
-        else:
-            dists = [
-                np.linalg.norm(c - last) if (c := _center(d)) is not None else np.inf for d in dets
-            ]
-            k = int(np.argmin(dists))
-        out[t] = dets[k]
-        c = _center(dets[k])
-        if c is not None:
-            last = c
-    return out
-
-
-def track_all(frames: list[np.ndarray], max_jump: float | None = None) -> np.ndarray:
-    """Every person followed across frames by greedy nearest-centre matching -> (P, T, 17, 3),
-    persons ordered by how many frames they are seen in. ``max_jump`` (pixels): a detection
-    farther than this from every track starts a new track (default: a quarter of the largest
-    extent of all detections)."""
-    tracks: list[dict] = []
-    if max_jump is None:
-        allxy = [d[..., :2][d[..., 2] > 0] for d in frames if len(d)]
-        allxy = np.concatenate(allxy) if allxy else np.zeros((0, 2))
-        max_jump = 0.25 * float(np.ptp(allxy, axis=0).max()) if len(allxy) else 100.0
-    for t, dets in enumerate(frames):
-        centers = [_center(d) for d in dets]
-        free = set(range(len(dets)))
-        cand = []
-        for ti, tr in enumerate(tracks):
-            for di in free:
-                if centers[di] is not None:
-                    cand.append((np.linalg.norm(centers[di] - tr["last"]), ti, di))
-        used_t = set()
-        for dist, ti, di in sorted(cand):
-            if ti in used_t or di not in free or dist > max_jump:
-                continue
-            tracks[ti]["frames"][t] = dets[di]
-            tracks[ti]["last"] = centers[di]
-            used_t.add(ti)
-            free.discard(di)
-        for di in sorted(free):
-            if centers[di] is not None:
-                tracks.append({"frames": {t: dets[di]}, "last": centers[di]})
-    tracks.sort(key=lambda tr: -len(tr["frames"]))
-    out = np.zeros((len(tracks), len(frames), 17, 3), np.float32)
-    for p, tr in enumerate(tracks):
-        for t, d in tr["frames"].items():
-            out[p, t] = d
-    return out
 
 
 # ----------------------------------------------------------------------------- formats
@@ -129,10 +67,12 @@ def frame_files(folder: str) -> list[tuple[int, str]]:
     """(frame number, path) of an OpenPose folder's per-frame ``*.json`` files. The number is
     the last run of digits in the file name (``vid_2`` before ``vid_10``); without digits in
     any name, the files are numbered in name order. Sub-folders are skipped."""
+    try:
+        listing = os.listdir(folder)
+    except OSError as e:
+        raise PoseFormatError(f"{folder}: cannot read the folder ({e.strerror})") from None
     names = sorted(
-        f
-        for f in os.listdir(folder)
-        if f.endswith(".json") and os.path.isfile(os.path.join(folder, f))
+        f for f in listing if f.endswith(".json") and os.path.isfile(os.path.join(folder, f))
     )
     if not names:
         raise PoseFormatError(f"{folder}: no OpenPose *.json files")
@@ -249,24 +189,49 @@ def body25_variant(frames: list[list[np.ndarray]], where: str) -> str:
 
 
 def read_coco_results(path: str) -> list[np.ndarray]:
+    """Per-frame detections (N_t, 17, 3) of a COCO keypoint results file, frame k at index k:
+    the image id is the frame number (a string id: the last number in it); frames that no
+    detection names have no person. Ids that are not frame numbers are refused."""
     data = load_json(path)
     if not isinstance(data, list):
         raise PoseFormatError(f"{path}: expected a JSON list of detections")
-    by_image: dict = {}
+    by_frame: dict[int, list] = {}
+    ids: dict[int, object] = {}
     for i, det in enumerate(data):
         for key in ("image_id", "keypoints"):
             if not isinstance(det, dict) or key not in det:
                 raise PoseFormatError(f"{path}: missing field '[{i}].{key}'")
         kp = keypoint_array(det["keypoints"], path, f"[{i}].keypoints", 17)
-        image = det["image_id"]
-        if not (is_int(image) or isinstance(image, str)):
+        k = _frame_number(det["image_id"], path, f"[{i}].image_id")
+        if ids.setdefault(k, det["image_id"]) != det["image_id"]:
             raise PoseFormatError(
-                f"{path}: field '[{i}].image_id' must be an integer or a string, got {image!r}"
+                f"{path}: field '[{i}].image_id': {ids[k]!r} and {det['image_id']!r} both name "
+                f"frame {k}; cannot order the frames"
             )
-        by_image.setdefault(image, []).append(kp)
-    if len({type(k) for k in by_image}) > 1:
-        raise PoseFormatError(f"{path}: field 'image_id' mixes numbers and strings")
-    return [np.asarray(by_image[k], np.float32) for k in sorted(by_image)]
+        by_frame.setdefault(k, []).append(kp)
+    if not by_frame:
+        raise PoseFormatError(f"{path}: no detections")
+    last = max(by_frame)
+    if last + 1 > 10 * len(by_frame) + 10000:
+        raise PoseFormatError(
+            f"{path}: field 'image_id' runs up to {last} for {len(by_frame)} images; the image "
+            f"ids are not frame numbers"
+        )
+    none = np.zeros((0, 17, 3), np.float32)
+    return [np.asarray(by_frame[k], np.float32) if k in by_frame else none for k in range(last + 1)]
+
+
+def _frame_number(image, path: str, field: str) -> int:
+    """A COCO image id as a frame number: a non-negative integer, or the last number in a
+    string (``frame_10.jpg`` -> 10)."""
+    if is_int(image) and image >= 0:
+        return int(image)
+    if isinstance(image, str) and (digits := _NUMBER.findall(image)):
+        return int(digits[-1])
+    raise PoseFormatError(
+        f"{path}: field '{field}' must be a frame number (an integer >= 0 or a string holding "
+        f"one, such as 'frame_10.jpg'), got {image!r}"
+    )
 
 
 def read_numpy(path: str) -> tuple[np.ndarray, float | None, tuple | None]:
@@ -319,10 +284,22 @@ def read_recording(
     Coordinates that cannot be pixels of the resolution are refused."""
     if not os.path.exists(path):
         raise PoseFormatError(f"{path}: no such file or folder")
-    file_fps, file_res, model = None, None, None
+    try:
+        return _read(path, all_persons, openpose_model, fps, resolution)
+    except OSError as e:  # a file or folder that cannot be read, found while reading it
+        where = e.filename or path
+        raise PoseFormatError(f"{where}: cannot read ({e.strerror})") from None
+
+
+def _people(frames: list[np.ndarray], all_persons: bool) -> tuple[np.ndarray, Followed | None]:
+    return (track_all(frames), None) if all_persons else track_main(frames)
+
+
+def _read(path, all_persons, openpose_model, fps, resolution) -> Recording:
+    file_fps, file_res, model, followed = None, None, None, None
     if os.path.isdir(path):
         frames, model = read_openpose_folder(path, openpose_model)
-        poses = track_all(frames) if all_persons else track_main(frames)
+        poses, followed = _people(frames, all_persons)
     elif path.endswith((".npy", ".npz")):
         poses, file_fps, file_res = read_numpy(path)
         if poses.ndim == 4 and not all_persons:
@@ -333,8 +310,7 @@ def read_recording(
         with open(path, "rb") as f:
             head = f.read(4096).decode("utf-8", errors="replace").lstrip()
         if head.startswith("["):
-            frames = read_coco_results(path)
-            poses = track_all(frames) if all_persons else track_main(frames)
+            poses, followed = _people(read_coco_results(path), all_persons)
         else:
             view = read_syn_view(path)
             poses = view.poses[view.category_id :]  # the file's own crop: this view's recording
@@ -348,4 +324,4 @@ def read_recording(
         raise PoseFormatError(f"{path}: the recording has no frames")
     res = tuple(resolution) if resolution else file_res
     check_coordinates(poses, res, path, "keypoints")
-    return Recording(poses, fps or file_fps, res, path, model)
+    return Recording(poses, fps or file_fps, res, path, model, followed)

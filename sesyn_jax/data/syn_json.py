@@ -8,7 +8,9 @@
 ``category_id`` is the number of leading frames cut from this view to make the pair
 asynchronous; the pair's true offset is category_id(view 1) - category_id(view 2). The published
 loader reads person 0 only and, when ``num_frame > 1000``, uses len(annotations) // 5 frames (a
-quirk of the CMU files); both are reproduced. Views are paired by sorted file name: NTU-SYN
+quirk of the CMU files); both are reproduced, the second only where a dataset is loaded for
+reproducing CMU-SYN (``load_split`` with the CMU pairing, or ``long_file_quirk=True``): anyone
+else's file is read whole. Views are paired by sorted file name: NTU-SYN
 view 1 / view 2 files contain ``C001`` / ``C002``, CMU-SYN ``C11`` / ``C21``.
 """
 
@@ -141,6 +143,8 @@ def load_json(path: str):
             return json.loads(f.read().decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PoseFormatError(f"{path}: not valid JSON ({e})") from e
+    except RecursionError:
+        raise PoseFormatError(f"{path}: JSON nested too deeply to be pose data") from None
     except OSError as e:
         raise PoseFormatError(f"{path}: cannot read ({e})") from e
 
@@ -157,8 +161,10 @@ def positive_number(value, path: str, field: str) -> float:
     return x
 
 
-def read_syn_view(path: str, num_track: int = 1) -> SynView:
-    """Read one view file into (T, 17, 3) pixels (person 0), as the published loader does."""
+def read_syn_view(path: str, num_track: int = 1, long_file_quirk: bool = False) -> SynView:
+    """Read one view file into (T, 17, 3) pixels (person 0), as the published loader does;
+    ``long_file_quirk``: a file with num_frame > 1000 keeps only len(annotations) // 5 frames,
+    as the published loader reads the CMU-SYN files."""
     data = load_json(path)
     info = _field(data, "info", path, "")
     annotations = _field(data, "annotations", path, "")
@@ -195,7 +201,7 @@ def read_syn_view(path: str, num_track: int = 1) -> SynView:
             f"{path}: field 'info.num_frame' must be a positive integer, got {num_frame!r}"
         )
     declared = num_frame
-    if num_frame > 1000:  # published quirk (CMU files): frames past len // 5 are not read
+    if long_file_quirk and num_frame > 1000:  # CMU-SYN: frames past len // 5 are not read
         num_frame = len(annotations) // 5
     poses = np.zeros((num_frame, 17, 3), np.float32)
     seen = set()
@@ -288,8 +294,7 @@ def pair_files(folder: str, rule: str = "auto") -> list[tuple[str, str]]:
     if not os.path.isdir(folder):
         raise PoseFormatError(f"{folder}: no such data folder")
     files = sorted(f for f in os.listdir(folder) if f.endswith(".json"))
-    if rule == "auto":
-        rule = "ntu" if any("C001" in f for f in files) else "cmu"
+    rule = _pairing(folder, rule)
     if rule not in PAIR_RULES:
         raise ValueError(f"pairing rule must be 'auto', 'ntu' or 'cmu', got {rule!r}")
     k1, k2 = PAIR_RULES[rule]
@@ -305,8 +310,17 @@ def pair_files(folder: str, rule: str = "auto") -> list[tuple[str, str]]:
     return list(zip(v1, v2))
 
 
-def _cache_path(folder: str, files: list[tuple[str, str]], cache_dir: str | None) -> str:
-    h = hashlib.sha1()
+def _pairing(folder: str, rule: str) -> str:
+    """The pairing rule; 'auto': 'ntu' when any file name holds C001, else 'cmu'."""
+    if rule != "auto":
+        return rule
+    return "ntu" if any("C001" in f for f in os.listdir(folder) if f.endswith(".json")) else "cmu"
+
+
+def _cache_path(
+    folder: str, files: list[tuple[str, str]], cache_dir: str | None, quirk: bool
+) -> str:
+    h = hashlib.sha1(b"long_file_quirk;" if quirk else b"")
     for a, b in files:
         for p in (a, b):
             st = os.stat(p)
@@ -320,12 +334,20 @@ def _cache_path(folder: str, files: list[tuple[str, str]], cache_dir: str | None
 
 
 def load_split(
-    folder: str, rule: str = "auto", cache: bool = True, cache_dir: str | None = None
+    folder: str,
+    rule: str = "auto",
+    cache: bool = True,
+    cache_dir: str | None = None,
+    long_file_quirk: bool | None = None,
 ) -> list[Pair]:
     """Every pair of a split folder, normalized and cropped. The parsed arrays are cached (an
-    .npz keyed by the files' paths, sizes and modification times) so later loads take seconds."""
+    .npz keyed by the files' paths, sizes and modification times) so later loads take seconds.
+    ``long_file_quirk`` (``read_syn_view``): by default on for CMU-SYN's pairing (C11 / C21),
+    whose files the published loader reads that way, and off otherwise."""
     files = pair_files(folder, rule)
-    path = _cache_path(folder, files, cache_dir) if cache else None
+    if long_file_quirk is None:
+        long_file_quirk = _pairing(folder, rule) == "cmu"
+    path = _cache_path(folder, files, cache_dir, long_file_quirk) if cache else None
     if path and os.path.exists(path):
         try:
             with np.load(path) as z:
@@ -334,7 +356,8 @@ def load_split(
             pass  # a damaged cache is rebuilt
     pairs = []
     for a, b in files:
-        va, vb = read_syn_view(a), read_syn_view(b)
+        va = read_syn_view(a, long_file_quirk=long_file_quirk)
+        vb = read_syn_view(b, long_file_quirk=long_file_quirk)
         name = os.path.basename(a)
         pairs.append(
             Pair(

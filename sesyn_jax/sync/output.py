@@ -1,0 +1,173 @@
+"""What sesyn-sync prints: one JSON object (--json) or the same as text lines."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+from sesyn_jax.sync.search import LOW_CONFIDENCE, PairResult
+from sesyn_jax.sync.views import fit_views, outliers
+
+
+@dataclasses.dataclass
+class Report:
+    """The JSON fields, the text lines and the notes (text after the lines; a JSON list)."""
+
+    fields: dict
+    lines: list[str]
+    notes: list[str]
+    error: str | None = None  # an output that could not be written after the work was done
+
+    def fail(self, message: str) -> None:
+        """Keep the result, but report ``message`` as an error (status 'error', 'reason')."""
+        self.error = message
+        self.fields["status"] = "error"
+        self.fields["reason"] = message
+
+    def json(self) -> str:
+        return json.dumps(finite(dict(self.fields, notes=self.notes)), allow_nan=False)
+
+    def text(self) -> str:
+        return "\n".join(self.lines + self.notes)
+
+
+def pair_fields(result: PairResult, rate: float, fps_a: float, fps_b: float) -> dict:
+    """JSON fields of a pair; the offset in seconds and in frames of a (at fps_a) and b (fps_b)."""
+    sec = result.seconds(rate)
+    d = {
+        "a": result.a,
+        "b": result.b,
+        "offset_seconds": round(sec, 4),
+        "confidence": round(float(result.confidence), 3),
+        "method": result.method,
+    }
+    d["offset_frames_a"] = round(sec * fps_a, 2)
+    d["offset_frames_b"] = round(sec * fps_b, 2)
+    if fps_a == fps_b:
+        d["offset_frames"] = round(sec * fps_a, 2)
+    d["searches"] = {
+        m: {"offset_seconds": round(s.offset / rate, 4), "confidence": round(s.confidence, 3)}
+        for m, s in result.searches.items()
+    }
+    return d
+
+
+def describe(seconds: float, a: str, b: str) -> str:
+    if abs(seconds) < 5e-4:
+        return f"{a} and {b} are in sync"
+    first, later = (b, a) if seconds > 0 else (a, b)
+    return f"{first} started {abs(seconds):.3f} s before {later}"
+
+
+def finite(x):
+    """The JSON output never holds NaN or infinity: such numbers become null."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite(v) for v in x]
+    return x
+
+
+def report(results, names, recs, fps, rate, method, openpose_model, notes) -> Report:
+    """The output of a run: its recordings, then the offsets of several views or of one pair,
+    then how OpenPose keypoints were read."""
+    out = Report({"status": "ok"}, [], notes)
+    out.fields["recordings"] = [recording_fields(r, fps[r.path]) for r in recs]
+    out.fields["model_fps"] = rate
+    out.fields["method"] = method
+    if len(names) > 2:
+        views_section(out, results, names, fps, rate)
+    else:
+        pair_section(out, results[0], fps, rate)
+    for r in recs:
+        if r.keypoint_model:
+            how = " (told from the data)" if openpose_model == "auto" else ""
+            out.lines.append(f"{r.path}: OpenPose keypoints read as {r.keypoint_model}{how}")
+        if r.followed:
+            out.lines.append(f"{r.path}: {r.followed.describe()}")
+    return out
+
+
+def recording_fields(rec, fps: float) -> dict:
+    return {
+        "path": rec.path,
+        "fps": fps,
+        "frames": int(rec.poses.shape[-3]),
+        **({"keypoint_model": rec.keypoint_model} if rec.keypoint_model else {}),
+        **({"followed": rec.followed.to_dict()} if rec.followed else {}),
+    }
+
+
+def views_section(out: Report, results, names, fps, rate) -> None:
+    """Several recordings: the fitted offset of each against the first, every pair with its
+    residual, and a warning for each recording that agrees with none of the others."""
+    fit, resid = fit_views(results, names)
+    views = [
+        {
+            "recording": n,
+            "offset_seconds": round(float(t) / rate, 4),
+            "offset_frames": round(float(t) / rate * fps[n], 2),
+        }
+        for n, t in zip(names, fit)
+    ]
+    pairs = [
+        dict(pair_fields(r, rate, fps[r.a], fps[r.b]), residual_frames=round(float(e), 2))
+        for r, e in zip(results, resid)
+    ]
+    out.fields["views"], out.fields["pairs"] = views, pairs
+    for r in results:
+        out.notes.extend(f"{r.a} ~ {r.b}: {n}" for n in r.notes)
+    for n in outliers(results, resid, names):
+        out.notes.append(
+            f"warning: {n} agrees with none of the other recordings (low confidence or "
+            f"large residuals); it may show other motion or another person"
+        )
+    out.lines.append(f"offsets against {names[0]} (robust fit of {len(results)} pairwise offsets):")
+    for v in views:
+        out.lines.append(
+            f"  {v['recording']}: {v['offset_seconds']:+.3f} s ({v['offset_frames']:+.2f} "
+            f"frames at {fps[v['recording']]:g} fps)"
+        )
+    out.lines.append("pairs (offset, confidence, method, residual of the fit in model frames):")
+    for p in pairs:
+        out.lines.append(
+            f"  {p['a']} -> {p['b']}: {p['offset_seconds']:+.3f} s, {p['confidence']:.0%}, "
+            f"{p['method']}, {p['residual_frames']:+.2f}"
+        )
+
+
+def pair_section(out: Report, first: PairResult, fps, rate) -> None:
+    """Two recordings: the offset in seconds and in each one's frames, each method's answer,
+    the matched persons, and a warning below LOW_CONFIDENCE."""
+    fa, fb = fps[first.a], fps[first.b]
+    out.fields.update(pair_fields(first, rate, fa, fb))
+    sec = first.seconds(rate)
+    out.lines.append(describe(sec, first.a, first.b))
+    out.lines.append(
+        f"offset: {sec:+.3f} s = {sec * fa:+.2f} frames of A ({fa:g} fps) = "
+        f"{sec * fb:+.2f} frames of B ({fb:g} fps)"
+    )
+    out.lines.append(
+        f"method: {first.method}, confidence {first.confidence:.0%}"
+        + "".join(
+            f"; {m}: {s.offset / rate:+.3f} s ({s.confidence:.0%})"
+            for m, s in first.searches.items()
+            if m != first.method
+        )
+    )
+    if first.persons:
+        out.fields["persons"] = [pair_fields(p, rate, fa, fb) for p in first.persons]
+        out.lines.append(
+            "person pairs: "
+            + ", ".join(
+                f"{p.a}~{p.b} {p.seconds(rate):+.3f} s ({p.confidence:.0%})" for p in first.persons
+            )
+        )
+    out.notes.extend(first.notes)
+    if first.confidence < LOW_CONFIDENCE:
+        out.notes.append(
+            "warning: low confidence; the recordings may show different motion or people"
+        )
