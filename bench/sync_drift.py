@@ -67,9 +67,10 @@ def worker(path_a: str, path_b: str, no_drift: bool) -> dict:
     from sesyn_jax.hostmem import tune_host_allocator
 
     tune_host_allocator()
-    from sesyn_jax import drift, loading, sync
+    from sesyn_jax import loading, sync
     from sesyn_jax.data import normalization, readers
     from sesyn_jax.model import inner_mask
+    from sesyn_jax.sync import drift
 
     loaded = loading.load_model("default")
     model, rate = loaded.model(), loaded.fps

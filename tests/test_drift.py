@@ -1,4 +1,4 @@
-"""Clock drift (``sesyn_jax.drift``): the robust line fit against known lines and numpy's least
+"""Clock drift (``sesyn_jax.sync.drift``): the robust line fit against known lines and numpy's least
 squares, window offsets on synthetic embeddings with a known offset and rate, the rule for
 short recordings, the several-view rate fit against the clock equations, the output, and one
 rendered pair through the shipped model."""
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from sesyn_jax import drift
+from sesyn_jax.sync import drift
 from sesyn_jax.sync import CannotSync, fit_offsets
 
 RATE = 30.0

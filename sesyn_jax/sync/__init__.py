@@ -5,10 +5,13 @@ description, which ``sesyn-sync --help`` prints).
   recordings   reading, resampling to the model's rate, normalizing, refusing what cannot work
   embedding    frame embeddings in overlapping chunks (memory linear in the length)
   search       one pair: the learned search, the speed correlation, the choice (--method)
+  drift        long recordings: the offset and the clock rate of a pair (--no-drift: one
+               offset), and the rates of several views
   views        more than two recordings: the robust fit of one offset per recording
   persons      several people (--all-persons): persons matched one to one, offsets fused
   output       the JSON object and the text lines
   plot         --plot: the score of every candidate offset
+  synced       --write-synced: the OpenPose folders renumbered to one clock (Pose2Sim's pose-sync)
 """
 
 from sesyn_jax.sync.cli import main

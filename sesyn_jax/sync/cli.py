@@ -67,6 +67,7 @@ import os
 import sys
 import tempfile
 
+from sesyn_jax.sync.drift import DriftFit, pair_drift, plot_drift
 from sesyn_jax.sync.embedding import CHUNK, embed
 from sesyn_jax.sync.errors import BadInput, CannotSync
 from sesyn_jax.sync.output import Report, report
@@ -83,6 +84,7 @@ from sesyn_jax.sync.recordings import (
     read_all,
 )
 from sesyn_jax.sync.search import METHODS, PairResult, match_pair
+from sesyn_jax.sync.synced import check_target, write_synced
 
 
 class _Parser(argparse.ArgumentParser):
@@ -117,7 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--openpose-model", default="auto", choices=["auto", "BODY_25", "BODY_25B", "COCO"]
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--plot", help="PNG of the offset scores of the first pair")
+    p.add_argument(
+        "--plot",
+        help="PNG of the offset scores of the first pair (and NAME_drift.png: its drift fit)",
+    )
+    p.add_argument(
+        "--no-drift", action="store_true", help="one offset per pair: no clock rate measured"
+    )
+    p.add_argument(
+        "--write-synced",
+        metavar="OUT",
+        help="write the OpenPose folders renumbered into OUT (Pose2Sim's pose-sync layout)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --write-synced")
     p.add_argument("--progress", action="store_true", help="progress bars (default: long inputs)")
     return p
 
@@ -201,6 +215,9 @@ class Settings:
     checkpoint: str
     plot: str | None
     progress: bool
+    no_drift: bool
+    write_synced: str | None
+    overwrite: bool
 
 
 def run(args) -> Report:
@@ -223,16 +240,40 @@ def run(args) -> Report:
     check_size(recs, fps, rate, embedding_size(loaded))
     mode = loaded.normalization if loaded else "person"
     prepared = prepare(recs, fps, rate, mode, notes)
-    results = match_all(settings, loaded, prepared, rate, notes)
+    results, fits = match_all(settings, loaded, prepared, rate, notes)
     out = report(
-        results, settings.names, recs, fps, rate, settings.method, settings.openpose_model, notes
+        results,
+        fits,
+        settings.names,
+        recs,
+        fps,
+        rate,
+        settings.method,
+        settings.openpose_model,
+        notes,
     )
     if settings.plot and results:
         try:
-            write_plot(out, results[0], settings.plot, rate)
+            write_plot(out, results[0], fits[0], settings.plot, rate)
         except OSError as e:
             out.fail(
                 f"--plot {settings.plot}: cannot write ({e.strerror or e}); the result is above"
+            )
+    if settings.write_synced:
+        try:
+            written = write_synced(
+                settings.write_synced, settings.names, fps, out.clocks, settings.overwrite
+            )
+        except OSError as e:
+            out.fail(
+                f"--write-synced {settings.write_synced}: cannot write ({e.strerror or e}); "
+                f"nothing was written; the result is above"
+            )
+        else:
+            out.fields["write_synced"] = written
+            out.lines.append(
+                f"wrote {written['frames']} frames at {written['fps']:g} fps per camera into "
+                f"{settings.write_synced} (offsets.toml)"
             )
     return out
 
@@ -263,6 +304,10 @@ def check_flags(args) -> Settings:
         raise BadInput(f"--min-overlap must be a share in (0, 1), got {args.min_overlap}")
     if args.plot:
         check_plot_path(args.plot)
+    if args.overwrite and not args.write_synced:
+        raise BadInput("--overwrite replaces the folder of --write-synced; give --write-synced")
+    if args.write_synced:
+        check_target(args.write_synced, names, args.overwrite)
     return Settings(
         names,
         rates,
@@ -275,6 +320,9 @@ def check_flags(args) -> Settings:
         args.checkpoint,
         args.plot,
         args.progress,
+        args.no_drift,
+        args.write_synced,
+        args.overwrite,
     )
 
 
@@ -330,7 +378,8 @@ def load_model(settings: Settings):
 
 
 def match_all(settings: Settings, loaded, prepared, rate: float, notes: list[str]):
-    """Every pair of recordings matched (first against second, ...); with more than two, a pair
+    """Every pair of recordings matched (first against second, ...) and its clock drift
+    (``drift.pair_drift``): the pair results and their drift fits; with more than two, a pair
     that cannot be matched is noted and left out of the fit."""
     names = settings.names
     long_input = settings.progress or max(p.pixels.shape[-3] for p in prepared) > 5 * CHUNK
@@ -358,21 +407,44 @@ def match_all(settings: Settings, loaded, prepared, rate: float, notes: list[str
             return match_fused(embed_fn if loaded else None, a, b, pair, **search)
         return match_pair((feats[i], feats[j]) if feats else None, (a, b), pair, **search)
 
-    results = []
+    def with_drift(i: int, j: int, pair: PairResult) -> tuple[PairResult, DriftFit]:
+        if settings.all_persons or not feats:
+            why = "--all-persons" if settings.all_persons else "--method speed"
+            note = f"drift not estimated: it is measured on the learned embeddings, not with {why}"
+            return pair, DriftFit(pair.offset, rate, None, note=note)
+        return pair_drift(pair, feats[i], feats[j], search["inner_radius"], rate, settings.no_drift)
+
+    results, fits = [], []
     for i, j in itertools.combinations(range(len(names)), 2):
         try:
-            results.append(pair_result(i, j))
+            pair, fit = with_drift(i, j, pair_result(i, j))
         except CannotSync as e:
             if len(names) == 2:
                 raise
             notes.append(f"{names[i]} ~ {names[j]}: {e}")
-    return results
+            continue
+        results.append(pair)
+        fits.append(fit)
+    return results, fits
 
 
-def write_plot(out: Report, result: PairResult, path: str, rate: float) -> None:
+def write_plot(out: Report, result: PairResult, fit: DriftFit, path: str, rate: float) -> None:
+    """The first pair's scores at ``path`` and, when its windows were searched, their offsets
+    and the fitted line at ``drift_plot_path(path)``."""
     plot_pair(result, path, rate)
     out.fields["plot"] = path
     out.lines.append(f"plot: {path}")
+    if fit.windows is not None:
+        second = drift_plot_path(path)
+        plot_drift(fit, second, result.a, result.b)
+        out.fields["plot_drift"] = second
+        out.lines.append(f"drift plot: {second}")
+
+
+def drift_plot_path(path: str) -> str:
+    """sync.png -> sync_drift.png (beside it)."""
+    stem, ext = os.path.splitext(path)
+    return f"{stem}_drift{ext or '.png'}"
 
 
 if __name__ == "__main__":

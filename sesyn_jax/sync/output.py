@@ -6,18 +6,22 @@ import dataclasses
 import json
 import math
 
-from sesyn_jax.sync.search import LOW_CONFIDENCE, PairResult
-from sesyn_jax.sync.views import fit_views, outliers
+from sesyn_jax.sync import drift
+from sesyn_jax.sync.drift import DriftFit
+from sesyn_jax.sync.search import AGREE_WITHIN, LOW_CONFIDENCE, PairResult
+from sesyn_jax.sync.views import fit_offsets, outliers
 
 
 @dataclasses.dataclass
 class Report:
-    """The JSON fields, the text lines and the notes (text after the lines; a JSON list)."""
+    """The JSON fields, the text lines and the notes (text after the lines; a JSON list);
+    ``clocks``: per recording, its clock against the first (``Clock``)."""
 
     fields: dict
     lines: list[str]
     notes: list[str]
     error: str | None = None  # an output that could not be written after the work was done
+    clocks: list | None = None
 
     def fail(self, message: str) -> None:
         """Keep the result, but report ``message`` as an error (status 'error', 'reason')."""
@@ -30,6 +34,20 @@ class Report:
 
     def text(self) -> str:
         return "\n".join(self.lines + self.notes)
+
+
+@dataclasses.dataclass
+class Clock:
+    """One recording's clock against the first: the moment at time t (seconds) of the first
+    is at time (1 + drift_ppm x 1e-6) t + offset_seconds of this one. ``drift_ppm`` is 0 when
+    no drift was measured (``drift_measured`` False); ``confidence`` the best confidence of the
+    pairs that agree with it."""
+
+    recording: str
+    offset_seconds: float
+    drift_ppm: float
+    drift_measured: bool
+    confidence: float
 
 
 def pair_fields(result: PairResult, rate: float, fps_a: float, fps_b: float) -> dict:
@@ -71,17 +89,18 @@ def finite(x):
     return x
 
 
-def report(results, names, recs, fps, rate, method, openpose_model, notes) -> Report:
-    """The output of a run: its recordings, then the offsets of several views or of one pair,
-    then how OpenPose keypoints were read."""
+def report(results, fits, names, recs, fps, rate, method, openpose_model, notes) -> Report:
+    """The output of a run: its recordings, then the offsets (and drifts: ``fits``, one
+    ``drift.DriftFit`` per pair result) of several views or of one pair, then how OpenPose
+    keypoints were read."""
     out = Report({"status": "ok"}, [], notes)
     out.fields["recordings"] = [recording_fields(r, fps[r.path]) for r in recs]
     out.fields["model_fps"] = rate
     out.fields["method"] = method
     if len(names) > 2:
-        views_section(out, results, names, fps, rate)
+        views_section(out, results, fits, names, fps, rate)
     else:
-        pair_section(out, results[0], fps, rate)
+        pair_section(out, results[0], fits[0], fps, rate)
     for r in recs:
         if r.keypoint_model:
             how = " (told from the data)" if openpose_model == "auto" else ""
@@ -101,23 +120,38 @@ def recording_fields(rec, fps: float) -> dict:
     }
 
 
-def views_section(out: Report, results, names, fps, rate) -> None:
-    """Several recordings: the fitted offset of each against the first, every pair with its
-    residual, and a warning for each recording that agrees with none of the others."""
-    fit, resid = fit_views(results, names)
-    views = [
+def views_section(out: Report, results, fits, names, fps, rate) -> None:
+    """Several recordings: the fitted offset (at the first one's start) and drift of each
+    against the first, every pair with its residual, and a warning for each recording that
+    agrees with none of the others."""
+    idx = {n: i for i, n in enumerate(names)}
+    pairs_in = [(idx[r.a], idx[r.b], f, r.confidence) for r, f in zip(results, fits)]
+    measured = any(f.drift_ppm is not None for f in fits)
+    if measured:
+        views = drift.fit_views(len(names), pairs_in, fit_offsets)
+        offsets, ppm, resid = views.offsets, views.drift_ppm, views.offset_residuals
+    else:
+        offsets, resid = fit_offsets(len(names), [(i, j, f.offset, w) for i, j, f, w in pairs_in])
+        ppm = None
+    rows = [
         {
             "recording": n,
             "offset_seconds": round(float(t) / rate, 4),
             "offset_frames": round(float(t) / rate * fps[n], 2),
+            "drift_ppm": None if ppm is None else round(ppm[k], 1),
         }
-        for n, t in zip(names, fit)
+        for k, (n, t) in enumerate(zip(names, offsets))
     ]
     pairs = [
-        dict(pair_fields(r, rate, fps[r.a], fps[r.b]), residual_frames=round(float(e), 2))
-        for r, e in zip(results, resid)
+        dict(
+            pair_fields(r, rate, fps[r.a], fps[r.b]),
+            **drift.drift_fields(f, with_windows=False),
+            residual_frames=round(float(e), 2),
+        )
+        for r, f, e in zip(results, fits, resid)
     ]
-    out.fields["views"], out.fields["pairs"] = views, pairs
+    out.fields["views"], out.fields["pairs"] = rows, pairs
+    out.clocks = view_clocks(names, offsets, ppm, results, resid, rate)
     for r in results:
         out.notes.extend(f"{r.a} ~ {r.b}: {n}" for n in r.notes)
     for n in outliers(results, resid, names):
@@ -126,24 +160,72 @@ def views_section(out: Report, results, names, fps, rate) -> None:
             f"large residuals); it may show other motion or another person"
         )
     out.lines.append(f"offsets against {names[0]} (robust fit of {len(results)} pairwise offsets):")
-    for v in views:
-        out.lines.append(
+    for v in rows:
+        line = (
             f"  {v['recording']}: {v['offset_seconds']:+.3f} s ({v['offset_frames']:+.2f} "
             f"frames at {fps[v['recording']]:g} fps)"
         )
+        if v["drift_ppm"] is not None and v["recording"] != names[0]:
+            line += (
+                f", runs {abs(v['drift_ppm']):.0f} ppm {'fast' if v['drift_ppm'] > 0 else 'slow'}"
+            )
+        out.lines.append(line)
+    if measured and ppm is None:
+        out.lines.append(views.note)
+    elif not measured:
+        out.lines.append(f"{fits[0].note} ({results[0].a} ~ {results[0].b})")
     out.lines.append("pairs (offset, confidence, method, residual of the fit in model frames):")
     for p in pairs:
-        out.lines.append(
+        line = (
             f"  {p['a']} -> {p['b']}: {p['offset_seconds']:+.3f} s, {p['confidence']:.0%}, "
             f"{p['method']}, {p['residual_frames']:+.2f}"
         )
+        if p["drift_ppm"] is not None:
+            line += f", drift {p['drift_ppm']:+.0f} ppm ({p['drift_confidence']:.0%})"
+        out.lines.append(line)
 
 
-def pair_section(out: Report, first: PairResult, fps, rate) -> None:
-    """Two recordings: the offset in seconds and in each one's frames, each method's answer,
-    the matched persons, and a warning below LOW_CONFIDENCE."""
+def view_clocks(names, offsets, ppm, results, resid, rate: float) -> list[Clock]:
+    """Each recording's clock against the first from the views' fit (offsets in model frames,
+    ``ppm`` per recording or None); a recording's confidence is the best of its pairs whose
+    residual lies within AGREE_WITHIN frames (0 when none does)."""
+    clocks = []
+    for k, n in enumerate(names):
+        agree = [
+            r.confidence
+            for r, e in zip(results, resid)
+            if n in (r.a, r.b) and abs(e) <= AGREE_WITHIN
+        ]
+        clocks.append(
+            Clock(
+                n,
+                float(offsets[k]) / rate,
+                0.0 if ppm is None else float(ppm[k]),
+                ppm is not None,
+                max(agree, default=0.0),
+            )
+        )
+    return clocks
+
+
+def pair_section(out: Report, first: PairResult, fit: DriftFit, fps, rate) -> None:
+    """Two recordings: the offset (at A's start) in seconds and in each one's frames, each
+    method's answer, the drift (or why none was measured), the matched persons, and a warning
+    below LOW_CONFIDENCE."""
     fa, fb = fps[first.a], fps[first.b]
     out.fields.update(pair_fields(first, rate, fa, fb))
+    out.fields.update(drift.drift_fields(fit))
+    measured = fit.drift_ppm is not None
+    out.clocks = [
+        Clock(first.a, 0.0, 0.0, measured, first.confidence),
+        Clock(
+            first.b,
+            first.seconds(rate),
+            fit.drift_ppm if measured else 0.0,
+            measured,
+            first.confidence,
+        ),
+    ]
     sec = first.seconds(rate)
     out.lines.append(describe(sec, first.a, first.b))
     out.lines.append(
@@ -158,6 +240,7 @@ def pair_section(out: Report, first: PairResult, fps, rate) -> None:
             if m != first.method
         )
     )
+    out.lines.append(drift.describe_drift(fit, first.a, first.b))
     if first.persons:
         out.fields["persons"] = [pair_fields(p, rate, fa, fb) for p in first.persons]
         out.lines.append(

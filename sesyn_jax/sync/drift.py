@@ -6,11 +6,11 @@ camera over 10 minutes, so no single offset synchronizes the whole recording. Th
 
     time t of A = time (1 + r) t + d of B        (t, d in seconds; labelled times of the files)
 
-with the sign convention of ``sesyn_jax.sync``: "B = A + d" means the moment at time t of A is
-at time t + d of B (B started recording d seconds before A when d > 0), here at A's start
-(t = 0); ``drift_ppm`` is r x 1e6. A camera B that records at 29.97 fps but whose files say 30
-labels true time T as 0.999 T, so r = -1000 ppm ("B runs 1000 ppm slow"); over t seconds of A
-the offset moves by r t.
+with the sign convention of the command (``sesyn_jax.sync.cli``): "B = A + d" means the moment
+at time t of A is at time t + d of B (B started recording d seconds before A when d > 0), here
+at A's start (t = 0); ``drift_ppm`` is r x 1e6. A camera B that records at 29.97 fps but
+whose files say 30 labels true time T as 0.999 T, so r = -1000 ppm ("B runs 1000 ppm slow");
+over t seconds of A the offset moves by r t.
 
 How (``estimate_drift``), on embeddings (T, D) at the model's frame rate, computed once for the
 whole recordings (``sesyn_jax.sync.embed`` works in chunks: memory linear in the length):
@@ -43,8 +43,14 @@ and the single coarse offset; ``no_drift=True`` forces that single offset.
 Several recordings (``fit_views``): with each recording's clock t_k = (1 + rho_k) t_0 + delta_k
 against the first one's, a pair's rate is exactly 1 + r_ij = (1 + rho_j) / (1 + rho_i), linear
 in log(1 + r): the log-rates and then the offsets in the first recording's time are fitted
-by the command's robust fit of pairwise offsets (``sync.fit_offsets``: IRLS over the pairs,
+by the command's robust fit of pairwise offsets (``views.fit_offsets``: IRLS over the pairs,
 weighted by confidence), which the caller passes in.
+
+In the command (``pair_drift``): the whole-recording learned offset is the coarse offset; when
+a drift is measured, the pair's answer is the line (its offset at A's start, the agreement
+along it as the confidence, method 'learned'): a single offset's agreement falls on a drifting
+pair (to about 0.15 on a 10-minute NTSC pair), which would warn of a low confidence and let
+'auto' take the speed correlation's single offset, which cannot describe a drift.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from collections.abc import Callable
 import numpy as np
 
 from sesyn_jax.inference import AGREE_FRAMES, lag_blocks, pick_offset
+from sesyn_jax.sync.search import PairResult
 
 MIN_OVERLAP_SECONDS = 60.0
 WINDOW_SECONDS = 20.0
@@ -394,6 +401,38 @@ def estimate_drift(
         span=(float(lo), float(hi)),
         agreement=agree,
     )
+
+
+def pair_drift(
+    pair: PairResult,
+    f_a: np.ndarray,
+    f_b: np.ndarray,
+    inner_radius: int,
+    rate: float,
+    no_drift: bool = False,
+) -> tuple[PairResult, DriftFit]:
+    """The command's drift step for one pair matched by ``search.match_pair`` on embeddings
+    f_a, f_b (frames within ``inner_radius`` of an end not trusted): the drift fit from the
+    learned search's offset and the pair's answer with it. When a drift is measured the answer
+    is the line (see the module doc); otherwise the pair is unchanged and the fit holds the
+    pair's offset with the note saying why no drift was measured."""
+    from sesyn_jax.model import inner_mask
+
+    learned = pair.searches.get("learned")
+    if learned is None:
+        note = "drift not estimated: the recordings are too short for the learned method"
+        return pair, DriftFit(pair.offset, rate, None, note=note)
+    masks = [np.asarray(inner_mask(np.ones(len(f), bool), inner_radius)) for f in (f_a, f_b)]
+    fit = estimate_drift(f_a, f_b, learned.offset, rate, *masks, no_drift=no_drift)
+    if fit.drift_ppm is None:
+        return pair, dataclasses.replace(fit, offset=pair.offset)
+    notes = pair.notes
+    if pair.method != "learned":  # the warnings about the speed answer no longer apply
+        notes = [n for n in notes if f"best {pair.method} offset" not in n]
+    line = dataclasses.replace(
+        pair, offset=fit.offset, confidence=fit.agreement, method="learned", notes=notes
+    )
+    return line, fit
 
 
 # ----------------------------------------------------------------------------- several views
