@@ -349,13 +349,16 @@ def test_text_json_and_plot(tmp_path):
 # ----------------------------------------------------------------------------- shipped model
 
 
-def test_three_minutes_rendered_through_the_shipped_model():
-    """B records at 29.97 fps, its file says 30, and it starts 1.3 s before A: the moment at
-    time t of A is at 0.999 t + 0.999 x 1.3 s of B."""
-    from sesyn_jax import loading, sync
-    from sesyn_jax.data import cameras, mocap_syn, normalization
+LEAD = 39  # frames of true time at 30 fps by which B starts before A
+
+
+@pytest.fixture(scope="module")
+def ntsc_pair():
+    """Three minutes (5400 frames each) rendered from the embedded motion: B records at 29.97
+    fps, its file says 30, and it starts 1.3 s before A, so that the moment at time t of A is
+    at 0.999 t + 0.999 x 1.3 s of B. Pixel poses a, b (T, 17, 3)."""
+    from sesyn_jax.data import cameras, mocap_syn
     from sesyn_jax.data.resample import interpolate
-    from sesyn_jax.model import inner_mask
 
     clips = []
     for c in mocap_syn.load_embedded():
@@ -364,22 +367,68 @@ def test_three_minutes_rendered_through_the_shipped_model():
             j[..., [0, 2]] -= j[:1, 11:13].mean(1)[:, [0, 2]]
             clips.append(j)
     joints = np.concatenate(clips)  # 199 s at 30 fps
-    frames, lead = 5400, 39
+    frames = 5400
     rng = np.random.default_rng(0)
     cam1, cam2, _ = cameras.sample_camera_pair(rng, joints)
-    a = cameras.detect(rng, cam1, joints[lead : lead + frames])
+    a = cameras.detect(rng, cam1, joints[LEAD : LEAD + frames])
     b = cameras.detect(rng, cam2, interpolate(joints, np.arange(frames) * 30 / 29.97))
+    return a, b
+
+
+def test_three_minutes_rendered_through_the_shipped_model(ntsc_pair):
+    from sesyn_jax import loading, sync
+    from sesyn_jax.data import normalization
+    from sesyn_jax.model import inner_mask
+
     loaded = loading.load_model("default")
     model = loaded.model()
     feats = [
         sync.embed(model, loaded.variables, normalization.normalize(x, loaded.normalization))
-        for x in (a, b)
+        for x in ntsc_pair
     ]
-    masks = [np.asarray(inner_mask(np.ones(frames, bool), loaded.inner_radius)) for _ in feats]
+    masks = [np.asarray(inner_mask(np.ones(len(f), bool), loaded.inner_radius)) for f in feats]
     coarse = sync.learned_search(*feats, loaded.inner_radius, max_offset=300)
     fit = drift.estimate_drift(*feats, coarse.offset, loaded.fps, *masks)
-    true_offset = 0.999 * lead / 30
+    true_offset = 0.999 * LEAD / 30
     assert abs(fit.drift_ppm + 1000) < 2 * fit.drift_ppm_stderr < 300
     assert abs(fit.offset_seconds - true_offset) < 1 / 30
     # the single offset misses A's start by about the drift over half the recording
     assert abs(coarse.offset / 30 - true_offset) > 0.05
+
+
+def test_the_command_reports_the_drift_and_no_drift_forces_one_offset(ntsc_pair, tmp_path, capsys):
+    """sesyn-sync on the three-minute NTSC pair: drift_ppm and offset_seconds (at A's start)
+    against the truth, the answer is the learned line with its agreement as the confidence
+    (no low-confidence warning), the drift plot is written; --no-drift gives one offset."""
+    from sesyn_jax import sync
+
+    files = []
+    for name, x in zip("ab", ntsc_pair):
+        np.save(tmp_path / f"{name}.npy", x)
+        files.append(str(tmp_path / f"{name}.npy"))
+    plot = tmp_path / "sync.png"
+    assert sync.main(files + ["--fps", "30", "--json", "--plot", str(plot)]) == 0
+    r = json.loads(capsys.readouterr().out)
+    true_offset, true_ppm = 0.999 * LEAD / 30, (29.97 / 30 - 1) * 1e6
+    assert abs(r["drift_ppm"] - true_ppm) < 2 * r["drift_ppm_stderr"] < 300
+    assert abs(r["offset_seconds"] - true_offset) < 1 / 30
+    assert r["offset_frames_a"] == pytest.approx(r["offset_seconds"] * 30, abs=0.01)
+    assert r["method"] == "learned" and r["confidence"] == r["agreement"] >= 0.5
+    assert r["drift_confidence"] >= 0.5 and len(r["drift_windows"]) >= 15
+    assert not any("low confidence" in n for n in r["notes"])
+    assert r["plot_drift"] == str(tmp_path / "sync_drift.png")
+    assert (tmp_path / "sync_drift.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the windows lie along the reported line
+    for w in r["drift_windows"]:
+        if w["inlier"]:
+            line = r["offset_seconds"] + r["drift_ppm"] * 1e-6 * w["time_a_seconds"]
+            assert abs(w["offset_seconds"] - line) < 2 / 30
+
+    assert sync.main(files + ["--fps", "30", "--no-drift", "--json"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert one["drift_ppm"] is None and "forced" in one["drift_note"]
+    assert "drift_windows" not in one
+    chosen = one["searches"][one["method"]]["offset_seconds"]
+    assert one["offset_seconds"] == chosen
+    # one offset for the whole recording misses A's start by the drift over half of it
+    assert abs(one["offset_seconds"] - true_offset) > 0.05
