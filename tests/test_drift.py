@@ -432,3 +432,37 @@ def test_the_command_reports_the_drift_and_no_drift_forces_one_offset(ntsc_pair,
     assert one["offset_seconds"] == chosen
     # one offset for the whole recording misses A's start by the drift over half of it
     assert abs(one["offset_seconds"] - true_offset) > 0.05
+
+
+def test_several_views_in_the_output_take_the_rates():
+    """The command's views section on exact pair fits of four clocks (one pair wrong, one without a rate): each
+    recording's offset and drift against the first, the pairs' drifts, and the clocks that
+    --write-synced uses."""
+    from sesyn_jax.sync.output import Report, views_section
+    from sesyn_jax.sync.search import PairResult
+
+    rho = np.array([0.0, -1000e-6, 250e-6, 40e-6])
+    delta = np.array([0.0, 55.0, -31.5, 400.0])
+    names = ["c0", "c1", "c2", "c3"]
+    results, fits = [], []
+    for i in range(4):
+        for j in range(i + 1, 4):
+            bad = (i, j) == (2, 3)
+            f = _pair_fit(i, j, rho, delta, 9.0 * bad, 600.0 * bad)
+            f.confidence, f.agreement = 0.95, 0.9
+            results.append(PairResult(names[i], names[j], f.offset, 0.9, "learned", {}))
+            fits.append(f)
+    fits[0] = drift.DriftFit(fits[0].offset, RATE, None, note="drift not estimated: short")
+    out = Report({}, [], [])
+    views_section(out, results, fits, names, {n: RATE for n in names}, RATE)
+    got = out.fields["views"]
+    np.testing.assert_allclose([v["drift_ppm"] for v in got], rho * 1e6, atol=0.05)
+    np.testing.assert_allclose([v["offset_seconds"] for v in got], delta / RATE, atol=1e-4)
+    assert out.fields["pairs"][0]["drift_ppm"] is None
+    assert out.fields["pairs"][1]["drift_ppm"] == round(fits[1].drift_ppm, 1)
+    assert out.lines[2] == f"  c1: {55 / RATE:+.3f} s (+55.00 frames at 30 fps), runs 1000 ppm slow"
+    for c, k in zip(out.clocks, range(4)):
+        assert c.offset_seconds == pytest.approx(delta[k] / RATE, abs=1e-9)
+        assert c.drift_ppm == pytest.approx(rho[k] * 1e6, abs=1e-6) and c.drift_measured
+    # every recording agrees through its other pairs; the wrong pair counts for none
+    assert [c.confidence for c in out.clocks] == [0.9] * 4
