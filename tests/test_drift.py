@@ -435,9 +435,9 @@ def test_the_command_reports_the_drift_and_no_drift_forces_one_offset(ntsc_pair,
 
 
 def test_several_views_in_the_output_take_the_rates():
-    """The command's views section on exact pair fits of four clocks (one pair wrong, one without a rate): each
-    recording's offset and drift against the first, the pairs' drifts, and the clocks that
-    --write-synced uses."""
+    """The command's views section on exact pair fits of four clocks (one pair wrong, one
+    without a rate): each recording's offset and drift against the first, the pairs' drifts,
+    and the clocks that --write-synced uses."""
     from sesyn_jax.sync.output import Report, views_section
     from sesyn_jax.sync.search import PairResult
 

@@ -50,6 +50,20 @@ warning. Several people (--all-persons): each person of A is matched with each p
 pairs with the best confidence are kept (one-to-one), and their offsets are fused by the
 confidence-weighted median, which ignores a wrongly matched person.
 
+Clock drift: when the recordings share 60 s or more, the offset AND the rate are measured
+(``sesyn_jax.sync.drift``: the learned search of 20 s windows along the overlap, then a robust
+line), "time t of A = time (1 + r) t + d of B": drift_ppm (r x 1e6) and offset_seconds (d, at
+A's start), with a confidence for the rate; the pair's answer is then the line, and its
+confidence the learned agreement along it. Shorter recordings, --method speed and
+--all-persons give drift_ppm null with a note; --no-drift forces one offset. With more than two
+recordings the rates enter the robust fit too.
+
+--write-synced OUT (OpenPose folders only): each folder written again into OUT/<its name>,
+renumbered so that frame k of every folder shows the same moment (Pose2Sim's pose-sync layout,
+at the first recording's frame rate, from the common start to the common end, each camera's
+nearest frame through its offset and drift), and OUT/offsets.toml; an existing OUT is refused
+(exit 2) unless --overwrite.
+
 Exit status: 0 done; 2 bad input or flag (the message names the file and the field), or an
 output that could not be written (--plot, standard output); 3 refused (the message says why:
 no person, too few frames, no motion, nothing in common, not enough memory); 130 interrupted
