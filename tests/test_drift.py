@@ -214,6 +214,11 @@ def test_short_overlap_and_no_drift_give_one_offset():
         "drift_note": fit.note,
     }
     assert drift.describe_drift(fit, "a", "b") == "drift not estimated: one offset forced"
+    # hours of recording: the band of offsets would not fit in the memory given
+    fit = drift.estimate_drift(f_a, f_b, 4.0, RATE, max_bytes=4e5)
+    need = drift.band_bytes(2400, drift.search_band(2396, RATE))  # A's frames 0 .. 2395 in B
+    assert need == 2400 * (2 * (5 + 15) + 1) * 5 > 4e5
+    assert fit.drift_ppm is None and fit.offset == 4.0 and f"{need / 1e9:.1f} GB" in fit.note
 
 
 def test_unrelated_recordings_give_no_confident_drift():

@@ -63,6 +63,7 @@ from collections.abc import Callable
 import numpy as np
 
 from sesyn_jax.inference import AGREE_FRAMES, lag_blocks, pick_offset
+from sesyn_jax.sync.recordings import available_memory
 from sesyn_jax.sync.search import PairResult
 
 MIN_OVERLAP_SECONDS = 60.0
@@ -323,6 +324,12 @@ def search_band(overlap: int, rate: float, max_drift_ppm: float = MAX_DRIFT_PPM)
     return int(math.ceil(max_drift_ppm * 1e-6 * overlap + BAND_MARGIN_SECONDS * rate))
 
 
+def band_bytes(frames_a: int, band: int) -> int:
+    """Memory of ``lag_band`` for A's frames and a band of +-``band`` frames: a float32 and a
+    bool per frame and offset."""
+    return frames_a * (2 * band + 1) * 5
+
+
 def systematic_slope_error(extent: float, rate: float) -> float:
     """The slope error (1 sigma) that the learned offsets' motion-dependent biases cause when
     the windows' centres span ``extent`` frames: biases of BIAS_FRAMES, independent between
@@ -346,10 +353,13 @@ def estimate_drift(
     window_seconds: float = WINDOW_SECONDS,
     hop_seconds: float = HOP_SECONDS,
     max_drift_ppm: float = MAX_DRIFT_PPM,
+    max_bytes: float | None = None,
 ) -> DriftFit:
     """Offset at A's start and drift of B against A from embeddings f_a (M, D), f_b (N, D) at
     ``rate`` fps (masks as in ``window_offsets``) and a whole-recording offset
-    ``coarse_offset`` (frames; e.g. ``sync.learned_search``'s). See the module doc."""
+    ``coarse_offset`` (frames; e.g. ``sync.learned_search``'s). See the module doc. The band
+    grows with the overlap (hours of recording: gigabytes); when it would need more than
+    ``max_bytes``, no drift is measured and the note says so."""
     if no_drift:
         return DriftFit(coarse_offset, rate, None, note="drift not estimated: one offset forced")
     lo, hi = overlap_frames(len(f_a), len(f_b), coarse_offset)
@@ -366,6 +376,18 @@ def estimate_drift(
         )
     window = int(round(window_seconds * rate))
     band = search_band(span, rate, max_drift_ppm)
+    need = band_bytes(len(f_a), band)
+    if max_bytes is not None and need > max_bytes:
+        return DriftFit(
+            coarse_offset,
+            rate,
+            None,
+            note=(
+                f"drift not estimated: over {span / rate / 60:.0f} min the band of offsets "
+                f"searched needs about {need / 1e9:.1f} GB of memory; {max_bytes / 1e9:.1f} GB "
+                f"can be used"
+            ),
+        )
     starts = window_starts(lo, hi, window, max(1, int(round(hop_seconds * rate))))
     wins = window_offsets(f_a, f_b, coarse_offset, starts, window, band, mask_a, mask_b)
     used = int(np.count_nonzero(wins.confidence))
@@ -423,7 +445,16 @@ def pair_drift(
         note = "drift not estimated: the recordings are too short for the learned method"
         return pair, DriftFit(pair.offset, rate, None, note=note)
     masks = [np.asarray(inner_mask(np.ones(len(f), bool), inner_radius)) for f in (f_a, f_b)]
-    fit = estimate_drift(f_a, f_b, learned.offset, rate, *masks, no_drift=no_drift)
+    have = available_memory()
+    fit = estimate_drift(
+        f_a,
+        f_b,
+        learned.offset,
+        rate,
+        *masks,
+        no_drift=no_drift,
+        max_bytes=None if have is None else have / 2,
+    )
     if fit.drift_ppm is None:
         return pair, dataclasses.replace(fit, offset=pair.offset)
     notes = pair.notes
