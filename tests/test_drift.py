@@ -238,6 +238,42 @@ def test_band_and_overlap():
     assert drift.systematic_slope_error(9000.0, 30.0) == pytest.approx(0.25 * 1.2**0.5 / 9000)
 
 
+def test_the_pair_answer_becomes_the_line_only_when_the_windows_follow_it():
+    from sesyn_jax.sync.search import PairResult, Search
+
+    def pair(learned, speed, method):
+        empty = np.zeros(0)
+        searches = {
+            "learned": Search("learned", learned, 0.15, empty, empty),
+            "speed": Search("speed", speed, 0.6, empty, empty),
+        }
+        best = searches[method]
+        note = f"warning: the best {method} offset (x) is the largest that still aligns ..."
+        return PairResult("a", "b", best.offset, best.confidence, method, searches, notes=[note])
+
+    f_a, f_b = _drifting_pair(4500, 4500, 37.4, -1000.0)  # 2.5 minutes
+    # 'auto' took the speed answer (its confidence above the learned one's)
+    line, fit = drift.pair_drift(pair(36.0, 200.0, "speed"), f_a, f_b, 0, RATE)
+    assert abs(fit.drift_ppm + 1000) < 20 and fit.confidence > 0.9
+    assert line.method == "learned" and line.offset == fit.offset
+    assert line.confidence == fit.agreement > 0.9 and line.notes == []
+    # --no-drift: the pair as matched, the fit holds its offset
+    same, one = drift.pair_drift(pair(36.0, 200.0, "speed"), f_a, f_b, 0, RATE, no_drift=True)
+    assert same.offset == 200.0 and same.method == "speed" and one.offset == 200.0
+    assert one.drift_ppm is None and "forced" in one.note
+    # unrelated recordings: few windows follow any line, the pair stays as matched
+    other = _signal(np.arange(4500), seed=7)
+    same, fit = drift.pair_drift(pair(10.0, 200.0, "speed"), f_a, other, 0, RATE)
+    assert same.offset == 200.0 and same.method == "speed" and same.confidence == 0.6
+    assert fit.drift_ppm is None and fit.offset == 200.0
+    assert fit.note.startswith("drift not estimated: only 0% of the windows agree with one line")
+    # too short for the learned method: no learned search, no drift
+    short = pair(36.0, 200.0, "speed")
+    del short.searches["learned"]
+    same, fit = drift.pair_drift(short, f_a, f_b, 0, RATE)
+    assert same is short and fit.drift_ppm is None and "too short" in fit.note
+
+
 # ----------------------------------------------------------------------------- several views
 
 

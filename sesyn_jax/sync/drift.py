@@ -435,9 +435,11 @@ def pair_drift(
 ) -> tuple[PairResult, DriftFit]:
     """The command's drift step for one pair matched by ``search.match_pair`` on embeddings
     f_a, f_b (frames within ``inner_radius`` of an end not trusted): the drift fit from the
-    learned search's offset and the pair's answer with it. When a drift is measured the answer
-    is the line (see the module doc); otherwise the pair is unchanged and the fit holds the
-    pair's offset with the note saying why no drift was measured."""
+    learned search's offset and the pair's answer with it. When a drift is measured, and at
+    least LOW_CONFIDENCE of the windows agree with the line, the answer is the line (see the
+    module doc); otherwise the pair is unchanged and the fit holds the pair's offset with the
+    note saying why no drift was measured (a line that few windows follow, as around a wrong
+    whole-recording offset, is not used)."""
     from sesyn_jax.model import inner_mask
 
     learned = pair.searches.get("learned")
@@ -455,6 +457,12 @@ def pair_drift(
         no_drift=no_drift,
         max_bytes=None if have is None else have / 2,
     )
+    if fit.drift_ppm is not None and fit.confidence < LOW_CONFIDENCE:
+        note = (
+            f"drift not estimated: only {fit.confidence:.0%} of the windows agree with one line "
+            f"(at least {LOW_CONFIDENCE:.0%} are needed)"
+        )
+        fit = dataclasses.replace(fit, drift_ppm=None, note=note)
     if fit.drift_ppm is None:
         return pair, dataclasses.replace(fit, offset=pair.offset)
     notes = pair.notes
