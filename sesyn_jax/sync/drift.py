@@ -537,32 +537,6 @@ def fit_views(
     return ViewsFit(drift, prime * (1 + rho), rate_resid, off_resid, note)
 
 
-def views_fields(views: ViewsFit, names: list[str], rate: float) -> list[dict]:
-    """JSON-ready per recording: ``offset_seconds`` (the moment at time 0 of the first
-    recording is at this time of it) and ``drift_ppm`` against the first (null when not
-    measured)."""
-    return [
-        {
-            "recording": n,
-            "offset_seconds": round(float(d) / rate, 4),
-            "drift_ppm": None if views.drift_ppm is None else round(views.drift_ppm[k], 1),
-        }
-        for k, (n, d) in enumerate(zip(names, views.offsets))
-    ]
-
-
-def describe_views(views: ViewsFit, names: list[str], rate: float) -> list[str]:
-    """Text lines, one per recording after the first."""
-    lines = []
-    for k, n in enumerate(names[1:], 1):
-        line = f"  {n}: {views.offsets[k] / rate:+.3f} s at the start of {names[0]}"
-        if views.drift_ppm is not None:
-            ppm = views.drift_ppm[k]
-            line += f", runs {abs(ppm):.0f} ppm {'fast' if ppm > 0 else 'slow'}"
-        lines.append(line)
-    return lines + ([views.note] if views.note else [])
-
-
 # ----------------------------------------------------------------------------- output
 
 

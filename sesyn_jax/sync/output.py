@@ -9,7 +9,7 @@ import math
 from sesyn_jax.sync import drift
 from sesyn_jax.sync.drift import DriftFit
 from sesyn_jax.sync.search import AGREE_WITHIN, LOW_CONFIDENCE, PairResult
-from sesyn_jax.sync.views import fit_offsets, outliers
+from sesyn_jax.sync.views import fit_offsets, fit_views, outliers
 
 
 @dataclasses.dataclass
@@ -131,7 +131,7 @@ def views_section(out: Report, results, fits, names, fps, rate) -> None:
         views = drift.fit_views(len(names), pairs_in, fit_offsets)
         offsets, ppm, resid = views.offsets, views.drift_ppm, views.offset_residuals
     else:
-        offsets, resid = fit_offsets(len(names), [(i, j, f.offset, w) for i, j, f, w in pairs_in])
+        offsets, resid = fit_views(results, names)  # every fit holds its pair's offset
         ppm = None
     rows = [
         {
