@@ -6,13 +6,16 @@ One pair is the numpy renderer's pair (see ``render``: clip and window, time-str
 two cameras on an image of a drawn size, detector-like corruption, an independent crop), brought
 to the model's input normalization and padded to the bucket, in two pure stages:
 
-  draw(key, spec, lengths)      -> Draws: every random number of one pair
-  render_pair(spec, clips, d)   -> (pair arrays, info): projection, corruption, crop, normalization
+  draw(key, spec, lengths)                 -> Draws: every random number of one pair
+  render_pair(spec, clips, lengths, draws) -> (pair arrays, info): projection, corruption,
+                                              crop, normalization
 
 The draws follow the numpy renderer's distributions (same ranges, same dependence of the window,
-the crop and the focal lengths on earlier draws); the random streams themselves differ. Because
-the rendering takes the draws as data, a test can feed it the numpy renderer's own draws and
-compare the two pair for pair. Static shapes: the clips are packed into one padded
+the crop and the focal lengths on earlier draws); the random streams themselves differ: one
+threefry call per pair gives its scalar draws and the seed of a counter hash for the ~20,000
+per-joint uniforms (pixel noise as inverse-erf normals, scores, missing joints, dropped frames).
+Because the rendering takes the draws as data, a test can feed it the numpy renderer's own draws
+and compare the two pair for pair. Static shapes: the clips are packed into one padded
 (K, L, 17, 3) array with their lengths; every pair renders a full window of ``spec.window``
 frames of which the first ``Draws.window`` are real (a short clip or a strong stretch gives
 fewer), and the crops are gathered into the bucket with masks.
@@ -412,7 +415,8 @@ def make_device_renderer(
     the model's ``normalization``, padded to the bucket of ``buckets`` the numpy batcher picks
     for them. The batch holds the keys the train step takes (poses1, mask1, poses2, mask2,
     offset) and lives on the devices: with ``data_sharding`` (the train step's
-    ``NamedSharding(mesh, P('data'))``) split over its data axis, the clips replicated."""
+    ``NamedSharding(mesh, P('data'))``) split over its data axis, the clips replicated.
+    ``render.spec`` is the renderer's ``Spec`` (its bucket, window and ranges)."""
     spec = Spec.of(pairs, bucket_for(pairs.max_length, buckets), normalization)
     packed, lengths = pack_clips(pairs)
     if data_sharding is not None:
