@@ -308,14 +308,25 @@ def cameras(joints: Array, real: Array, d: Draws, width, height):
 VIEW_FIELDS = ("noise", "missing_prob", "drop_prob", "pixel_noise", "score", "missing_u", "drop_u")
 
 
+def _fold(op, xs: list) -> Array:
+    """op(op(xs[0], xs[1]), ...): a reduction over the 17 joints as elementwise operations,
+    which XLA fuses on the CPU where its reduce over a short axis does not."""
+    out = xs[0]
+    for x in xs[1:]:
+        out = op(out, x)
+    return out
+
+
 def detect(uv, z, real, width, height, v: dict) -> tuple[Array, Array]:
     """``cameras.detect`` of one view with its draws ``v`` (the VIEW_FIELDS of one view):
     (W, 17, 3) (x, y, score) pixels, every channel 0 where not detected, and the pixel sigma
     (the drawn fraction of the person's median height in pixels, as ``render`` sets it)."""
-    px_height = masked_median(uv[..., 1].max(-1) - uv[..., 1].min(-1), real)
+    y = [uv[:, j, 1] for j in range(uv.shape[1])]
+    px_height = masked_median(_fold(jnp.maximum, y) - _fold(jnp.minimum, y), real)
     sigma = v["noise"] * px_height
     uv = uv + v["pixel_noise"] * sigma
-    err = jnp.linalg.norm(v["pixel_noise"], axis=-1) * sigma / jnp.maximum(sigma, 1e-6)
+    err = jnp.hypot(v["pixel_noise"][..., 0], v["pixel_noise"][..., 1])
+    err = err * sigma / jnp.maximum(sigma, 1e-6)
     score = jnp.clip(v["score"] - 0.08 * err, 0.05, 1.0)
     inside = (z > 0.1) & (uv[..., 0] >= 0) & (uv[..., 0] < width)
     inside &= (uv[..., 1] >= 0) & (uv[..., 1] < height)
@@ -342,8 +353,9 @@ def normalize(poses: Array, mask: Array, mode: str, width, height) -> Array:
     if mode == "published":
         xy = xy / jnp.stack([width, height]) - 0.5
     else:  # 'person': medians over the frames with two joints seen (see person_box)
-        lo = jnp.min(jnp.where(seen[..., None], xy, jnp.inf), 1)
-        hi = jnp.max(jnp.where(seen[..., None], xy, -jnp.inf), 1)
+        joints = range(xy.shape[1])
+        lo = _fold(jnp.minimum, [jnp.where(seen[:, j, None], xy[:, j], jnp.inf) for j in joints])
+        hi = _fold(jnp.maximum, [jnp.where(seen[:, j, None], xy[:, j], -jnp.inf) for j in joints])
         ok = seen.sum(-1) >= 2
         box = jnp.concatenate([(lo + hi) / 2, (hi - lo).max(-1, keepdims=True)], -1)
         medians = masked_median(box, ok)  # one sort: centre x, centre y, size
