@@ -3,6 +3,7 @@
 distributions (two-sample Kolmogorov-Smirnov bounds and means within their standard errors), a
 key gives one batch, and the batch sharded over four devices equals the unsharded one."""
 
+import math
 import os
 import subprocess
 import sys
@@ -193,6 +194,29 @@ def test_fresh_draws_follow_the_numpy_distributions(pairs, packed):
     # the draws are not degenerate: every statistic varies, offsets span the configured range
     assert got["offset"].min() == -30 and got["offset"].max() == 30
     assert all(np.std(v) > 0 for v in got.values())
+
+
+def test_per_joint_draws_are_normal_and_uniform(pairs):
+    """The counter-hashed per-joint draws of 64 pairs (~650,000 of each kind): the pixel noise
+    against the standard normal CDF, the missing-joint and dropped-frame uniforms against the
+    uniform CDF, the scores' range; and x and y noise uncorrelated."""
+    spec = render_jax.Spec.of(pairs, BUCKET, "published")
+    lengths = jnp.asarray(render_jax.pack_clips(pairs)[1])
+    keys = jax.random.split(render_jax.step_key(5, 0), 64)
+    d = jax.device_get(jax.vmap(lambda k: render_jax.draw(k, spec, lengths))(keys))
+    erf = np.vectorize(math.erf)
+    for name, values, cdf in (
+        ("pixel noise", d.pixel_noise, lambda x: 0.5 * (1 + erf(x / np.sqrt(2)))),
+        ("missing_u", d.missing_u, lambda x: x),
+        ("drop_u", d.drop_u, lambda x: x),
+    ):
+        x = np.sort(np.ravel(values).astype(np.float64))[::7]  # every 7th: CDF at 1e5 points
+        gap = np.abs(cdf(x) - np.arange(1, len(x) + 1) / len(x)).max()
+        assert gap < 1.95 / np.sqrt(len(x)), (name, gap)
+    noise = d.pixel_noise.reshape(-1, 2)
+    assert abs(noise.mean()) < 5 / np.sqrt(noise.size) and abs(noise.var() - 1) < 0.01
+    assert abs(np.corrcoef(noise[:, 0], noise[:, 1])[0, 1]) < 5 / np.sqrt(len(noise))
+    assert d.score.min() >= 0.75 and d.score.max() < 0.98 and abs(d.score.mean() - 0.865) < 1e-3
 
 
 def test_a_key_gives_one_batch(pairs):
