@@ -34,7 +34,10 @@ def load_model(path: str) -> LoadedModel:
             )
         path = DEFAULT_MODEL
     if os.path.isfile(path):
-        _check_torch_file(path)
+        try:
+            convert.check_torch_file(path)
+        except convert.ConversionError as e:
+            raise CheckpointError(str(e)) from None
         try:
             return convert.load_torch_inference(path)
         except ImportError as e:
@@ -42,15 +45,3 @@ def load_model(path: str) -> LoadedModel:
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such checkpoint")
     return checkpoint.load_inference(path)
-
-
-def _check_torch_file(path: str) -> None:
-    """Refuse a file that cannot be a PyTorch checkpoint (torch.save writes a zip archive, or a
-    pickle in the legacy format) before torch is needed to read it."""
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
-        raise CheckpointError(
-            f"{path}: not a checkpoint (a PyTorch .pth is a zip archive or a pickle; a "
-            f"sesyn-jax export is a folder with model.json)"
-        )
