@@ -85,6 +85,9 @@ def main(argv):
     except report.OutputError as e:
         print(f"error: --out {e}", file=sys.stderr)
         return 2
+    except ValueError as e:  # the test data: no pairs, a malformed file
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(results["markdown"])
     print(f"\nwritten to {results['out']}")
     return 0

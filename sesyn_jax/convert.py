@@ -309,6 +309,8 @@ def flax_to_torch(
     """Flax variables -> a torch state_dict (dict of torch tensors) that the published network
     loads with strict=True. ``unused``: tensors carried from an import (else re-created)."""
     config = dict(model_config) if model_config is not None else _config_from_variables(variables)
+    # model.json may leave out fields at their defaults (layout, strategy)
+    config = {"layout": STGCNEmbedding.layout, "strategy": STGCNEmbedding.strategy, **config}
     padding = config.get("padding", "zero")
     if padding != "zero":
         raise ConversionError(
