@@ -324,6 +324,16 @@ def test_evaluate_names_a_broken_model_json(export_copy, tmp_path):
     assert not (tmp_path / "e").exists()
 
 
+def test_evaluate_out_under_a_file(random_export, tmp_path):
+    (tmp_path / "f").write_text("keep")
+    out = run(
+        ["evaluate.py", "--config", "configs/quickstart.py", "--checkpoint", random_export]
+        + ["--out", str(tmp_path / "f" / "e")]
+    )
+    one_line_error(out, f"--out {tmp_path}/f/e: {tmp_path}/f is a file, not a folder")
+    assert os.listdir(tmp_path) == ["f"] and (tmp_path / "f").read_text() == "keep"
+
+
 def test_an_interrupted_workdir_is_named_as_such(tmp_path):
     w = tmp_path / "w"
     (w / "checkpoints" / "12").mkdir(parents=True)
