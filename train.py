@@ -37,7 +37,7 @@ def main(argv):
     tune_host_allocator()  # before JAX starts its CPU threads; see sesyn_jax/hostmem.py
     config = FLAGS.config
     from sesyn_jax import config_checks, trainer
-    from sesyn_jax.cli import os_error_reason
+    from sesyn_jax.cli import workdir_write_failure
 
     try:
         config_checks.check_config(config)
@@ -51,14 +51,10 @@ def main(argv):
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # a disk that fills or turns read-only during the run
-        reason = os_error_reason(e)
-        if reason is None:
+        message = workdir_write_failure(FLAGS.workdir, e)
+        if message is None:
             raise
-        print(
-            f"error: --workdir {FLAGS.workdir}: writing failed ({reason}); its last complete "
-            f"checkpoint is kept: make room and run the same command to resume",
-            file=sys.stderr,
-        )
+        print(f"error: {message}", file=sys.stderr)
         return 2
     return 0 if result.get("status") in ("finished", "interrupted") else 1
 

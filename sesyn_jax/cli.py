@@ -106,6 +106,24 @@ def os_error_reason(e: BaseException) -> str | None:
     return None
 
 
+def workdir_write_failure(workdir: str, e: BaseException) -> str | None:
+    """One line for a train.py run stopped by an OS error while writing its workdir (which
+    checkpoint survives and what to do), or None when ``e`` is not such an error."""
+    reason = os_error_reason(e)
+    if reason is None:
+        return None
+    steps_dir = os.path.join(workdir, "checkpoints")
+    steps = (
+        [int(n) for n in os.listdir(steps_dir) if n.isdigit()] if os.path.isdir(steps_dir) else []
+    )
+    kept = (
+        f"the checkpoint of step {max(steps)} is kept: make room and run the same command to resume"
+        if steps
+        else "no checkpoint was complete yet: make room and run the same command again"
+    )
+    return f"--workdir {workdir}: writing failed ({reason}); {kept}"
+
+
 def _exit(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)

@@ -250,7 +250,14 @@ def test_train_workdir_under_a_file_and_on_a_full_disk(tmp_path):
         "runpy.run_path('train.py', run_name='__main__')\n"
     )
     out = run(["-c", script])
-    one_line_error(out, "writing failed (No space left on device)", "run the same command")
+    one_line_error(out, "writing failed (No space left on device)", "no checkpoint was complete")
+    (tmp_path / "w2" / "checkpoints" / "40").mkdir(parents=True)
+    (tmp_path / "w2" / "checkpoints" / "120").mkdir()
+    msg = cli.workdir_write_failure(str(tmp_path / "w2"), OSError(errno.EROFS, "ro"))
+    assert msg == (
+        f"--workdir {tmp_path / 'w2'}: writing failed (Read-only file system); the checkpoint "
+        f"of step 120 is kept: make room and run the same command to resume"
+    )
 
 
 def test_os_error_reason_looks_through_wrappers():
