@@ -16,7 +16,6 @@ an evaluation that fails writes nothing.
 from __future__ import annotations
 
 import math
-import os
 import sys
 
 from absl import app, flags, logging
@@ -46,7 +45,7 @@ def main(argv):
     from sesyn_jax.hostmem import tune_host_allocator
 
     tune_host_allocator()  # before JAX starts its CPU threads; see sesyn_jax/hostmem.py
-    from sesyn_jax import checkpoint, config_checks, convert, loading, report
+    from sesyn_jax import config_checks, loading, report
 
     try:
         drop_rates = parse_numbers(
@@ -56,19 +55,10 @@ def main(argv):
             "--noise_px", FLAGS.noise_px, 0.0, math.inf, "pixels of Gaussian noise, >= 0"
         )
         out = FLAGS.out or report.default_out(FLAGS.checkpoint)
-        if os.path.exists(out) and not os.path.isdir(out):
-            raise ValueError(
-                f"--out {out} is a file; give a folder for results.json, results.md and the plot"
-            )
+        config_checks.check_output_folder(out, "--out", 10**6)
         config_checks.check_evaluation_config(FLAGS.config)
         loaded = loading.load_model(FLAGS.checkpoint)
-        config_checks.check_output_folder(out, "--out", 10**6)
-    except (
-        config_checks.ConfigError,
-        checkpoint.CheckpointError,
-        convert.ConversionError,
-        ValueError,
-    ) as e:
+    except ValueError as e:  # ConfigError, CheckpointError, ConversionError: one line each
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
