@@ -4,17 +4,18 @@ robustness sweeps (Tables 5 and 6) and frame error against the true offset (Figu
   python evaluate.py --config configs/quickstart.py --checkpoint runs/quickstart
   python evaluate.py --config configs/mocap_syn.py --config.data.root DATA --checkpoint X.pth
 
---checkpoint: a train.py workdir, an inference export folder or a PyTorch .pth (published or
-exported). The test data comes from --config, the model from the checkpoint, so evaluating
-across datasets is naming a checkpoint trained on one and a config of the other. Results go to
---out (default: <checkpoint>/eval, or eval/ beside a .pth): results.json, results.md,
-error_vs_offset.png.
+--checkpoint: a train.py workdir, an inference export folder, a PyTorch .pth (published or
+exported) or the bare word default, the model shipped in the package (a folder called default
+is given as ./default). The test data comes from --config, the model from the checkpoint, so
+evaluating across datasets is naming a checkpoint trained on one and a config of the other.
+Results go to --out (default: <checkpoint>/eval, eval/ beside a .pth, ./eval_default for the
+shipped model): results.json, results.md, error_vs_offset.png, written together at the end;
+an evaluation that fails writes nothing.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import sys
 
 from absl import app, flags, logging
@@ -22,8 +23,15 @@ from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "config naming the test data", lock_config=True)
-flags.DEFINE_string("checkpoint", None, "train.py workdir, export folder or .pth")
-flags.DEFINE_string("out", None, "output folder")
+flags.DEFINE_string(
+    "checkpoint",
+    None,
+    "train.py workdir, export folder or .pth; the bare word default: the shipped model "
+    "(a folder called default: ./default)",
+)
+flags.DEFINE_string(
+    "out", None, "output folder (default: CHECKPOINT/eval; ./eval_default for the shipped model)"
+)
 flags.DEFINE_bool("sweeps", True, "frame-drop and pixel-noise tables")
 flags.DEFINE_list("drop_rates", ["0", "1", "3", "5", "10"], "dropped frames, percent")
 flags.DEFINE_list("noise_px", ["0", "3", "6", "9"], "Gaussian noise on every joint, pixels")
@@ -37,7 +45,7 @@ def main(argv):
     from sesyn_jax.hostmem import tune_host_allocator
 
     tune_host_allocator()  # before JAX starts its CPU threads; see sesyn_jax/hostmem.py
-    from sesyn_jax import checkpoint, config_checks, loading, report
+    from sesyn_jax import config_checks, loading, report
 
     try:
         drop_rates = parse_numbers(
@@ -46,26 +54,30 @@ def main(argv):
         noise_px = parse_numbers(
             "--noise_px", FLAGS.noise_px, 0.0, math.inf, "pixels of Gaussian noise, >= 0"
         )
-        if FLAGS.out and os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):
-            raise ValueError(
-                f"--out {FLAGS.out} is a file; give a folder for results.json, "
-                f"results.md and the plot"
-            )
+        out = FLAGS.out or report.default_out(FLAGS.checkpoint)
+        config_checks.check_output_folder(out, "--out", 10**6)
         config_checks.check_evaluation_config(FLAGS.config)
         loaded = loading.load_model(FLAGS.checkpoint)
-    except (config_checks.ConfigError, checkpoint.CheckpointError, ValueError) as e:
+    except ValueError as e:  # ConfigError, CheckpointError, ConversionError: one line each
         print(f"error: {e}", file=sys.stderr)
         return 2
-    results = report.evaluate_checkpoint(
-        FLAGS.config,
-        loaded,
-        FLAGS.checkpoint,
-        out=FLAGS.out,
-        sweeps=FLAGS.sweeps,
-        drop_rates=drop_rates,
-        noise_px=noise_px,
-        progress=FLAGS.progress,
-    )
+    try:
+        results = report.evaluate_checkpoint(
+            FLAGS.config,
+            loaded,
+            FLAGS.checkpoint,
+            out=out,
+            sweeps=FLAGS.sweeps,
+            drop_rates=drop_rates,
+            noise_px=noise_px,
+            progress=FLAGS.progress,
+        )
+    except report.OutputError as e:
+        print(f"error: --out {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # the test data: no pairs, a malformed file
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(results["markdown"])
     print(f"\nwritten to {results['out']}")
     return 0

@@ -37,14 +37,24 @@ def main(argv):
     tune_host_allocator()  # before JAX starts its CPU threads; see sesyn_jax/hostmem.py
     config = FLAGS.config
     from sesyn_jax import config_checks, trainer
+    from sesyn_jax.cli import workdir_write_failure
 
     try:
         config_checks.check_config(config)
+        config_checks.check_output_folder(
+            FLAGS.workdir, "--workdir", config_checks.workdir_bytes(config)
+        )
         result = trainer.train_and_evaluate(
             config, FLAGS.workdir, stop_after_steps=FLAGS.stop_after_steps, progress=FLAGS.progress
         )
     except config_checks.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a disk that fills or turns read-only during the run
+        message = workdir_write_failure(FLAGS.workdir, e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     return 0 if result.get("status") in ("finished", "interrupted") else 1
 

@@ -23,7 +23,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from sesyn_jax.model import STGCNEmbedding, init_variables
+from sesyn_jax import graph
+from sesyn_jax.model import PADDINGS, STGCNEmbedding, init_variables
 
 FORMAT = "sesyn-jax-inference"
 
@@ -111,19 +112,63 @@ def save_inference(
     return path
 
 
-def _model_config_from_json(info: Mapping, where: str) -> dict:
+def model_config_problem(cfg: Mapping) -> tuple[str, str] | None:
+    """The first network field of ``cfg`` (STGCNEmbedding keyword arguments, from a config or a
+    model.json) that cannot build a network, as (field, what is wrong), or None."""
+    widths = cfg.get("widths", STGCNEmbedding.widths)
+    if (
+        not isinstance(widths, (list, tuple))
+        or not widths
+        or not all(_whole(w) and w > 0 for w in widths)
+    ):
+        return "widths", (
+            f"must be a non-empty list of positive whole numbers (the channels of each block, "
+            f"e.g. (32, 64)), got {widths!r}"
+        )
+    k = cfg.get("kernel_size", STGCNEmbedding.kernel_size)
+    if not (_whole(k) and k >= 1 and k % 2 == 1):
+        return "kernel_size", f"must be an odd whole number >= 1 (frames), got {k!r}"
+    padding = cfg.get("padding", STGCNEmbedding.padding)
+    if padding not in PADDINGS:
+        return "padding", f"must be one of {PADDINGS}, got {padding!r}"
+    strategy = cfg.get("strategy", STGCNEmbedding.strategy)
+    if strategy not in graph.STRATEGIES:
+        return "strategy", f"must be one of {graph.STRATEGIES}, got {strategy!r}"
+    layout = cfg.get("layout", STGCNEmbedding.layout)
+    try:
+        graph.get_layout(layout)
+    except ValueError:
+        return "layout", f"must be one of {sorted(graph.LAYOUTS)}, got {layout!r}"
+    return None
+
+
+def _whole(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and float(x).is_integer()
+
+
+def _model_config_from_json(info, where: str) -> dict:
+    if not isinstance(info, Mapping):
+        raise CheckpointError(
+            f"{where}: expected a JSON object with 'format' and 'model', got a "
+            f"{type(info).__name__}"
+        )
     if info.get("format") != FORMAT or not isinstance(info.get("model"), Mapping):
         raise CheckpointError(
             f"{where}: field 'format' must be {FORMAT!r} with a 'model' "
             f"object; got format={info.get('format')!r}"
         )
     cfg = dict(info["model"])
-    if "widths" in cfg:
-        cfg["widths"] = tuple(int(w) for w in cfg["widths"])
     known = {f.name for f in dataclasses.fields(STGCNEmbedding)}
     unknown = sorted(set(cfg) - known)
     if unknown:
         raise CheckpointError(f"{where}: field 'model' has unknown keys {unknown}")
+    problem = model_config_problem(cfg)
+    if problem:
+        raise CheckpointError(f"{where}: field 'model.{problem[0]}' {problem[1]}")
+    if "widths" in cfg:
+        cfg["widths"] = tuple(int(w) for w in cfg["widths"])
+    if "kernel_size" in cfg:
+        cfg["kernel_size"] = int(cfg["kernel_size"])
     return cfg
 
 
@@ -142,15 +187,14 @@ def load_inference(path: str) -> LoadedModel:
         path = os.path.join(path, "export")
     info_path = os.path.join(path, "model.json")
     if not os.path.exists(info_path):
-        raise CheckpointError(
-            f"{path}: not a sesyn-jax checkpoint folder (no model.json; "
-            f"expected an inference export, a train.py workdir or a .pth)"
-        )
+        raise CheckpointError(_no_model_json(path))
     try:
         with open(info_path) as f:
             info = json.load(f)
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{info_path}: not valid JSON ({e})") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{info_path}: cannot be read as a file ({_reason(e)})") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{info_path}: not valid JSON ({e})") from None
     config = _model_config_from_json(info, info_path)
 
     target = jax.eval_shape(
@@ -162,12 +206,57 @@ def load_inference(path: str) -> LoadedModel:
             os.path.abspath(os.path.join(path, "variables")), target
         )
     except Exception as e:
+        detail = (str(e).splitlines() or [""])[0].split(". ")[0][:200]
         raise CheckpointError(
-            f"{path}/variables: cannot be restored as the model in "
-            f"model.json ({type(e).__name__}: {e})"
-        ) from e
+            f"{path}/variables: the weights do not fit the network that model.json's 'model' "
+            f"fields (widths, kernel_size, layout, strategy) describe ({detail})"
+        ) from None
+    _check_shapes(variables, target, f"{path}/variables")
     extras = {}
     if os.path.exists(os.path.join(path, "extras.npz")):
-        with np.load(os.path.join(path, "extras.npz")) as z:
-            extras = {k: z[k] for k in z.files}
+        try:
+            with np.load(os.path.join(path, "extras.npz")) as z:
+                extras = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"{path}/extras.npz: not a readable .npz ({e})") from None
     return LoadedModel(dict(variables), config, extras, info)
+
+
+def _check_shapes(variables, target, where: str) -> None:
+    """orbax restores the shapes it stored whatever the target says: compare them here."""
+    got = jax.tree_util.tree_flatten_with_path(variables)[0]
+    want = dict(jax.tree_util.tree_flatten_with_path(target)[0])
+    for key, x in got:
+        if key in want and tuple(x.shape) != tuple(want[key].shape):
+            name = "/".join(str(getattr(k, "key", k)) for k in key)
+            raise CheckpointError(
+                f"{where}: {name} has shape {tuple(x.shape)}, but model.json's 'model' fields "
+                f"(widths, kernel_size, layout, strategy) describe {tuple(want[key].shape)}"
+            )
+
+
+def _reason(e: OSError | UnicodeDecodeError) -> str:
+    return getattr(e, "strerror", None) or str(e)
+
+
+def _no_model_json(path: str) -> str:
+    """Why a folder without model.json is not a checkpoint; a train.py workdir that has no
+    export yet was interrupted (or is still running)."""
+    steps_dir = os.path.join(path, "checkpoints")
+    names = os.listdir(steps_dir) if os.path.isdir(steps_dir) else []
+    steps = sorted(int(n) for n in names if n.isdigit())
+    if not steps and not os.path.exists(os.path.join(path, "config.json")):
+        return (
+            f"{path}: not a sesyn-jax checkpoint folder (no model.json; "
+            f"expected an inference export, a train.py workdir or a .pth)"
+        )
+    last = (
+        f"its last training checkpoint is {os.path.join(steps_dir, str(steps[-1]))}"
+        if steps
+        else "it has no training checkpoint yet"
+    )
+    return (
+        f"{path}: a train.py workdir without an export: the run was interrupted before its "
+        f"end ({last}); run the same train.py command with --workdir {path} to resume it, "
+        f"and it writes {os.path.join(path, 'export')} when it finishes"
+    )

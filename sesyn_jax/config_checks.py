@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
 
 import jax
 
-from sesyn_jax import graph, losses
+from sesyn_jax import checkpoint, graph, losses
 from sesyn_jax.data.normalization import NORMALIZATIONS
 from sesyn_jax.data.splits import augment, data_dirs
 from sesyn_jax.inference import RULES
-from sesyn_jax.model import PADDINGS
+from sesyn_jax.model import STGCNEmbedding, init_variables
 from sesyn_jax.training import BN_MODES
 
 
@@ -23,8 +25,13 @@ class ConfigError(ValueError):
 
 def check_config(config) -> None:
     """Everything that can be checked before anything is compiled or written (training)."""
-    check_evaluation_config(config)
+    check_evaluation_config(config, memory=False)
     d, t = config.data, config.train
+    for name, value in (("seed", config.seed), ("data.seed", d.seed)):
+        if not (isinstance(value, int) and 0 <= value < 2**32):
+            raise ConfigError(
+                f"{name} must be a whole number in [0, 2**32) (random seeds), got {value!r}"
+            )
     if d.source == "syn":
         _check_syn_dirs(config, ("train",))
     if d.render and (d.source != "embedded" or d.protocol != "independent"):
@@ -52,11 +59,14 @@ def check_config(config) -> None:
             f"loss terms {unknown} are not registered; known: {sorted(losses.LOSS_TERMS)}"
         )
     check_train_config(t)
+    check_memory(config, training=True)
+    check_memory(config, training=False)
 
 
-def check_evaluation_config(config) -> None:
-    """What evaluation needs of a config: the data, the model settings and the search (the
-    training settings are left alone, so that a training config names test data too)."""
+def check_evaluation_config(config, memory: bool = True) -> None:
+    """What evaluation needs of a config: the data, the model settings, the search and (with
+    ``memory``) the memory of an evaluation batch (the training settings are left alone, so
+    that a training config names test data too)."""
     d, m = config.data, config.model
     if d.source not in ("syn", "embedded"):
         raise ConfigError(f"data.source must be 'syn' or 'embedded', got {d.source!r}")
@@ -72,14 +82,11 @@ def check_evaluation_config(config) -> None:
         )
     if d.pairing not in ("auto", "ntu", "cmu"):
         raise ConfigError(f"data.pairing must be 'auto', 'ntu' or 'cmu', got {d.pairing!r}")
-    try:
-        graph.get_layout(m.layout)
-    except ValueError as e:
-        raise ConfigError(f"model.layout: {e}") from None
-    if m.strategy not in graph.STRATEGIES:
-        raise ConfigError(f"model.strategy must be one of {graph.STRATEGIES}, got {m.strategy!r}")
-    if m.padding not in PADDINGS:
-        raise ConfigError(f"model.padding must be one of {PADDINGS}, got {m.padding!r}")
+    problem = checkpoint.model_config_problem(
+        {k: m[k] for k in ("layout", "strategy", "widths", "kernel_size", "padding")}
+    )
+    if problem:
+        raise ConfigError(f"model.{problem[0]} {problem[1]}")
     if m.dtype not in ("float32", "bfloat16", "float64"):
         raise ConfigError(
             f"model.dtype must be 'float32', 'bfloat16' or 'float64', got {m.dtype!r}"
@@ -99,6 +106,8 @@ def check_evaluation_config(config) -> None:
             f"{d.frames}"
         )
     check_eval_config(config.eval)
+    if memory:
+        check_memory(config, training=False)
 
 
 def _check_syn_dirs(config, splits) -> None:
@@ -155,3 +164,129 @@ def check_eval_config(e) -> None:
             f"eval.min_overlap must be a whole number of frames >= 1 or a "
             f"fraction in (0, 1), got {e.min_overlap}"
         )
+
+
+# Memory of one step, in copies of the network's activations (2 views x B x T x joints x
+# sum(widths) float32 values) and of the loss's T x T frame similarities per pair. Training:
+# XLA's own figure (``compiled.memory_analysis()`` on the CPU, arguments and temporaries) came
+# to 11-17 activation copies (more for narrow networks and widening blocks) and 9-14
+# similarity copies over ten networks, lengths, batches and losses; these bound it, at most
+# about 1.7x above it (tests/test_config_checks.py compares them). Evaluation runs the forward
+# alone (about 2 copies measured) and searches each batch's similarities.
+TRAIN_COPIES = (18, 16)
+EVAL_COPIES = (3, 4)
+
+
+def step_memory(config, training: bool) -> dict:
+    """Bytes one train step (or one evaluation batch) of ``config`` needs on one device, with
+    the sequence length it assumes: the bucket that holds data.frames for the embedded
+    source, else the largest bucket (longer SYN sequences are refused by the batcher)."""
+    d, m = config.data, config.model
+    buckets = sorted(d.buckets)
+    frames = d.frames if d.source == "embedded" else buckets[-1]
+    t = next((b for b in buckets if b >= frames), frames)
+    if training:
+        devices = jax.device_count() if config.mesh.num_processes <= 1 else 1
+        batch, (act_copies, sim_copies) = -(-config.train.batch_size // devices), TRAIN_COPIES
+    else:
+        batch, (act_copies, sim_copies) = config.eval.batch_size, EVAL_COPIES
+    joints = len(graph.get_layout(m.layout).joints)
+    activations = act_copies * 2 * batch * t * joints * sum(m.widths) * 4
+    similarities = sim_copies * batch * t * t * 4
+    return dict(
+        bytes=activations + similarities,
+        activations=activations,
+        similarities=similarities,
+        frames=t,
+        batch=batch,
+    )
+
+
+def memory_limit(config) -> tuple[int, str]:
+    """The memory of one device (bytes, what it is): an accelerator's own, else the host's.
+    With several processes the devices are not looked at (that would start JAX before
+    jax.distributed.initialize): the host's memory is the limit then."""
+    if config.mesh.num_processes <= 1:
+        dev = jax.local_devices()[0]
+        stats = dev.memory_stats() if dev.platform != "cpu" else None
+        if stats and stats.get("bytes_limit"):
+            return int(stats["bytes_limit"]), f"one {dev.platform} device ({dev.device_kind})"
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory"
+
+
+def check_memory(config, training: bool) -> None:
+    """Refuse a config whose step cannot fit in memory, with the estimate and the limit, before
+    XLA tries to allocate it."""
+    need = step_memory(config, training)
+    limit, where = memory_limit(config)
+    if need["bytes"] <= limit:
+        return
+    d = config.data
+    length = (
+        f"data.frames={d.frames} (bucket {need['frames']})"
+        if d.source == "embedded"
+        else f"sequences up to the largest of data.buckets ({need['frames']} frames)"
+    )
+    batch = "train.batch_size" if training else "eval.batch_size"
+    raise ConfigError(
+        f"{length} with {batch}={need['batch']} per device and model.widths="
+        f"{tuple(config.model.widths)} needs about {_size(need['bytes'])} for one "
+        f"{'train step' if training else 'evaluation batch'} ({_size(need['activations'])} of "
+        f"activations, {_size(need['similarities'])} of {need['frames']} x {need['frames']} "
+        f"frame similarities); {where} holds {_size(limit)}. Lower data.frames (or "
+        f"data.buckets), {batch} or model.widths"
+    )
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+
+
+def check_output_folder(path: str, flag: str, need_bytes: int = 0) -> None:
+    """Refuse a folder that cannot be written (under a file, on a read-only file system,
+    without permission) or whose disk has less than ``need_bytes`` free, before any work. A
+    file is created and removed in the nearest existing folder to find out; nothing stays."""
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"{flag} {path} is a file; give a folder")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"{flag} {path}: {existing} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-test-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise ConfigError(f"{flag} {path}: cannot write in {existing} ({e.strerror})") from None
+    free = shutil.disk_usage(existing).free
+    if free < need_bytes:
+        raise ConfigError(
+            f"{flag} {path}: {_size(free)} free on its disk, about {_size(need_bytes)} "
+            f"needed; free some space or choose another folder"
+        )
+
+
+def workdir_bytes(config) -> int:
+    """Disk a train.py workdir needs at most: train.keep + 2 checkpoints (the latest, the best
+    and the one being written) of parameters, momentum and BatchNorm statistics, the export,
+    and 1 MB of metrics and config."""
+    m = config.model
+    shapes = jax.eval_shape(
+        lambda: init_variables(
+            STGCNEmbedding(
+                layout=m.layout,
+                strategy=m.strategy,
+                widths=tuple(m.widths),
+                kernel_size=m.kernel_size,
+            ),
+            jax.random.PRNGKey(0),
+        )
+    )
+    params = sum(x.size * 4 for x in jax.tree_util.tree_leaves(shapes["params"]))
+    stats = sum(x.size * 4 for x in jax.tree_util.tree_leaves(shapes.get("batch_stats", {})))
+    return (config.train.keep + 2) * (2 * params + stats) + params + stats + 10**6

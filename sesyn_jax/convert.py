@@ -25,6 +25,7 @@ Command line (``sesyn_jax.convert_cli``):
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, Mapping
 
@@ -308,6 +309,8 @@ def flax_to_torch(
     """Flax variables -> a torch state_dict (dict of torch tensors) that the published network
     loads with strict=True. ``unused``: tensors carried from an import (else re-created)."""
     config = dict(model_config) if model_config is not None else _config_from_variables(variables)
+    # model.json may leave out fields at their defaults (layout, strategy)
+    config = {"layout": STGCNEmbedding.layout, "strategy": STGCNEmbedding.strategy, **config}
     padding = config.get("padding", "zero")
     if padding != "zero":
         raise ConversionError(
@@ -373,13 +376,32 @@ def _config_from_variables(variables: Mapping) -> dict:
     )
 
 
+def check_torch_file(path: str) -> None:
+    """Refuse what cannot be a PyTorch checkpoint (torch.save writes a zip archive, or a pickle
+    in the legacy format) before torch is needed to read it."""
+    if os.path.isdir(path):
+        raise ConversionError(
+            f"{path}: a folder; expected a PyTorch .pth file (a sesyn-jax export folder or "
+            f"train.py workdir converts the other way, with flax2torch)"
+        )
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise ConversionError(f"{path}: cannot be read ({e.strerror})") from None
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise ConversionError(
+            f"{path}: not a checkpoint (a PyTorch .pth is a zip archive or a pickle; a "
+            f"sesyn-jax export is a folder with model.json)"
+        )
+
+
 def load_torch_checkpoint(path: str):
     """A .pth file -> the object torch.load returns (weights only, on the CPU)."""
+    check_torch_file(path)
     torch = require_torch()
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
     except Exception as e:  # torch raises many kinds for a corrupt file
         raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({e})") from e
 

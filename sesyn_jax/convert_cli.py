@@ -5,16 +5,22 @@
   python -m sesyn_jax.convert_cli flax2torch CKPT OUT.pth     # -> checkpoint["model"] for the
                                                               #    published code
 
-CKPT: an inference folder or a train.py workdir. Exit status 2, with the reason, on a missing,
-unreadable or mismatched checkpoint or a model the published network cannot run.
+CKPT: an inference folder, a train.py workdir, or the bare word default (the model shipped in
+the package; a folder called default is given as ./default). The shipped model pads its
+temporal convolutions at the edges, which the published PyTorch network cannot do: it does not
+export. Exit status 2, with one line that names the file, on a missing, unreadable or
+mismatched checkpoint, a model the published network cannot run, or an output that cannot be
+written.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 
-from sesyn_jax import checkpoint, convert
+from sesyn_jax import checkpoint, convert, loading
 from sesyn_jax.io import atomic_write
 
 
@@ -35,6 +41,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "torch2flax":
             loaded = convert.load_torch_inference(args.src)
+        else:
+            src = loading.DEFAULT_MODEL if loading.is_shipped(args.src) else args.src
+            if os.path.isfile(src):
+                raise convert.ConversionError(
+                    f"{src}: a file; flax2torch takes an export folder or a train.py workdir "
+                    f"(a .pth converts the other way, with torch2flax)"
+                )
+            loaded = checkpoint.load_inference(src)
+            try:
+                state = convert.flax_to_torch(loaded.variables, loaded.extras, loaded.model_config)
+            except convert.ConversionError as e:
+                raise convert.ConversionError(f"{args.src}: {e}") from None
+    except (convert.ConversionError, checkpoint.CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        if args.cmd == "torch2flax":
             checkpoint.save_inference(
                 args.dst,
                 loaded.variables,
@@ -45,14 +68,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.dst} (model {loaded.model_config})")
         else:
             torch = convert.require_torch()
-            loaded = checkpoint.load_inference(args.src)
-            state = convert.flax_to_torch(loaded.variables, loaded.extras, loaded.model_config)
+            if os.path.isdir(args.dst):
+                raise IsADirectoryError(errno.EISDIR, "a folder; give a .pth file name")
             atomic_write(args.dst, lambda f: torch.save({"model": state}, f), binary=True)
             print(f"wrote {args.dst} ({len(state)} tensors; load with checkpoint['model'])")
-    except (convert.ConversionError, checkpoint.CheckpointError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except OSError as e:
+        print(f"error: {args.dst}: cannot be written ({_why(args.dst, e)})", file=sys.stderr)
         return 2
     return 0
+
+
+def _why(path: str, e: OSError) -> str:
+    """The reason an output cannot be written; a file where a folder must be is named."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if os.path.isfile(parent):
+        return f"{parent} is a file, not a folder"
+    return e.strerror or str(e)
 
 
 if __name__ == "__main__":

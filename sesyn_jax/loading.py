@@ -1,6 +1,9 @@
 """Load a model for inference from whatever the user names: ``default`` (the synchronization
 model shipped in the package), an inference folder, a train.py workdir (its export) or a
-PyTorch .pth (published or exported; needs torch)."""
+PyTorch .pth (published or exported; needs torch).
+
+The bare word ``default`` always names the shipped model, whatever the working directory holds;
+a folder that happens to be called ``default`` is named as a path: ``./default``."""
 
 from __future__ import annotations
 
@@ -11,12 +14,18 @@ from sesyn_jax.checkpoint import CheckpointError, LoadedModel
 
 # trained by configs/sync_default.py on the embedded clips; see README.md
 DEFAULT_MODEL = os.path.join(os.path.dirname(__file__), "models", "sync_default")
+SHIPPED = "default"  # the name of the shipped model on every command line
+
+
+def is_shipped(name: str) -> bool:
+    """Whether ``name`` names the shipped model (the bare word, never a path)."""
+    return name == SHIPPED
 
 
 def load_model(path: str) -> LoadedModel:
-    """The model at ``path`` ('default': the shipped one); CheckpointError (or
-    convert.ConversionError for a .pth) says why it cannot be loaded."""
-    if path == "default" and not os.path.exists(path):
+    """The model at ``path`` ('default': the shipped one, never a folder of that name);
+    CheckpointError (or convert.ConversionError for a .pth) says why it cannot be loaded."""
+    if is_shipped(path):
         if not os.path.exists(os.path.join(DEFAULT_MODEL, "model.json")):
             raise CheckpointError(
                 f"{DEFAULT_MODEL}: the shipped model is missing from this install; train it "
@@ -25,7 +34,10 @@ def load_model(path: str) -> LoadedModel:
             )
         path = DEFAULT_MODEL
     if os.path.isfile(path):
-        _check_torch_file(path)
+        try:
+            convert.check_torch_file(path)
+        except convert.ConversionError as e:
+            raise CheckpointError(str(e)) from None
         try:
             return convert.load_torch_inference(path)
         except ImportError as e:
@@ -33,15 +45,3 @@ def load_model(path: str) -> LoadedModel:
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such checkpoint")
     return checkpoint.load_inference(path)
-
-
-def _check_torch_file(path: str) -> None:
-    """Refuse a file that cannot be a PyTorch checkpoint (torch.save writes a zip archive, or a
-    pickle in the legacy format) before torch is needed to read it."""
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
-        raise CheckpointError(
-            f"{path}: not a checkpoint (a PyTorch .pth is a zip archive or a pickle; a "
-            f"sesyn-jax export is a folder with model.json)"
-        )

@@ -1,24 +1,38 @@
 """The evaluation report behind evaluate.py: Table 1 on the same pairs for two sanity
 predictors (Zero, Length), the training-free Speed correlation, the paper's Simple and SSM
 baselines and SeSyn-Net, all but Zero and Length through the same offset search; the
-robustness sweeps; and the frame-error-against-offset plot."""
+robustness sweeps; and the frame-error-against-offset plot. Nothing is written until all of it
+is computed, and then the whole output folder at once: a failed evaluation leaves no folder."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
-from typing import Sequence
+import shutil
+import tempfile
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from sesyn_jax import baselines, evaluation, metrics
 from sesyn_jax.checkpoint import LoadedModel
-from sesyn_jax.io import atomic_write
 from sesyn_jax.data.pairs import corrupt_pairs
 from sesyn_jax.data.splits import load_pairs
+from sesyn_jax.loading import SHIPPED, is_shipped
+
+SHIPPED_OUT = f"eval_{SHIPPED}"  # evaluate.py --checkpoint default: ./eval_default
 
 
-def _default_out(checkpoint: str) -> str:
+class OutputError(OSError):
+    """The results could not be written (no space, no permission); nothing was left behind."""
+
+
+def default_out(checkpoint: str) -> str:
+    """Where evaluate.py writes without --out: eval/ in the checkpoint folder, beside a .pth,
+    or ./eval_default for the shipped model (the package folder is no place for results)."""
+    if is_shipped(checkpoint):
+        return SHIPPED_OUT
     if os.path.isfile(checkpoint):
         return os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "eval")
     return os.path.join(checkpoint, "eval")
@@ -41,8 +55,7 @@ def evaluate_checkpoint(
     """Table 1, the sweeps and the plot for ``loaded`` on the config's test split (or on
     ``pairs``), written to ``out``; returns what results.json holds plus the Markdown."""
     search = evaluation.search_settings(config.eval)
-    out = out or _default_out(checkpoint)
-    os.makedirs(out, exist_ok=True)
+    out = out or default_out(checkpoint)
     pairs = load_pairs(config, "test") if pairs is None else list(pairs)
     if not pairs:
         raise ValueError("the test split has no pairs")
@@ -108,21 +121,66 @@ def evaluate_checkpoint(
             "",
             metrics.format_table(noise, "Noise"),
         ]
-    png = os.path.join(out, "error_vs_offset.png")
-    plot_error_vs_offset({k: preds[k] for k in TABLE1_ROWS if k != "Length"}, true, png)
-    md += ["", f"Frame error against the true offset: {os.path.basename(png)}"]
+    png = plot_error_vs_offset({k: preds[k] for k in TABLE1_ROWS if k != "Length"}, true)
+    md += ["", "Frame error against the true offset: error_vs_offset.png"]
     result["markdown"] = "\n".join(md)
     result["out"] = out
-    atomic_write(
-        os.path.join(out, "results.json"),
-        lambda f: json.dump({k: v for k, v in result.items() if k != "markdown"}, f, indent=1),
-    )
-    atomic_write(os.path.join(out, "results.md"), lambda f: f.write(result["markdown"] + "\n"))
+    saved = json.dumps({k: v for k, v in result.items() if k != "markdown"}, indent=1)
+    files = {
+        "results.json": saved.encode(),
+        "results.md": (result["markdown"] + "\n").encode(),
+        "error_vs_offset.png": png,
+    }
+    try:
+        write_folder(out, files)
+    except OSError as e:
+        raise OutputError(
+            f"{out}: the results cannot be written ({e.strerror or e}); nothing was written"
+        ) from None
     return result
 
 
-def plot_error_vs_offset(preds: dict, true: np.ndarray, path: str) -> None:
-    """Mean frame error per true offset (the paper's Figure 3), one line per method."""
+def write_folder(out: str, files: Mapping[str, bytes]) -> None:
+    """Write ``files`` (name -> content) into the folder ``out`` all together: into a temporary
+    folder beside it first, then moved into place (the folder renamed when it is new, file by
+    file into an existing one). An OSError (no space, no permission) leaves nothing behind,
+    neither the folder nor the folders above it that did not exist."""
+    out = os.path.abspath(out)
+    created = []  # parent folders made here, innermost last
+    parent = os.path.dirname(out)
+    while not os.path.exists(parent):
+        created.insert(0, parent)
+        parent = os.path.dirname(parent)
+    tmp = None
+    try:
+        for d in created:
+            os.mkdir(d)
+        tmp = tempfile.mkdtemp(dir=os.path.dirname(out), prefix=".tmp-" + os.path.basename(out))
+        for name, data in files.items():
+            with open(os.path.join(tmp, name), "wb") as f:
+                f.write(data)
+            os.chmod(os.path.join(tmp, name), 0o644)
+        if not os.path.exists(out):
+            os.chmod(tmp, 0o755)  # mkdtemp creates 0700
+            os.rename(tmp, out)
+            tmp = None
+        else:
+            for name in files:
+                os.replace(os.path.join(tmp, name), os.path.join(out, name))
+    except BaseException:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for d in reversed(created):
+            if os.path.isdir(d) and not os.listdir(d):
+                os.rmdir(d)
+        raise
+    finally:
+        if tmp and os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def plot_error_vs_offset(preds: dict, true: np.ndarray) -> bytes:
+    """Mean frame error per true offset (the paper's Figure 3), one line per method, as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,5 +197,7 @@ def plot_error_vs_offset(preds: dict, true: np.ndarray, path: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120), binary=True)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
+    return buf.getvalue()

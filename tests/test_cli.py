@@ -32,7 +32,7 @@ def run(script, *args, config="configs/quickstart.py"):
         ("--config.train.log_every=0", "train.log_every must be >= 1"),
         ("--config.data.buckets=(8,)", "add a bucket >= 120"),
         ("--config.data.buckets=()", "data.buckets must be a non-empty tuple"),
-        ("--config.model.layout=foo", "model.layout: unknown skeleton layout 'foo'"),
+        ("--config.model.layout=foo", "model.layout must be one of ['coco', 'coco13'"),
         ("--config.loss.weights.foo=1.0", "loss.weights.foo"),
         ("--config.train.lrr=0.1", 'Did you mean "lr"'),
         ("--config.eval.rule=mean", "eval.rule must be one of"),
