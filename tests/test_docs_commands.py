@@ -118,11 +118,13 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def _split(line: str) -> list[list[str]]:
-    """One shell line as commands: ``a && b; c`` is three; a ``for V in x y; do`` loop's body is
-    kept with $V set to the loop's first value; comments are dropped."""
+def _split(line: str, loop_vars: dict | None = None) -> list[list[str]]:
+    """One shell line as commands: ``a && b; c`` is three; a ``for V in x y; do`` loop's body
+    (on this line or the next ones, which share ``loop_vars``) is kept with $V set to the
+    loop's first value; comments are dropped."""
     words = shlex.split(line, comments=True)
-    commands, current, loop_vars = [], [], {}
+    commands, current = [], []
+    loop_vars = {} if loop_vars is None else loop_vars
     i = 0
     while i < len(words):
         w = words[i]
@@ -152,8 +154,9 @@ def commands_of(block: Block) -> list[Command]:
     """The commands of a ```bash block, or the ``$`` commands of a session with their output."""
     found = []
     if block.lang in ("bash", "sh", "shell"):
+        loop_vars = {}
         for offset, line in _logical_lines(block.text):
-            for argv in _split(line):
+            for argv in _split(line, loop_vars):
                 found.append(Command(block.page, block.line + offset, argv))
     elif block.lang in ("", "console"):
         lines = _logical_lines(block.text)
@@ -289,6 +292,13 @@ def test_long_commands_parse(command):
     assert run.returncode == 0 and "parsed" in run.stdout, f"{command.where()}\n{run.stderr}"
 
 
+def _options(key: str) -> set[str]:
+    """The options a tool's argparse usage line lists (the description is not searched: it
+    may name options of other tools)."""
+    usage = _help_text(key).split("\n\n", 1)[0]
+    return set(re.findall(r"(--[\w-]+)", usage))
+
+
 def _help_text(key: str, cache: dict = {}) -> str:  # noqa: B006 - a per-process cache
     if key not in cache:
         run = subprocess.run(
@@ -312,11 +322,11 @@ def test_tool_options_exist():
         what, key = kind(c.argv)
         if what != "argparse":
             continue
-        text = _help_text(key)
+        text, options = _help_text(key), _options(key)
         args = _project_args(c.argv)
         for a in args:
             option = a.split("=", 1)[0].strip("[]|")
-            if option.startswith("--") and not re.search(re.escape(option) + r"\b", text):
+            if option.startswith("--") and option not in options:
                 problems.append(f"{c.where()}: {option} is not an option of {key}")
         if key.endswith("convert_cli") and args and args[0] not in text:
             problems.append(f"{c.where()}: {args[0]} is not a subcommand of {key}")
