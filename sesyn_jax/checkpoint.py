@@ -35,6 +35,11 @@ class CheckpointError(ValueError):
 
 @dataclasses.dataclass
 class LoadedModel:
+    """A model read from a checkpoint: ``variables`` ({'params', 'batch_stats'}) for
+    ``model().apply``, the ``STGCNEmbedding`` keyword arguments (``model_config``), arrays kept
+    beside the weights (``extras``) and model.json's other fields (``meta``: frame rate,
+    normalization, inner frames, source)."""
+
     variables: dict
     model_config: dict
     extras: dict
@@ -79,7 +84,11 @@ def save_inference(
     source: str = "",
     meta: Mapping | None = None,
 ) -> str:
-    """Write an inference checkpoint folder (params and batch_stats only)."""
+    """Write an inference checkpoint folder (params and batch_stats only): written beside
+    ``path`` under a temporary name and renamed into place (replacing an existing folder), so
+    a failed save leaves no half folder. ``model_config`` holds the ``STGCNEmbedding`` keyword
+    arguments, ``meta`` the model.json fields read back as ``LoadedModel.meta``. Returns the
+    folder's absolute path."""
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)

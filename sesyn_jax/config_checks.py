@@ -24,7 +24,14 @@ class ConfigError(ValueError):
 
 
 def check_config(config) -> None:
-    """Everything that can be checked before anything is compiled or written (training)."""
+    """Everything that can be checked before anything is compiled or written (training).
+
+    Args:
+        config: a ``configs/*.py`` ConfigDict with its command-line overrides applied.
+
+    Raises:
+        ConfigError: one line naming the field (or the data folder) and what was expected.
+    """
     check_evaluation_config(config, memory=False)
     d, t = config.data, config.train
     for name, value in (("seed", config.seed), ("data.seed", d.seed)):
@@ -127,6 +134,8 @@ def _check_syn_dirs(config, splits) -> None:
 
 
 def check_train_config(t) -> None:
+    """ConfigError naming the ``train.*`` field that cannot run (BatchNorm mode, schedule,
+    batch size, epochs, learning rate)."""
     if t.bn_mode not in BN_MODES:
         raise ConfigError(f"train.bn_mode must be one of {BN_MODES}, got {t.bn_mode!r}")
     if t.schedule not in ("constant", "cosine", "warmup_cosine"):
@@ -153,6 +162,8 @@ def check_train_config(t) -> None:
 
 
 def check_eval_config(e) -> None:
+    """ConfigError naming the ``eval.*`` field that cannot run (batch size, search rule,
+    ``max_offset`` in frames, ``min_overlap`` in frames or as a fraction)."""
     if e.batch_size < 1:
         raise ConfigError(f"eval.batch_size must be >= 1, got {e.batch_size}")
     if e.rule not in RULES:

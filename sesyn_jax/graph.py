@@ -149,6 +149,7 @@ STRATEGIES = ("uniform", "distance", "spatial")
 
 
 def get_layout(name: str) -> Layout:
+    """The skeleton layout called ``name`` (or an alias of it); ValueError lists the names."""
     key = _ALIASES.get(str(name), str(name))
     if key not in LAYOUTS:
         raise ValueError(

@@ -24,7 +24,16 @@ def is_shipped(name: str) -> bool:
 
 def load_model(path: str) -> LoadedModel:
     """The model at ``path`` ('default': the shipped one, never a folder of that name);
-    CheckpointError (or convert.ConversionError for a .pth) says why it cannot be loaded."""
+    CheckpointError (or convert.ConversionError for a .pth) says why it cannot be loaded.
+
+    Args:
+        path: 'default', an inference export folder, a train.py workdir (its ``export``), or a
+            PyTorch ``.pth`` of the published network (needs torch).
+
+    Returns:
+        A LoadedModel: ``variables`` (params and batch_stats), ``model()`` the Flax module, and
+        ``fps``, ``normalization`` and ``inner_radius`` as the model was trained.
+    """
     if is_shipped(path):
         if not os.path.exists(os.path.join(DEFAULT_MODEL, "model.json")):
             raise CheckpointError(

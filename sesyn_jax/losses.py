@@ -89,6 +89,9 @@ def masked_softmax(logits: Array, col_mask: Array) -> Array:
 
 
 def masked_log_softmax(logits: Array, col_mask: Array) -> Array:
+    """log softmax over the last axis, over the columns where ``col_mask`` is True only; the
+    other columns hold a finite value (not -inf, so that gradients stay finite) that callers
+    must mask out."""
     z = jnp.where(col_mask, logits, -jnp.inf)
     z_max = jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))
     shifted = jnp.where(col_mask, z - z_max, 0.0)
@@ -97,6 +100,7 @@ def masked_log_softmax(logits: Array, col_mask: Array) -> Array:
 
 
 def masked_mean(x: Array, mask: Array) -> Array:
+    """Mean of ``x`` where ``mask`` is True; 0 when no element is."""
     return jnp.sum(jnp.where(mask, x, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
 
 

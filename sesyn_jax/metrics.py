@@ -67,6 +67,7 @@ def sync_metrics(pred, true, fps: float = 30.0) -> dict[str, float]:
 
 
 def table_header(first: str = "Method") -> str:
+    """The Markdown header of Table 1 (``first`` names the row column), two lines."""
     titles = [first] + [title for _, title, _, _ in _TABLE_COLUMNS]
     return "| " + " | ".join(titles) + " |\n|" + "---|" * len(titles)
 

@@ -42,6 +42,7 @@ conv_kernel_init = nn.initializers.normal(stddev=0.02)
 
 
 def bn_scale_init(key, shape, dtype=jnp.float32):
+    """BatchNorm scales drawn from N(1, 0.02), as the published network initializes them."""
     return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
 
 
@@ -322,6 +323,7 @@ class STGCNEmbedding(nn.Module):
 
 
 def count_params(params) -> int:
+    """The number of scalars in a parameter tree."""
     return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
 
 

@@ -18,6 +18,7 @@ NORMALIZATIONS = ("published", "person")
 
 
 def check_mode(mode: str) -> None:
+    """ValueError unless ``mode`` is one of ``NORMALIZATIONS`` ('published', 'person')."""
     if mode not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {mode!r}")
 
@@ -41,7 +42,21 @@ def person_box(poses: np.ndarray) -> tuple[np.ndarray, float]:
 
 def normalize(poses: np.ndarray, mode: str, resolution=None) -> np.ndarray:
     """Pixel poses (..., T, 17, 3) -> float32 normalized by ``mode``. 'published' needs the
-    (width, height) ``resolution``."""
+    (width, height) ``resolution``.
+
+    Args:
+        poses: (..., T, 17, 3) x and y in pixels, and the detector score; score 0 = not seen.
+        mode: 'published' (x / width - 0.5, y / height - 0.5) or 'person' (centred on the
+            person's median box centre and divided by its median size over the sequence).
+        resolution: (width, height) in pixels; needed by 'published' only.
+
+    Returns:
+        float32 array of the same shape: normalized x and y, the score unchanged; every channel
+        of a joint with score 0 is 0.
+
+    Raises:
+        ValueError: an unknown ``mode``, or 'published' without ``resolution``.
+    """
     check_mode(mode)
     out = np.asarray(poses, np.float32).copy()
     seen = out[..., 2] > 0

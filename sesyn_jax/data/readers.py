@@ -235,6 +235,9 @@ def _frame_number(image, path: str, field: str) -> int:
 
 
 def read_numpy(path: str) -> tuple[np.ndarray, float | None, tuple | None]:
+    """A ``.npy`` of (T, 17, 3) or (P, T, 17, 3) pixels, or an ``.npz`` with ``poses`` and
+    optional ``fps`` and ``resolution`` -> (poses, fps or None, (width, height) or None);
+    PoseFormatError names the file and the array that is wrong."""
     try:
         if path.endswith(".npz"):
             with np.load(path, allow_pickle=False) as z:
@@ -281,7 +284,25 @@ def read_recording(
     resolution=None,
 ) -> Recording:
     """Any supported format -> Recording. ``fps`` / ``resolution`` override what the file says.
-    Coordinates that cannot be pixels of the resolution are refused."""
+    Coordinates that cannot be pixels of the resolution are refused.
+
+    Args:
+        path: an OpenPose output folder, a SYN JSON view, a COCO keypoint-results JSON file, or
+            a ``.npy`` / ``.npz`` array of (T, 17, 3) pixels (``.npz``: ``poses``, optional
+            ``fps`` and ``resolution``).
+        all_persons: track every person (poses (P, T, 17, 3)) instead of the main one (T, 17, 3).
+        openpose_model: 'auto' (BODY_25, BODY_25B or COCO-18 told from the data), or one of them.
+        fps: frames per second, replacing what the file says (None: the file's, if any).
+        resolution: (width, height) in pixels, replacing what the file says.
+
+    Returns:
+        A Recording: COCO-17 (x, y, score) in pixels, score 0 on joints not seen; ``fps`` and
+        ``resolution`` None where neither the file nor the caller gives them.
+
+    Raises:
+        PoseFormatError: a missing or unreadable path, or malformed content; the message names
+            the file and the field.
+    """
     if not os.path.exists(path):
         raise PoseFormatError(f"{path}: no such file or folder")
     try:
