@@ -30,20 +30,7 @@ def interpolate(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 
 def resample(poses: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray:
-    """(..., T, J, 3) at fps_in -> (..., T', J, 3) at fps_out (see the module doc).
-
-    Args:
-        poses: (..., T, J, 3) x, y and score per joint; time is axis -3.
-        fps_in: the frame rate of ``poses``, frames per second.
-        fps_out: the frame rate wanted, frames per second.
-
-    Returns:
-        float32 (..., T', J, 3) with T' = floor((T - 1) * fps_out / fps_in) + 1 frames that
-        start at the same moment as ``poses``; a copy when the rates are equal.
-
-    Raises:
-        ValueError: a frame rate that is not a positive finite number.
-    """
+    """(..., T, J, 3) at fps_in -> (..., T', J, 3) at fps_out (see the module doc)."""
     for name, v in (("fps_in", fps_in), ("fps_out", fps_out)):
         if not (np.isfinite(v) and v > 0):
             raise ValueError(f"{name} must be a positive frame rate, got {v}")
