@@ -44,13 +44,15 @@ def train_step_and_state(dtype: str = "float32", bn_mode: str = "joint"):
     """(train_step, state): the published network, loss weights and optimizer, as train.py."""
     import jax
     import jax.numpy as jnp
-    from sesyn_jax import losses, training
+    from sesyn_jax import losses
+    from sesyn_jax.train.state import create_state, make_optimizer
+    from sesyn_jax.train.step import make_train_step
     from sesyn_jax.model import STGCNEmbedding, init_variables
 
     model = STGCNEmbedding(dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32)
-    tx = training.make_optimizer(0.005, 0.9, True, 1e-4)
-    state = training.create_state(init_variables(model, jax.random.PRNGKey(0)), tx)
-    step = training.make_train_step(
+    tx = make_optimizer(0.005, 0.9, True, 1e-4)
+    state = create_state(init_variables(model, jax.random.PRNGKey(0)), tx)
+    step = make_train_step(
         model,
         losses.make_loss_fn({"identity": 1.0, "deviation": 0.5, "interval": 0.035}),
         tx,

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from sesyn_jax.model import STGCNEmbedding, init_variables
+from sesyn_jax.model import STGCNEmbedding, init_variables, inner_radius
 
 FORMAT = "sesyn-jax-inference"
 
@@ -46,7 +46,7 @@ class LoadedModel:
     def inner_radius(self) -> int:
         """Frames to hide at each end when searching offsets: the receptive radius of a model
         trained on inner frames only (model.json "inner_frames"), else 0."""
-        return self.model().receptive_radius if self.meta.get("inner_frames") else 0
+        return inner_radius(self.model(), bool(self.meta.get("inner_frames")))
 
     @property
     def normalization(self) -> str:

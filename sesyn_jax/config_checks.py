@@ -12,9 +12,9 @@ import jax
 from sesyn_jax import graph, losses
 from sesyn_jax.data.normalization import NORMALIZATIONS
 from sesyn_jax.data.splits import augment, data_dirs
-from sesyn_jax.inference import RULES
+from sesyn_jax.offset_search import RULES
 from sesyn_jax.model import PADDINGS
-from sesyn_jax.training import BN_MODES
+from sesyn_jax.train.step import BN_MODES
 
 
 class ConfigError(ValueError):

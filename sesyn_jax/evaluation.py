@@ -11,7 +11,7 @@ import numpy as np
 
 from sesyn_jax.data.pairs import PairBatcher
 from sesyn_jax.data.syn_json import Pair
-from sesyn_jax.inference import estimate_offsets, search_offset
+from sesyn_jax.offset_search import estimate_offsets, search_offset
 from sesyn_jax.model import inner_mask
 from sesyn_jax.metrics import sync_metrics
 
@@ -87,7 +87,7 @@ def predict_offsets(
     normalization: str = "published",
 ) -> np.ndarray:
     """Estimated offsets (len(pairs),): view 1 as u, view 2 as v. ``search``: keyword arguments
-    of ``inference.search_offset`` (rule, max_offset, min_overlap); default the published
+    of ``offset_search.search_offset`` (rule, max_offset, min_overlap); default the published
     rule. ``inner_radius`` > 0: only frames that far from both ends take part (the
     receptive radius of a model trained on inner frames, ``model.inner_mask``).
     ``normalization``: the model's input normalization (``model.normalization``); the pairs

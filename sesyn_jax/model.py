@@ -122,6 +122,12 @@ def inner_mask(mask, radius: int):
     return jnp.where(inner.any(axis=-1, keepdims=True), inner, mask)
 
 
+def inner_radius(model, inner_frames: bool) -> int:
+    """Frames hidden at each end in losses and offset searches: the model's receptive radius
+    for a model trained on inner frames only (``inner_frames``), else 0."""
+    return model.receptive_radius if inner_frames else 0
+
+
 class TemporalConv(nn.Module):
     """Convolution over time (kernel k, stride 1, (k - 1) / 2 frames of padding), per joint.
 

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from sesyn_jax import trainer
+from sesyn_jax.train import checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 4
@@ -18,9 +18,9 @@ RUN = """
 import json, sys
 sys.path.insert(0, {root!r})
 from tests.test_multiprocess import small_config
-from sesyn_jax import trainer
+from sesyn_jax.train.loop import train_and_evaluate
 cfg = small_config({n}, {pid}, {port})
-res = trainer.train_and_evaluate(cfg, {workdir!r}, stop_after_steps={steps}, progress=False)
+res = train_and_evaluate(cfg, {workdir!r}, stop_after_steps={steps}, progress=False)
 print("RESULT", json.dumps(res))
 """
 
@@ -90,11 +90,11 @@ def saved_state(workdir: str, step: int, like=None):
     (needed when it was written by another number of processes)."""
     import orbax.checkpoint as ocp
 
-    manager = trainer.checkpoint_manager(workdir, 3)
+    manager = checkpoints.checkpoint_manager(workdir, 3)
     if like is None:
         state = manager.restore(step, args=ocp.args.StandardRestore())["state"]
     else:
-        state = trainer.restore_state(manager, step, like)
+        state = checkpoints.restore_state(manager, step, like)
     manager.close()
     return state
 

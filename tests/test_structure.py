@@ -59,7 +59,7 @@ def test_layers_point_one_way():
     upper = {
         "sesyn_jax.checkpoint",
         "sesyn_jax.convert",
-        "sesyn_jax.trainer",
+        "sesyn_jax.train.loop",
         "sesyn_jax.report",
         "sesyn_jax.loading",
         "sesyn_jax.evaluation",
@@ -68,4 +68,4 @@ def test_layers_point_one_way():
         if name.startswith("sesyn_jax.data"):
             assert not deps & upper, f"{name} imports {sorted(deps & upper)}"
     assert "sesyn_jax.convert" not in graph["sesyn_jax.checkpoint"]
-    assert "sesyn_jax.trainer" not in graph["sesyn_jax.report"]
+    assert "sesyn_jax.train.loop" not in graph["sesyn_jax.report"]

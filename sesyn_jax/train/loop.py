@@ -17,58 +17,28 @@ import os
 import time
 from typing import Any
 
-import numpy as np
-
 import jax
-import jax.numpy as jnp
-import optax
-import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from sesyn_jax import checkpoint as ckpt_lib
-from sesyn_jax import evaluation, losses, training
+from sesyn_jax import evaluation, losses
 from sesyn_jax.config_checks import ConfigError, check_config
 from sesyn_jax.data.pairs import PairBatcher
 from sesyn_jax.data.splits import load_pairs
-from sesyn_jax.model import STGCNEmbedding, init_variables
 from sesyn_jax.io import atomic_write
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
-
-
-def model_kwargs(config) -> dict:
-    m = config.model
-    return dict(
-        layout=m.layout,
-        strategy=m.strategy,
-        widths=tuple(m.widths),
-        kernel_size=m.kernel_size,
-        padding=m.padding,
-    )
-
-
-def inner_radius(model, config) -> int:
-    """Frames hidden at each end in losses and searches: the model's receptive radius when
-    model.inner_frames is set, else 0."""
-    return model.receptive_radius if config.model.inner_frames else 0
-
-
-def make_model(config):
-    dtype = {"bfloat16": jnp.bfloat16, "float64": jnp.float64}.get(config.model.dtype, jnp.float32)
-    return STGCNEmbedding(**model_kwargs(config), dtype=dtype)
-
-
-def make_schedule(config, steps_per_epoch: int):
-    t = config.train
-    total = t.epochs * steps_per_epoch
-    if t.schedule == "constant":
-        return t.lr
-    if t.schedule == "cosine":
-        return optax.cosine_decay_schedule(t.lr, total)
-    return optax.warmup_cosine_decay_schedule(0.0, t.lr, t.warmup_epochs * steps_per_epoch, total)
+from sesyn_jax.model import init_variables, inner_radius
+from sesyn_jax.train.checkpoints import NonFiniteLoss, checkpoint_manager, restore_state, save_state
+from sesyn_jax.train.distributed import device_batch, init_distributed, say
+from sesyn_jax.train.metrics_writer import MetricsWriter
+from sesyn_jax.train.state import (
+    create_state,
+    make_model,
+    make_optimizer,
+    make_schedule,
+    model_kwargs,
+)
+from sesyn_jax.train.step import make_train_step
 
 
 # ----------------------------------------------------------------------------- the run
@@ -97,7 +67,7 @@ def train_and_evaluate(
     # -- data
     model = make_model(config)
     # rendered views keep enough frames that some lie out of reach of both ends
-    min_length = 2 * inner_radius(model, config) + 16
+    min_length = 2 * inner_radius(model, config.model.inner_frames) + 16
     train_pairs = load_pairs(config, "train", fresh_crops=True, min_length=min_length)
     test_pairs = load_pairs(config, "test")
     if not train_pairs:
@@ -121,17 +91,17 @@ def train_and_evaluate(
     # -- model and state
 
     variables = init_variables(model, jax.random.PRNGKey(config.seed))
-    tx = training.make_optimizer(
+    tx = make_optimizer(
         make_schedule(config, steps_per_epoch),
         config.train.momentum,
         config.train.nesterov,
         config.train.weight_decay,
     )
-    state = jax.device_put(training.create_state(variables, tx), replicated)
+    state = jax.device_put(create_state(variables, tx), replicated)
 
     # -- the jit-compiled train step: batch sharded over the data axis, state donated.
     pair_loss = losses.make_loss_fn(dict(config.loss.weights), config.loss.options.to_dict())
-    step_fn = training.make_train_step(
+    step_fn = make_train_step(
         model, pair_loss, tx, config.train.bn_mode, inner_frames=config.model.inner_frames
     )
     train_step = jax.jit(
@@ -165,29 +135,12 @@ def train_and_evaluate(
         )
 
     def save(step: int, metrics: dict | None = None):
-        finite = jax.tree_util.tree_reduce(
-            lambda ok, x: ok and bool(jnp.isfinite(x).all()), state.params, True
-        )
-        if not finite:  # never overwrite good checkpoints with a diverged state
-            raise NonFiniteLoss(
-                f"non-finite parameters at step {step}; the last good checkpoint "
-                f"in {workdir}/checkpoints is kept"
-            )
-        # the global arrays themselves: orbax writes each shard once, from the process that
-        # holds it, and restores into targets that carry the same shardings
-        manager.save(
-            step,
-            args=ocp.args.StandardSave(
-                {"state": state, "data": {"step": np.array(step, np.int64)}}
-            ),
-            metrics=metrics,
-        )
-        manager.wait_until_finished()
+        save_state(manager, step, state, workdir, metrics)
 
     def evaluate(params, batch_stats) -> dict:
         # host copies of the replicated parameters: every process evaluates on its own devices
         variables = jax.device_get({"params": params, "batch_stats": batch_stats})
-        radius = inner_radius(model, config)
+        radius = inner_radius(model, config.model.inner_frames)
         return evaluation.evaluate_model(
             embed_fn,
             variables,
@@ -304,108 +257,6 @@ def due(count: int, every: int, last: bool = False) -> bool:
     """Whether a periodic action (log, evaluate, checkpoint) runs at the ``count``-th step or
     epoch: every ``every`` of them (never for 0) and at the last one."""
     return last or (every > 0 and count % every == 0)
-
-
-TRAIN_KEYS = ("poses1", "mask1", "poses2", "mask2", "offset")
-
-
-def device_batch(batch: dict, sharding) -> dict:
-    """The arrays the train step takes, placed on the data axis of the mesh; with several
-    processes each holds its own slice of the global batch."""
-    feed = {k: batch[k] for k in TRAIN_KEYS}
-    if jax.process_count() > 1:
-        return jax.tree_util.tree_map(
-            lambda x: jax.make_array_from_process_local_data(sharding, x), feed
-        )
-    return jax.device_put(feed, sharding)
-
-
-def init_distributed(mesh_config) -> None:
-    """jax.distributed for mesh.num_processes > 1 (one process per host, the same command on
-    each; coordinator address and process id from the config or the cluster's environment).
-    CPU devices of different processes talk through gloo."""
-    if mesh_config.num_processes <= 1:
-        return
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        mesh_config.coordinator_address or None,
-        mesh_config.num_processes,
-        mesh_config.process_id if mesh_config.process_id >= 0 else None,
-    )
-
-
-def say(message: str) -> None:
-    """Print once per run (from process 0 of a multi-process run)."""
-    if jax.process_index() == 0:
-        print(message)
-
-
-def checkpoint_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
-    """The run's orbax manager: the latest ``keep`` checkpoints and the best by validation
-    frame error."""
-    policy = ocp.checkpoint_managers.preservation_policy
-    best = policy.BestN(
-        get_metric_fn=lambda m: m["val_frame_error"],
-        reverse=True,
-        n=1,
-        keep_checkpoints_without_metrics=False,
-    )
-    return ocp.CheckpointManager(
-        os.path.join(workdir, "checkpoints"),
-        options=ocp.CheckpointManagerOptions(
-            preservation_policy=policy.AnyPreservationPolicy([policy.LatestN(keep), best]),
-            enable_async_checkpointing=False,
-        ),
-    )
-
-
-def restore_state(manager: ocp.CheckpointManager, step: int, like):
-    """The train state saved at ``step``, restored straight into the shardings of ``like``."""
-    target = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like
-    )
-    data = {"step": np.zeros((), np.int64)}
-    restored = manager.restore(step, args=ocp.args.StandardRestore({"state": target, "data": data}))
-    return restored["state"]
-
-
-class MetricsWriter:
-    """metrics.jsonl, one JSON row per log or evaluation, written by process 0 only. Opened at
-    ``start_step`` of a resumed run, it first drops the rows logged after that checkpoint (a kill
-    between a log and the next save), so that no step appears twice."""
-
-    def __init__(self, path: str, start_step: int, enabled: bool = True):
-        self.file = None
-        if enabled:
-            _truncate_metrics(path, start_step)
-            self.file = open(path, "a")
-
-    def write(self, row: dict) -> None:
-        if self.file:
-            self.file.write(json.dumps(row) + "\n")
-            self.file.flush()
-
-    def close(self) -> None:
-        if self.file:
-            self.file.close()
-
-
-def _truncate_metrics(path: str, last_step: int) -> None:
-    """Drop the rows of metrics.jsonl logged after ``last_step`` (atomic rewrite)."""
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        lines = f.readlines()
-    keep = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by the kill
-        if row.get("step", 0) <= last_step:
-            keep.append(line if line.endswith("\n") else line + "\n")
-    if len(keep) != len(lines):
-        atomic_write(path, lambda f: f.writelines(keep))
 
 
 def _cache_size(jitted) -> int:
