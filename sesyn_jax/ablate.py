@@ -96,17 +96,7 @@ def run_one(cfg, workdir: str) -> dict:
             raise RuntimeError(f"{workdir}: training ended with status {res['status']}")
     loaded = checkpoint.load_inference(workdir)
     pairs = load_pairs(cfg, "test")
-    embed = evaluation.make_embed_fn(loaded.model())
-    out = evaluation.evaluate_model(
-        embed,
-        loaded.variables,
-        pairs,
-        cfg.eval,
-        cfg.data.buckets,
-        cfg.data.fps,
-        loaded.inner_radius,
-        normalization=loaded.normalization,
-    )[1]
+    out = evaluation.evaluator_for(loaded, cfg)(loaded.variables, pairs)[1]
     atomic_write(result_path, lambda f: json.dump(out, f))
     return out
 

@@ -86,7 +86,11 @@ def save_inference(
     try:
         tree = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
         tree = jax.tree_util.tree_map(lambda x: np.asarray(x), tree)
-        ckptr = ocp.StandardCheckpointer()
+        # written by the calling process alone: no barrier that other processes never reach
+        alone = ocp.options.MultiprocessingOptions(
+            primary_host=jax.process_index(), active_processes={jax.process_index()}
+        )
+        ckptr = ocp.StandardCheckpointer(multiprocessing_options=alone)
         ckptr.save(os.path.join(tmp, "variables"), tree)
         ckptr.wait_until_finished()
         info = {"format": FORMAT, "model": _jsonable_config(model_config), "source": source}

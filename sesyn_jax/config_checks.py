@@ -17,6 +17,9 @@ from sesyn_jax.model import PADDINGS
 from sesyn_jax.train.step import BN_MODES
 
 
+MATMUL_PRECISIONS = ("default", "high", "highest")
+
+
 class ConfigError(ValueError):
     """A config that cannot run; the message says what to fix."""
 
@@ -86,6 +89,10 @@ def check_evaluation_config(config) -> None:
         )
     if m.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ConfigError("model.dtype='float64' needs 64-bit JAX: set JAX_ENABLE_X64=1")
+    if m.matmul_precision not in MATMUL_PRECISIONS:
+        raise ConfigError(
+            f"model.matmul_precision must be one of {MATMUL_PRECISIONS}, got {m.matmul_precision!r}"
+        )
     buckets = tuple(d.buckets)
     if not buckets or not all(isinstance(b, int) and b > 0 for b in buckets):
         raise ConfigError(

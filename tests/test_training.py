@@ -340,6 +340,46 @@ def test_train_step_loss_runs_from_view_2_to_view_1():
     assert abs(want - wrong) > 1e-3 * abs(want)
 
 
+def test_per_term_gradient_norms_only_on_logged_steps():
+    """An unlogged step skips the per-term backward passes (norms reported as 0) and updates
+    the state exactly as a logged one; the logged norms equal jax.grad of each weighted term."""
+    from sesyn_jax import losses
+    from sesyn_jax.model import STGCNEmbedding, init_variables
+
+    model = STGCNEmbedding(widths=(8, 8), kernel_size=3)
+    variables = init_variables(model, jax.random.PRNGKey(1))
+    rng = np.random.default_rng(1)
+    batch = {
+        "poses1": rng.normal(size=(2, 20, 17, 3)).astype(np.float32),
+        "mask1": np.arange(20)[None] < np.array([[20], [16]]),
+        "poses2": rng.normal(size=(2, 20, 17, 3)).astype(np.float32),
+        "mask2": np.arange(20)[None] < np.array([[18], [20]]),
+    }
+    weights = {"identity": 1.0, "deviation": 0.5}
+    loss_fn = losses.make_loss_fn(weights)
+    tx = make_optimizer(0.01)
+    step = jax.jit(make_train_step(model, loss_fn, tx))
+    s_log, m_log = step(create_state(variables, tx), batch, True)
+    s_skip, m_skip = step(create_state(variables, tx), batch, False)
+    for a, b in zip(jax.tree_util.tree_leaves(s_log), jax.tree_util.tree_leaves(s_skip)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert step._cache_size() == 1  # one program for both
+    f1, f2, _ = embed_views(model, variables["params"], variables["batch_stats"], batch, True)
+    for name, w in weights.items():
+        assert float(m_skip[f"grad_norm/{name}"]) == 0.0
+
+        def term(u, v, name=name, w=w):
+            per = [
+                losses.call_term(name, u[i], v[i], batch["mask2"][i], batch["mask1"][i], {})
+                for i in (0, 1)
+            ]
+            return w * (per[0] + per[1]) / 2
+
+        g = jax.grad(term, argnums=(0, 1))(f2, f1)
+        want = np.sqrt(sum(float(np.sum(np.square(np.asarray(x, np.float64)))) for x in g))
+        assert float(m_log[f"grad_norm/{name}"]) == pytest.approx(want, rel=1e-4)
+
+
 def test_learning_rate_schedules_against_their_formulas():
     import math
 
@@ -362,3 +402,69 @@ def test_periodic_actions_are_due_every_n_and_at_the_end():
     assert [c for c in range(1, 11) if loop.due(c, 4, c == 10)] == [4, 8, 10]
     assert not any(loop.due(c, 0) for c in range(1, 11))  # 0: only at the end
     assert loop.due(7, 0, last=True)
+
+
+FOUR_DEVICES = textwrap.dedent("""
+    import json, os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    sys.path.insert(0, os.getcwd())
+    import jax
+    from tests.test_training import tiny_config
+    from sesyn_jax.train.loop import train_and_evaluate
+    assert jax.device_count() == 4
+    cfg = tiny_config(epochs=3, eval_every=1, log_every=2)
+    cfg.data.buckets = (96, 128)
+    print("RESULT", json.dumps(train_and_evaluate(cfg, sys.argv[1], progress=False)))
+""")
+
+
+def test_four_devices_train_and_evaluate_without_recompiling(tmp_path):
+    """On 4 virtual CPU devices: the train step (logged steps or not) and the evaluator
+    compile in the first epoch, once per bucket they meet, and never again."""
+    out = subprocess.run(
+        [sys.executable, "-c", FOUR_DEVICES, str(tmp_path / "run")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.split("RESULT ")[-1])
+    assert res["status"] == "finished"
+    assert res["recompiles_after_first_epoch"] == 0 and res["compiles"] >= 1
+    assert res["evaluator_recompiles_after_first_epoch"] == 0 and res["evaluator_compiles"] >= 1
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert len([r for r in rows if "val" in r]) == 3
+    logged = [r for r in rows if "loss" in r]
+    assert all(r["grad_norm/identity"] > 0 for r in logged)  # computed on logged steps
+
+
+def test_sigterm_stops_at_a_step_and_leaves_complete_checkpoints(tmp_path):
+    """SIGTERM (a scheduler's preemption) during training: the run stops, waits for the
+    checkpoint being written and exits 1 with a message; the checkpoints left resume."""
+    work = tmp_path / "run"
+    args = [sys.executable, "train.py", "--config", "configs/quickstart.py"]
+    args += [f"--workdir={work}", "--noprogress", "--config.data.camera_pairs=1"]
+    args += ["--config.model.widths=(8,8)", "--config.model.kernel_size=5"]
+    args += ["--config.train.epochs=6", "--config.train.eval_every=0", "--config.train.log_every=1"]
+    args += ["--config.train.checkpoint_every=1"]
+    proc = subprocess.Popen(
+        args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        ck = work / "checkpoints"
+        if ck.exists() and any(d.isdigit() for d in os.listdir(ck)):
+            proc.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.05)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 1, out[-2000:]
+    assert "stopped by signal 15" in out
+    assert not (work / "export").exists()
+    names = os.listdir(work / "checkpoints")
+    assert all(n.isdigit() for n in names), names  # no half-written checkpoint
+    cfg = tiny_config(epochs=6, eval_every=0, batch_size=8)
+    cfg.model.widths = (8, 8)
+    res = train_and_evaluate(cfg, str(work), stop_after_steps=1, progress=False)
+    assert res["status"] == "interrupted" and res["step"] == max(map(int, names)) + 1

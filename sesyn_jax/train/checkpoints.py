@@ -30,22 +30,18 @@ def checkpoint_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
         os.path.join(workdir, "checkpoints"),
         options=ocp.CheckpointManagerOptions(
             preservation_policy=policy.AnyPreservationPolicy([policy.LatestN(keep), best]),
-            enable_async_checkpointing=False,
+            enable_async_checkpointing=True,
         ),
     )
 
 
 def save_state(manager: ocp.CheckpointManager, step: int, state, workdir: str, metrics=None):
-    """Save the train state at ``step`` (every process calls it), after checking that its
-    parameters are finite: a diverged state never replaces good checkpoints."""
-    finite = jax.tree_util.tree_reduce(
-        lambda ok, x: ok and bool(jnp.isfinite(x).all()), state.params, True
-    )
-    if not finite:
-        raise NonFiniteLoss(
-            f"non-finite parameters at step {step}; the last good checkpoint "
-            f"in {workdir}/checkpoints is kept"
-        )
+    """Start saving the train state at ``step`` (every process calls it; orbax copies the
+    arrays to the host, then writes in the background: ``manager.wait_until_finished()``
+    before exit). The parameters are checked first: a diverged state never replaces good
+    checkpoints."""
+    if not all_finite(state.params):
+        raise NonFiniteLoss(diverged(f"non-finite parameters at step {step}", workdir))
     # the global arrays themselves: orbax writes each shard once, from the process that
     # holds it, and restores into targets that carry the same shardings
     manager.save(
@@ -53,7 +49,26 @@ def save_state(manager: ocp.CheckpointManager, step: int, state, workdir: str, m
         args=ocp.args.StandardSave({"state": state, "data": {"step": np.array(step, np.int64)}}),
         metrics=metrics,
     )
-    manager.wait_until_finished()
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves]))
+
+
+def all_finite(tree) -> bool:
+    """Whether every entry of every array is finite: one reduction on the device, one
+    transfer."""
+    return bool(_all_finite(tree))
+
+
+def diverged(what: str, workdir: str) -> str:
+    """The message of a run stopped by a non-finite loss or parameters."""
+    return (
+        f"{what}: the loss diverged; lower the learning rate (train.lr) or change the loss "
+        f"weights. The last good checkpoint in {workdir}/checkpoints is kept"
+    )
 
 
 def restore_state(manager: ocp.CheckpointManager, step: int, like):

@@ -34,7 +34,10 @@ def model_kwargs(config) -> dict:
 
 def make_model(config) -> STGCNEmbedding:
     dtype = {"bfloat16": jnp.bfloat16, "float64": jnp.float64}.get(config.model.dtype, jnp.float32)
-    return STGCNEmbedding(**model_kwargs(config), dtype=dtype)
+    precision = (
+        None if config.model.matmul_precision == "default" else config.model.matmul_precision
+    )
+    return STGCNEmbedding(**model_kwargs(config), dtype=dtype, precision=precision)
 
 
 def make_schedule(config, steps_per_epoch: int):

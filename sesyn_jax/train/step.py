@@ -78,7 +78,10 @@ def make_train_step(
             out[f"grad_norm/{name}"] = optax.tree.norm(jax.grad(one, argnums=(0, 1))(f_u, f_v))
         return out
 
-    def train_step(state: TrainState, batch: Mapping):
+    def train_step(state: TrainState, batch: Mapping, log_terms=True):
+        """``log_terms``: whether this step computes the per-term gradient norms (one backward
+        of the loss per term); a traced bool under jit, so logged and unlogged steps share one
+        compiled program. Unlogged steps report them as 0."""
         mask_u, mask_v = inner_mask(batch["mask2"], radius), inner_mask(batch["mask1"], radius)
         # u = view 2, v = view 1: frame m of view 2 shows frame m - offset of view 1
         offset = -batch["offset"].astype(jnp.float32) if needs_offset else None
@@ -95,11 +98,15 @@ def make_train_step(
         )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        norms = lambda: term_grad_norms(f_u, f_v, mask_u, mask_v, offset)
+        zeros = lambda: jax.tree_util.tree_map(
+            lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(norms)
+        )
         metrics = {
             "loss": loss,
             "grad_norm": optax.tree.norm(grads),
             **aux,
-            **term_grad_norms(f_u, f_v, mask_u, mask_v, offset),
+            **jax.lax.cond(jnp.asarray(log_terms, bool), norms, zeros),
         }
         return TrainState(
             step=state.step + 1, params=params, batch_stats=new_bs, opt_state=opt_state
