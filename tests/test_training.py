@@ -468,3 +468,14 @@ def test_sigterm_stops_at_a_step_and_leaves_complete_checkpoints(tmp_path):
     cfg.model.widths = (8, 8)
     res = train_and_evaluate(cfg, str(work), stop_after_steps=1, progress=False)
     assert res["status"] == "interrupted" and res["step"] == max(map(int, names)) + 1
+
+
+def test_a_diverging_run_says_so_before_evaluating(tmp_path, capsys):
+    """train.lr=1e30: the parameters are checked before the first evaluation (no step is
+    logged before it), and the message names the learning rate, not the offset search."""
+    cfg = tiny_config(epochs=2, eval_every=1, log_every=1000, lr=1e30)
+    res = train_and_evaluate(cfg, str(tmp_path / "run"), progress=False)
+    out = capsys.readouterr().out
+    assert res["status"] == "non-finite" and res["step"] > 0
+    assert "the loss diverged; lower the learning rate" in out and "min_overlap" not in out
+    assert not (tmp_path / "run" / "export").exists()

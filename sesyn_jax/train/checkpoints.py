@@ -67,7 +67,7 @@ def diverged(what: str, workdir: str) -> str:
     """The message of a run stopped by a non-finite loss or parameters."""
     return (
         f"{what}: the loss diverged; lower the learning rate (train.lr) or change the loss "
-        f"weights. The last good checkpoint in {workdir}/checkpoints is kept"
+        f"weights. Checkpoints already in {workdir}/checkpoints are kept"
     )
 
 
