@@ -36,15 +36,16 @@ def main(argv):
 
     tune_host_allocator()  # before JAX starts its CPU threads; see sesyn_jax/hostmem.py
     config = FLAGS.config
-    from sesyn_jax import config_checks, trainer
+    from sesyn_jax import config_checks
     from sesyn_jax.cli import workdir_write_failure
+    from sesyn_jax.train.loop import train_and_evaluate
 
     try:
         config_checks.check_config(config)
         config_checks.check_output_folder(
             FLAGS.workdir, "--workdir", config_checks.workdir_bytes(config)
         )
-        result = trainer.train_and_evaluate(
+        result = train_and_evaluate(
             config, FLAGS.workdir, stop_after_steps=FLAGS.stop_after_steps, progress=FLAGS.progress
         )
     except config_checks.ConfigError as e:

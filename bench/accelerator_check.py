@@ -126,16 +126,18 @@ class Setup:
         return self._renderers[key]
 
     def model(self, dtype: str):
-        from sesyn_jax.trainer import make_model
+        from sesyn_jax.train.state import make_model
 
         self.config.model.dtype = dtype
         return make_model(self.config)
 
     def step(self, dtype: str, tx):
-        from sesyn_jax import training
+        from sesyn_jax.train import step as train_step_lib
 
         c = self.config
-        return training.make_train_step(self.model(dtype), self.pair_loss, tx, c.train.bn_mode)
+        return train_step_lib.make_train_step(
+            self.model(dtype), self.pair_loss, tx, c.train.bn_mode
+        )
 
     def variables(self):
         import jax
@@ -147,7 +149,7 @@ class Setup:
     def numpy_batch(self, size: int) -> dict:
         """A fixed batch: the dataset's first pairs (seeded by index), padded to ``frames``."""
         from sesyn_jax.data.pairs import PairBatcher
-        from sesyn_jax.trainer import TRAIN_KEYS
+        from sesyn_jax.train.distributed import TRAIN_KEYS
 
         batcher = PairBatcher(
             [self.pairs[i] for i in range(size)],
@@ -166,7 +168,7 @@ def numerics(setup: Setup, size: int) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from sesyn_jax import training
+    from sesyn_jax.train import state as training
 
     batch = setup.numpy_batch(size)
     variables = setup.variables()
@@ -207,7 +209,7 @@ def throughput(setup: Setup, dtype: str, batch_size: int, devices, steps: int) -
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from sesyn_jax import training
+    from sesyn_jax.train import state as training
     from sesyn_jax.data import render_jax
 
     mesh = jax.make_mesh((len(devices),), ("data",), devices=devices)

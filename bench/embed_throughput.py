@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     import jax
     import jax.numpy as jnp
     from sesyn_jax.evaluation import make_embed_fn
-    from sesyn_jax.inference import estimate_offsets
+    from sesyn_jax.offset_search import estimate_offsets
     from sesyn_jax.model import STGCNEmbedding, init_variables
 
     model = STGCNEmbedding()

@@ -45,18 +45,22 @@ class Paths:
         from jax.sharding import NamedSharding
         from jax.sharding import PartitionSpec as P
 
-        from sesyn_jax import losses, training
+        from sesyn_jax import losses
         from sesyn_jax.data import render_jax
         from sesyn_jax.data.pairs import PairBatcher
         from sesyn_jax.data.splits import load_pairs
-        from sesyn_jax.model import init_variables
-        from sesyn_jax.trainer import inner_radius, make_model
+        from sesyn_jax.model import init_variables, inner_radius
+        from sesyn_jax.train.state import create_state, make_model, make_optimizer
+        from sesyn_jax.train.step import make_train_step
 
         self.config, self.batch_size = config, batch_size
         config.data.pairs_per_epoch = max(config.data.pairs_per_epoch, 16 * batch_size)
         model = make_model(config)
         self.pairs = load_pairs(
-            config, "train", fresh_crops=True, min_length=2 * inner_radius(model, config) + 16
+            config,
+            "train",
+            fresh_crops=True,
+            min_length=2 * inner_radius(model, config.model.inner_frames) + 16,
         )
         self.batcher = PairBatcher(
             self.pairs,
@@ -73,8 +77,8 @@ class Paths:
             self.pairs, batch_size, config.data.buckets, config.model.normalization, data
         )
         self.step_key = render_jax.step_key
-        tx = training.make_optimizer(config.train.lr, config.train.momentum)
-        step = training.make_train_step(
+        tx = make_optimizer(config.train.lr, config.train.momentum)
+        step = make_train_step(
             model,
             losses.make_loss_fn(dict(config.loss.weights), config.loss.options.to_dict()),
             tx,
@@ -88,7 +92,7 @@ class Paths:
             donate_argnums=(0,),
         )
         variables = init_variables(model, jax.random.PRNGKey(config.seed))
-        self.state = jax.device_put(training.create_state(variables, tx), replicated)
+        self.state = jax.device_put(create_state(variables, tx), replicated)
         self.epoch, self.key_step = 0, 0
 
     def numpy_pairs_per_s(self, batches: int) -> float:

@@ -26,7 +26,7 @@ SHIFT = 137
 
 
 def one(frames: int, rule: str, max_offset: int | None, repeats: int, channels: int) -> dict:
-    from sesyn_jax.inference import search_offset
+    from sesyn_jax.offset_search import search_offset
 
     rng = np.random.default_rng(0)
     base = np.empty((frames + SHIFT, channels), np.float32)

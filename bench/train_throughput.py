@@ -6,8 +6,10 @@ implementation of the published network, same machine, same thread count, interl
 
 For each frame count: PyTorch at batch 1 (the published setting: one pair per step, each view
 its own forward) and at each JAX batch size, JAX at each batch size; medians of --repeats timed
-steps after warm-up, the JAX and PyTorch timings interleaved. Prints pairs/s, ratios, JAX
-compile time, the process's peak resident memory and the page faults per JAX step (see
+steps after warm-up, the JAX and PyTorch timings interleaved. JAX pairs/s are those of the
+steps train.py runs between logs (no per-term gradient norms); jax_logged_step_s is a logged
+step (one more backward of the loss per term, every train.log_every steps). Prints pairs/s,
+ratios, JAX compile time, the process's peak resident memory and the page faults per JAX step (see
 sesyn_jax/hostmem.py: --host-allocator tuned, the default, is what train.py runs with; PyTorch's
 allocator is not affected by it, measured). With --json the last line is a JSON
 object with frames, batch and pairs_per_s of JAX at its best batch size (per frame count under
@@ -44,13 +46,15 @@ def train_step_and_state(dtype: str = "float32", bn_mode: str = "joint"):
     """(train_step, state): the published network, loss weights and optimizer, as train.py."""
     import jax
     import jax.numpy as jnp
-    from sesyn_jax import losses, training
+    from sesyn_jax import losses
+    from sesyn_jax.train.state import create_state, make_optimizer
+    from sesyn_jax.train.step import make_train_step
     from sesyn_jax.model import STGCNEmbedding, init_variables
 
     model = STGCNEmbedding(dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32)
-    tx = training.make_optimizer(0.005, 0.9, True, 1e-4)
-    state = training.create_state(init_variables(model, jax.random.PRNGKey(0)), tx)
-    step = training.make_train_step(
+    tx = make_optimizer(0.005, 0.9, True, 1e-4)
+    state = create_state(init_variables(model, jax.random.PRNGKey(0)), tx)
+    step = make_train_step(
         model,
         losses.make_loss_fn({"identity": 1.0, "deviation": 0.5, "interval": 0.035}),
         tx,
@@ -66,16 +70,18 @@ def jax_step(b: int, t: int, dtype: str = "float32", bn_mode: str = "joint"):
     step, state = train_step_and_state(dtype, bn_mode)
     mesh = jax.make_mesh((jax.device_count(),), ("data",))
     rep, dat = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    fn = jax.jit(step, in_shardings=(rep, dat), out_shardings=(rep, rep), donate_argnums=(0,))
+    fn = jax.jit(step, in_shardings=(rep, dat, rep), out_shardings=(rep, rep), donate_argnums=(0,))
     batch = jax.device_put(make_batch(b, t), dat)
     state = jax.device_put(state, rep)
     t0 = time.perf_counter()
-    compiled = fn.lower(state, batch).compile()
+    compiled = fn.lower(state, batch, np.bool_(False)).compile()
     compile_s = time.perf_counter() - t0
     holder = {"state": state}
 
-    def run():
-        holder["state"], m = compiled(holder["state"], batch)
+    def run(logged: bool = False):
+        """One step; ``logged``: with the per-term gradient norms, as train.py's steps every
+        train.log_every (the others skip them)."""
+        holder["state"], m = compiled(holder["state"], batch, np.bool_(logged))
         jax.block_until_ready(m["loss"])
 
     return run, compile_s
@@ -181,11 +187,12 @@ def main(argv=None) -> int:
                 jfn()
                 if tfn:
                     tfn()
-            tj, tt, t1, faults = [], [], [], []
+            tj, tl, tt, t1, faults = [], [], [], [], []
             for _ in range(args.repeats):  # interleaved
                 s, f = timed_with_faults(jfn)
                 tj.append(s)
                 faults.append(f)
+                tl.append(median_time(lambda: jfn(True), 1))
                 if tfn:
                     tt.append(median_time(tfn, 1))
                     t1.append(median_time(ref, 1))
@@ -196,6 +203,7 @@ def main(argv=None) -> int:
                 "bn_mode": args.bn_mode,
                 "jax_pairs_per_s": round(j, 3),
                 "jax_step_s": round(float(np.median(tj)), 4),
+                "jax_logged_step_s": round(float(np.median(tl)), 4),
                 "compile_s": round(compile_s, 2),
                 "jax_page_faults_per_step": int(np.median(faults)),
                 "host_allocator": allocator,

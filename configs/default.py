@@ -70,6 +70,8 @@ def get_config() -> ml_collections.ConfigDict:
     # receptive field lies inside the sequence
     c.model.dtype = "float32"  # 'bfloat16' on accelerators: bf16 compute, f32 params/loss;
     # 'float64' (with JAX_ENABLE_X64=1) for numerics checks
+    c.model.matmul_precision = "default"  # of the convolutions: 'default' (the backend's: one
+    # bf16 pass on TPU, TF32 on recent GPUs), 'high' or 'highest'; the losses always use 'highest'
 
     c.loss = ml_collections.ConfigDict()
     c.loss.weights = ml_collections.ConfigDict(

@@ -78,7 +78,8 @@ def variant_config(base, variant: str, seed: int, recipes: dict | None = None):
 
 def run_one(cfg, workdir: str) -> dict:
     """Train (or resume, or skip when finished) and evaluate one variant and seed."""
-    from sesyn_jax import checkpoint, evaluation, trainer
+    from sesyn_jax import checkpoint, evaluation
+    from sesyn_jax.train.loop import train_and_evaluate
     from sesyn_jax.data.splits import load_pairs
 
     result_path = os.path.join(workdir, "result.json")
@@ -86,7 +87,7 @@ def run_one(cfg, workdir: str) -> dict:
         with open(result_path) as f:
             return json.load(f)
     if not os.path.exists(os.path.join(workdir, "export", "model.json")):
-        res = trainer.train_and_evaluate(cfg, workdir, progress=False)
+        res = train_and_evaluate(cfg, workdir, progress=False)
         if res["status"] == "non-finite":  # a diverged variant is a result, not a crash
             out = diverged_result(res["step"])
             atomic_write(result_path, lambda f: json.dump(out, f))
@@ -95,17 +96,7 @@ def run_one(cfg, workdir: str) -> dict:
             raise RuntimeError(f"{workdir}: training ended with status {res['status']}")
     loaded = checkpoint.load_inference(workdir)
     pairs = load_pairs(cfg, "test")
-    embed = evaluation.make_embed_fn(loaded.model())
-    out = evaluation.evaluate_model(
-        embed,
-        loaded.variables,
-        pairs,
-        cfg.eval,
-        cfg.data.buckets,
-        cfg.data.fps,
-        loaded.inner_radius,
-        normalization=loaded.normalization,
-    )[1]
+    out = evaluation.evaluator_for(loaded, cfg)(loaded.variables, pairs)[1]
     atomic_write(result_path, lambda f: json.dump(out, f))
     return out
 

@@ -1,4 +1,4 @@
-"""Baselines: the paper's per-frame features that go through the same offset inference, a
+"""Baselines: the paper's per-frame features that go through the same offset search, a
 training-free motion cross-correlation, and two sanity predictors.
 
 Zero: always 0. Length: len(view 2) - len(view 1), the true offset whenever both views end at
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sesyn_jax import inference
+from sesyn_jax import offset_search
 
 
 def simple_features(poses: np.ndarray) -> np.ndarray:
@@ -72,29 +72,29 @@ def speed_search(
     max_offset: int | None = None,
     min_overlap: int | float = 0.5,
     subframe: bool = False,
-) -> inference.OffsetSearch:
+) -> offset_search.OffsetSearch:
     """Offset of u against v (frame m of u = frame m + d of v) by the correlation of their
     joint speeds; scores are Pearson correlations over the aligned frames with speed."""
     a, ma = speed_signal(poses_u)
     b, mb = speed_signal(poses_v)
     if not ma.any() or not mb.any():
         raise ValueError("a sequence has no two consecutive frames with a seen joint")
-    lo, hi = inference.lag_range(len(a), len(b), max_offset)
+    lo, hi = offset_search.lag_range(len(a), len(b), max_offset)
     lags = np.arange(lo, hi + 1)
-    need = max(2, inference.resolve_min_overlap(min_overlap, int(ma.sum()), int(mb.sum())))
+    need = max(2, offset_search.resolve_min_overlap(min_overlap, int(ma.sum()), int(mb.sum())))
     a, b = a * ma, b * mb
     fa, fb = ma.astype(np.float64), mb.astype(np.float64)
-    n = np.rint(inference.lag_sums(fa, fb, lo, hi))
-    sa, sb = inference.lag_sums(a, fb, lo, hi), inference.lag_sums(fa, b, lo, hi)
-    saa, sbb = inference.lag_sums(a * a, fb, lo, hi), inference.lag_sums(fa, b * b, lo, hi)
-    sab = inference.lag_sums(a, b, lo, hi)
+    n = np.rint(offset_search.lag_sums(fa, fb, lo, hi))
+    sa, sb = offset_search.lag_sums(a, fb, lo, hi), offset_search.lag_sums(fa, b, lo, hi)
+    saa, sbb = offset_search.lag_sums(a * a, fb, lo, hi), offset_search.lag_sums(fa, b * b, lo, hi)
+    sab = offset_search.lag_sums(a, b, lo, hi)
     with np.errstate(invalid="ignore", divide="ignore"):
         nn = np.maximum(n, 1)
         cov = sab - sa * sb / nn
         var = np.maximum(saa - sa * sa / nn, 0) * np.maximum(sbb - sb * sb / nn, 0)
         r = np.where((n >= need) & (var > 0), cov / np.sqrt(var), np.nan)
-    offset, conf = inference.pick_offset(lags, r, subframe)
-    return inference.OffsetSearch(offset, conf, lags, r, n.astype(np.int64), "correlation")
+    offset, conf = offset_search.pick_offset(lags, r, subframe)
+    return offset_search.OffsetSearch(offset, conf, lags, r, n.astype(np.int64), "correlation")
 
 
 def zero_offsets(pairs) -> np.ndarray:

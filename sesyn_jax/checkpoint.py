@@ -24,7 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from sesyn_jax import graph
-from sesyn_jax.model import PADDINGS, STGCNEmbedding, init_variables
+from sesyn_jax.model import PADDINGS, STGCNEmbedding, init_variables, inner_radius
 
 FORMAT = "sesyn-jax-inference"
 
@@ -52,7 +52,7 @@ class LoadedModel:
     def inner_radius(self) -> int:
         """Frames to hide at each end when searching offsets: the receptive radius of a model
         trained on inner frames only (model.json "inner_frames"), else 0."""
-        return self.model().receptive_radius if self.meta.get("inner_frames") else 0
+        return inner_radius(self.model(), bool(self.meta.get("inner_frames")))
 
     @property
     def normalization(self) -> str:
@@ -96,7 +96,11 @@ def save_inference(
     try:
         tree = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
         tree = jax.tree_util.tree_map(lambda x: np.asarray(x), tree)
-        ckptr = ocp.StandardCheckpointer()
+        # written by the calling process alone: no barrier that other processes never reach
+        alone = ocp.options.MultiprocessingOptions(
+            primary_host=jax.process_index(), active_processes={jax.process_index()}
+        )
+        ckptr = ocp.StandardCheckpointer(multiprocessing_options=alone)
         ckptr.save(os.path.join(tmp, "variables"), tree)
         ckptr.wait_until_finished()
         info = {"format": FORMAT, "model": _jsonable_config(model_config), "source": source}

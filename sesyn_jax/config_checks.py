@@ -14,9 +14,11 @@ import jax
 from sesyn_jax import checkpoint, graph, losses
 from sesyn_jax.data.normalization import NORMALIZATIONS
 from sesyn_jax.data.splits import augment, data_dirs
-from sesyn_jax.inference import RULES
 from sesyn_jax.model import STGCNEmbedding, init_variables
-from sesyn_jax.training import BN_MODES
+from sesyn_jax.offset_search import RULES
+from sesyn_jax.train.step import BN_MODES
+
+MATMUL_PRECISIONS = ("default", "high", "highest")
 
 
 class ConfigError(ValueError):
@@ -100,6 +102,10 @@ def check_evaluation_config(config, memory: bool = True) -> None:
         )
     if m.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ConfigError("model.dtype='float64' needs 64-bit JAX: set JAX_ENABLE_X64=1")
+    if m.matmul_precision not in MATMUL_PRECISIONS:
+        raise ConfigError(
+            f"model.matmul_precision must be one of {MATMUL_PRECISIONS}, got {m.matmul_precision!r}"
+        )
     buckets = tuple(d.buckets)
     if not buckets or not all(isinstance(b, int) and b > 0 for b in buckets):
         raise ConfigError(

@@ -1,17 +1,25 @@
 """Embedding a set of pairs and scoring the estimated offsets: the one evaluation path that
-train.py, evaluate.py and the ablation runner share (``evaluate_model``)."""
+train.py, evaluate.py and the ablation runner share (``Evaluator``)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from sesyn_jax.data.pairs import PairBatcher
 from sesyn_jax.data.syn_json import Pair
-from sesyn_jax.inference import estimate_offsets, search_offset
+from sesyn_jax.offset_search import (
+    device_offset,
+    lag_range,
+    resolve_min_overlap,
+    search_offset,
+)
 from sesyn_jax.model import inner_mask
 from sesyn_jax.metrics import sync_metrics
 
@@ -40,84 +48,144 @@ def buckets_for(pairs: Sequence[Pair], buckets: Sequence[int]) -> tuple:
     return b if longest <= b[-1] else b + (int(2 ** np.ceil(np.log2(longest))),)
 
 
-def evaluate_model(
-    embed_fn,
-    variables,
-    pairs: Sequence[Pair],
-    eval_config,
-    buckets: Sequence[int],
-    fps: float,
-    inner_radius: int = 0,
-    progress: bool = False,
-    normalization: str = "published",
-) -> tuple[np.ndarray, dict]:
-    """Predicted offsets of every pair (view 1 as u) with the config's search settings, and
-    their metrics. ``inner_radius`` and ``normalization``: the model's (see
-    ``predict_offsets``)."""
-    preds = predict_offsets(
-        embed_fn,
-        variables,
-        pairs,
-        eval_config.batch_size,
-        buckets,
-        progress=progress,
-        search=search_settings(eval_config),
-        inner_radius=inner_radius,
-        normalization=normalization,
+class Evaluator:
+    """Offsets of a model on sets of pairs, on the device: one jitted function per bucket
+    length embeds a batch of pairs (both views in one forward) and runs the config's offset
+    search on it (``offset_search.device_offset``), the batch sharded over this process's
+    devices and the parameters kept where they are. Fixed shapes (padded batches, masks),
+    so it compiles once per bucket. With several processes each evaluates its share of the
+    batches and the offsets are gathered.
+
+    ``inner_radius`` > 0: only frames that far from both ends take part (the receptive radius
+    of a model trained on inner frames, ``model.inner_mask``). ``normalization``: the model's
+    input normalization; the pairs hold the 'published' one."""
+
+    def __init__(
+        self,
+        model,
+        eval_config,
+        buckets: Sequence[int],
+        fps: float,
+        inner_radius: int = 0,
+        normalization: str = "published",
+    ):
+        self.search = search_settings(eval_config)
+        self.buckets, self.fps = tuple(buckets), fps
+        self.radius, self.normalization = inner_radius, normalization
+        devices = jax.local_devices()
+        self.batch_size = -(-eval_config.batch_size // len(devices)) * len(devices)
+        mesh = jax.sharding.Mesh(np.array(devices), ("data",))
+        self.replicated = NamedSharding(mesh, P())
+        self.sharded = NamedSharding(mesh, P("data"))
+        self._offsets = jax.jit(
+            functools.partial(_batch_offsets, model, self.search, inner_radius),
+            in_shardings=(self.replicated,) + (self.sharded,) * 5,
+            out_shardings=self.sharded,
+        )
+
+    def __call__(self, variables, pairs: Sequence[Pair], progress: bool = False):
+        """(offsets (len(pairs),), metrics) with view 1 as u."""
+        preds = self.predict(variables, pairs, progress)
+        return preds, score(preds, pairs, self.fps)
+
+    def predict(self, variables, pairs: Sequence[Pair], progress: bool = False) -> np.ndarray:
+        """Estimated offsets (len(pairs),) int64: view 1 as u, view 2 as v."""
+        variables = self.place(variables)
+        batcher = PairBatcher(
+            pairs,
+            self.batch_size,
+            buckets_for(pairs, self.buckets),
+            train=False,
+            normalization=self.normalization,
+        )
+        me, count = jax.process_index(), jax.process_count()
+        batches = [b for i, b in enumerate(batcher._batches(0)) if i % count == me]
+        if progress:
+            from tqdm import tqdm
+
+            batches = tqdm(batches, desc="evaluating", leave=False)
+        preds = np.zeros(len(pairs), np.int64)
+        mine = np.zeros(len(pairs), bool)
+        for idx in batches:
+            batch = batcher.make_batch(idx)
+            valid = batch["valid"]
+            off = self._offsets(variables, *self._inputs(batch))
+            preds[batch["index"][valid]] = np.asarray(off)[valid]
+            mine[batch["index"][valid]] = True
+        if count > 1:
+            preds = _gather_from_processes(preds, mine)
+        return preds
+
+    def compilations(self) -> int:
+        """How many shapes the jitted search has been compiled for (one per bucket)."""
+        return _cache_size(self._offsets)
+
+    def place(self, variables):
+        """The variables replicated on this process's devices (no copy when they are there:
+        a training state stays on the device between evaluations)."""
+
+        def put(x):
+            if isinstance(x, jax.Array) and not x.is_fully_addressable:
+                x = x.addressable_data(0)  # a global array of several processes
+            return jax.device_put(x, self.replicated)
+
+        return jax.tree_util.tree_map(put, variables)
+
+    def _inputs(self, batch: dict) -> tuple:
+        """poses1, mask1, poses2, mask2 and the minimum overlap of each pair (frames)."""
+        m1 = np.asarray(inner_mask(batch["mask1"], self.radius))
+        m2 = np.asarray(inner_mask(batch["mask2"], self.radius))
+        need = np.array(
+            [
+                resolve_min_overlap(self.search["min_overlap"], int(a.sum()), int(b.sum()))
+                for a, b in zip(m1, m2)
+            ],
+            np.int32,
+        )
+        return batch["poses1"], batch["mask1"], batch["poses2"], batch["mask2"], need
+
+
+def _batch_offsets(model, search: dict, radius: int, variables, p1, mask1, p2, mask2, need):
+    """(B,) offsets of a batch of padded pairs (view 1 as u): both views embedded in one
+    forward, then the search on inner frames, pair by pair (vmap)."""
+    b, t = mask1.shape
+    f = model.apply(
+        variables, jnp.concatenate([p1, p2]), jnp.concatenate([mask1, mask2]), train=False
     )
-    return preds, score(preds, pairs, fps)
+    f = f.astype(jnp.promote_types(f.dtype, jnp.float32))
+    m1, m2 = inner_mask(mask1, radius), inner_mask(mask2, radius)
+    lags = None
+    if search["rule"] == "diagonal" or search["max_offset"] is not None:
+        lags = np.arange(*np.add(lag_range(t, t, search["max_offset"]), (0, 1)))
+    one = functools.partial(device_offset, rule=search["rule"], lags=lags)
+    return jax.vmap(one)(f[:b], f[b:], m1, m2, need)
 
 
-def _batched_rule(search: dict | None) -> bool:
-    """The published rule over whole sequences runs batched on the device."""
-    return not search or (
-        search.get("rule", "median") == "median" and search.get("max_offset") is None
+def _cache_size(jitted) -> int:
+    try:
+        return int(jitted._cache_size())
+    except AttributeError:  # private API; absent in some JAX versions
+        return -1
+
+
+def _gather_from_processes(preds: np.ndarray, mine: np.ndarray) -> np.ndarray:
+    """Every process's offsets of the pairs it evaluated, combined on every process."""
+    from jax.experimental import multihost_utils
+
+    all_preds = multihost_utils.process_allgather(np.where(mine, preds, 0))
+    return np.asarray(all_preds).sum(axis=0).astype(np.int64)
+
+
+def evaluator_for(loaded, config) -> Evaluator:
+    """The evaluator of a loaded model (``loading.load_model``) on a config's test data."""
+    return Evaluator(
+        loaded.model(),
+        config.eval,
+        config.data.buckets,
+        config.data.fps,
+        loaded.inner_radius,
+        loaded.normalization,
     )
-
-
-def predict_offsets(
-    embed_fn,
-    variables,
-    pairs: Sequence[Pair],
-    batch_size: int,
-    buckets: Sequence[int],
-    progress: bool = False,
-    search: dict | None = None,
-    inner_radius: int = 0,
-    normalization: str = "published",
-) -> np.ndarray:
-    """Estimated offsets (len(pairs),): view 1 as u, view 2 as v. ``search``: keyword arguments
-    of ``inference.search_offset`` (rule, max_offset, min_overlap); default the published
-    rule. ``inner_radius`` > 0: only frames that far from both ends take part (the
-    receptive radius of a model trained on inner frames, ``model.inner_mask``).
-    ``normalization``: the model's input normalization (``model.normalization``); the pairs
-    hold the 'published' one."""
-    batcher = PairBatcher(
-        pairs, batch_size, buckets_for(pairs, buckets), train=False, normalization=normalization
-    )
-    preds = np.zeros(len(pairs), np.int64)
-    it = batcher.epoch(0)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, total=batcher.steps_per_epoch(), desc="embedding", leave=False)
-    for batch in it:
-        both = jnp.concatenate([batch["poses1"], batch["poses2"]])
-        mask = jnp.concatenate([batch["mask1"], batch["mask2"]])
-        f = np.asarray(embed_fn(variables, both, mask))
-        b = len(batch["index"])
-        valid = batch["valid"]
-        f1, f2 = f[:b][valid], f[b:][valid]
-        m1 = np.asarray(inner_mask(batch["mask1"][valid], inner_radius))
-        m2 = np.asarray(inner_mask(batch["mask2"][valid], inner_radius))
-        if _batched_rule(search):
-            off = estimate_offsets(f1, f2, m1, m2)
-        else:
-            off = [
-                search_offset(f1[i], f2[i], m1[i], m2[i], **search).offset for i in range(len(f1))
-            ]
-        preds[batch["index"][valid]] = off
-    return preds
 
 
 def feature_offsets(

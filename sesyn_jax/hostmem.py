@@ -13,12 +13,17 @@ training process does anyway.
 It must run before JAX starts its CPU backend (the first ``jax.devices()`` or computation):
 threads that already have an arena keep it. The entry points (train.py, evaluate.py, the sync
 tool, bench/) call it first; ``SESYN_JAX_HOST_ALLOCATOR=default`` in the environment leaves
-glibc's defaults alone. Elsewhere (macOS, musl, Windows) it does nothing.
+glibc's defaults alone. Elsewhere (macOS, musl, Windows) it does nothing, and it does nothing
+where JAX will run on an accelerator (a GPU or TPU plugin is installed and JAX_PLATFORMS does
+not ask for the CPU): the step's buffers then live on the device, and the setting was measured
+on the CPU only.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib.metadata
+import importlib.util
 import os
 import platform
 
@@ -54,16 +59,32 @@ def mallopt(settings) -> None:
             )
 
 
+def cpu_backend() -> bool:
+    """Whether JAX will compute on the CPU, decided without starting it: JAX_PLATFORMS
+    names the CPU first, or nothing through which JAX finds a GPU or TPU is installed (the
+    ``jax_plugins`` of the CUDA and ROCm wheels, ``libtpu``)."""
+    platforms = os.environ.get("JAX_PLATFORMS", "").strip().lower()
+    if platforms:
+        return platforms.split(",")[0].strip() == "cpu"
+    plugins = importlib.metadata.entry_points(group="jax_plugins")
+    return not plugins and not any(
+        importlib.util.find_spec(name) for name in ("jax_plugins", "libtpu")
+    )
+
+
 def tune_host_allocator() -> str:
     """Apply the settings above once per process. Returns what happened, for logs:
-    'tuned', 'already tuned', 'default (SESYN_JAX_HOST_ALLOCATOR=default)' or
-    'default (not glibc)'. Raises RuntimeError if glibc rejects a setting."""
+    'tuned', 'already tuned', 'default (SESYN_JAX_HOST_ALLOCATOR=default)',
+    'default (not glibc)' or 'default (accelerator backend)'. Raises RuntimeError if glibc
+    rejects a setting."""
     if os.environ.get(ENV_VAR, "tuned").strip().lower() == "default":
         return f"default ({ENV_VAR}=default)"
     if _state["applied"]:
         return "already tuned"
     if not glibc_linux():
         return "default (not glibc)"
+    if not cpu_backend():
+        return "default (accelerator backend)"
     mallopt(ARENA_SETTINGS + HEAP_SETTINGS)
     _state["applied"] = True
     return "tuned"

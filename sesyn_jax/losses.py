@@ -73,10 +73,16 @@ def _full_mask(f: Array, mask: Array | None) -> Array:
     return jnp.ones(f.shape[0], bool) if mask is None else mask.astype(bool)
 
 
+def matmul(a: Array, b: Array) -> Array:
+    """a @ b at full float32 precision on every backend (TPUs and recent GPUs default to one
+    bfloat16 pass or TF32): the similarities below cancel large terms."""
+    return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
+
+
 def l2_similarity(a: Array, b: Array) -> Array:
     """-squared Euclidean distance (M, N) between rows of a (M, C) and b (N, C), computed as
     |a|^2 + |b|^2 - 2ab and clamped at 0 like the published code."""
-    sq = jnp.sum(a * a, axis=1)[:, None] + jnp.sum(b * b, axis=1)[None, :] - 2.0 * (a @ b.T)
+    sq = jnp.sum(a * a, axis=1)[:, None] + jnp.sum(b * b, axis=1)[None, :] - 2.0 * matmul(a, b.T)
     return -jnp.maximum(sq, 0.0)
 
 
@@ -109,7 +115,7 @@ def cosine_similarity(a: Array, b: Array) -> Array:
     # sqrt of the clamped square: the gradient of a norm at a zero row (a padded frame) is nan
     an = a * jax.lax.rsqrt(jnp.maximum(jnp.sum(a * a, axis=1, keepdims=True), 1e-16))
     bn = b * jax.lax.rsqrt(jnp.maximum(jnp.sum(b * b, axis=1, keepdims=True), 1e-16))
-    return an @ bn.T
+    return matmul(an, bn.T)
 
 
 def similarity(
@@ -136,7 +142,7 @@ def cycle_similarity(
     mask_u = _full_mask(f_u, mask_u)
     mask_v = _full_mask(f_v, mask_v)
     x_uv = masked_softmax(similarity(f_u, f_v, **sim), mask_v[None, :])
-    f_v_soft = x_uv @ f_v
+    f_v_soft = matmul(x_uv, f_v)
     return similarity(f_v_soft, f_u, **sim), mask_u
 
 
@@ -148,7 +154,7 @@ def cycle_positions(
     s, mask_u = cycle_similarity(f_u, f_v, mask_u, mask_v, **sim)
     g = jnp.arange(f_u.shape[0], dtype=s.dtype)
     beta = masked_softmax(s, mask_u[None, :])
-    p = beta @ g
+    p = matmul(beta, g)
     var = jnp.sum(beta * jnp.square(g[None, :] - p[:, None]), axis=1)
     return p, var, mask_u
 

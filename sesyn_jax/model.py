@@ -123,6 +123,12 @@ def inner_mask(mask, radius: int):
     return jnp.where(inner.any(axis=-1, keepdims=True), inner, mask)
 
 
+def inner_radius(model, inner_frames: bool) -> int:
+    """Frames hidden at each end in losses and offset searches: the model's receptive radius
+    for a model trained on inner frames only (``inner_frames``), else 0."""
+    return model.receptive_radius if inner_frames else 0
+
+
 class TemporalConv(nn.Module):
     """Convolution over time (kernel k, stride 1, (k - 1) / 2 frames of padding), per joint.
 
@@ -136,6 +142,7 @@ class TemporalConv(nn.Module):
     kernel_size: int = 9
     dtype: Any = jnp.float32
     padding: str = "zero"
+    precision: Any = None
 
     @nn.compact
     def __call__(self, x: Array, lengths: Array | None = None) -> Array:
@@ -156,7 +163,12 @@ class TemporalConv(nn.Module):
             pads = [(0, 0)]
         xr = x.transpose(0, 2, 1, 3).reshape(b * v, -1, c_in)
         y = jax.lax.conv_general_dilated(
-            xr, kernel.astype(self.dtype), (1,), pads, dimension_numbers=("NWC", "WIO", "NWC")
+            xr,
+            kernel.astype(self.dtype),
+            (1,),
+            pads,
+            dimension_numbers=("NWC", "WIO", "NWC"),
+            precision=self.precision,
         )
         y = y.reshape(b, v, t, self.features).transpose(0, 2, 1, 3)
         return y + bias.astype(self.dtype)
@@ -174,6 +186,7 @@ class GraphConv(nn.Module):
 
     features: int
     dtype: Any = jnp.float32
+    precision: Any = None
 
     @nn.compact
     def __call__(self, x: Array, a: Array) -> Array:
@@ -184,11 +197,14 @@ class GraphConv(nn.Module):
         kernel = self.param("kernel", conv_kernel_init, (c_in, k * c), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (k * c,), jnp.float32)
         a = a.astype(self.dtype)
-        xa = jnp.einsum("btvi,kvw->btwki", x.astype(self.dtype), a).reshape(b, t, v, k * c_in)
+        xa = jnp.einsum("btvi,kvw->btwki", x.astype(self.dtype), a, precision=self.precision)
+        xa = xa.reshape(b, t, v, k * c_in)
         w = kernel.reshape(c_in, k, c).transpose(1, 0, 2).reshape(k * c_in, c)
         # The bias goes through the graph sum too: sum_v A[k, v, w] * bias[k, c].
-        b_graph = jnp.einsum("kvw,kc->wc", a, bias.reshape(k, c).astype(self.dtype))
-        return jnp.dot(xa, w.astype(self.dtype)) + b_graph
+        b_graph = jnp.einsum(
+            "kvw,kc->wc", a, bias.reshape(k, c).astype(self.dtype), precision=self.precision
+        )
+        return jnp.dot(xa, w.astype(self.dtype), precision=self.precision) + b_graph
 
 
 class Pointwise(nn.Module):
@@ -196,12 +212,14 @@ class Pointwise(nn.Module):
 
     features: int
     dtype: Any = jnp.float32
+    precision: Any = None
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         kernel = self.param("kernel", conv_kernel_init, (x.shape[-1], self.features), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-        return jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(self.dtype)
+        y = jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype), precision=self.precision)
+        return y + bias.astype(self.dtype)
 
 
 class STGCNBlock(nn.Module):
@@ -215,6 +233,7 @@ class STGCNBlock(nn.Module):
     residual: str = "identity"
     dtype: Any = jnp.float32
     padding: str = "zero"
+    precision: Any = None
 
     @nn.compact
     def __call__(self, x: Array, a: Array, mask: Array | None, train: bool) -> Array:
@@ -224,21 +243,26 @@ class STGCNBlock(nn.Module):
         elif self.residual == "identity":
             res = x
         elif self.residual == "conv":
-            res = Pointwise(self.features, self.dtype, name="residual_conv")(x)
+            res = Pointwise(self.features, self.dtype, self.precision, name="residual_conv")(x)
             res = BatchNorm(name="residual_bn")(res, mask, train)
         else:
             raise ValueError(
                 f"residual must be 'none', 'identity' or 'conv', got {self.residual!r}"
             )
 
-        y = GraphConv(self.features, self.dtype, name="gcn")(x, a)
+        y = GraphConv(self.features, self.dtype, self.precision, name="gcn")(x, a)
         y = nn.relu(BatchNorm(name="tcn_bn1")(y, mask, train))
         lengths = None
         if mask is not None:
             y = y * mask[:, :, None, None].astype(y.dtype)
             lengths = mask.sum(axis=1)
         y = TemporalConv(
-            self.features, self.kernel_size, self.dtype, self.padding, name="tcn_conv"
+            self.features,
+            self.kernel_size,
+            self.dtype,
+            self.padding,
+            self.precision,
+            name="tcn_conv",
         )(y, lengths)
         y = BatchNorm(name="tcn_bn2")(y, mask, train)
         return nn.relu(y + res)
@@ -258,6 +282,9 @@ class STGCNEmbedding(nn.Module):
       data_bn: BatchNorm over the V * 3 input channels first.
       dtype: compute dtype of the convolutions (float32, or bfloat16 on accelerators);
         parameters and BatchNorm statistics stay float32.
+      precision: matmul precision of the convolutions (a ``jax.lax.Precision`` or its name:
+        'default', 'high', 'highest'); None: the backend's default (one bfloat16 pass on TPU,
+        TF32 on recent NVIDIA GPUs, full float32 on the CPU).
     """
 
     layout: str = "coco"
@@ -269,6 +296,7 @@ class STGCNEmbedding(nn.Module):
     data_bn: bool = True
     in_channels: int = 3
     dtype: Any = jnp.float32
+    precision: Any = None
 
     @property
     def receptive_radius(self) -> int:
@@ -312,7 +340,13 @@ class STGCNEmbedding(nn.Module):
                 a_i = a
             residual = "none" if i == 0 else ("identity" if c_in == width else "conv")
             x = STGCNBlock(
-                width, self.kernel_size, residual, self.dtype, self.padding, name=f"block_{i}"
+                width,
+                self.kernel_size,
+                residual,
+                self.dtype,
+                self.padding,
+                self.precision,
+                name=f"block_{i}",
             )(x, a_i, mask, train)
             c_in = width
 

@@ -287,7 +287,9 @@ def _optimizer_rows(
     import jax.numpy as jnp
     import torch
 
-    from sesyn_jax import convert, losses, training
+    from sesyn_jax import convert, losses
+    from sesyn_jax.train.state import create_state, make_optimizer
+    from sesyn_jax.train.step import make_train_step
 
     lr, wd = 0.005, 1e-4
 
@@ -312,8 +314,8 @@ def _optimizer_rows(
         truth = torch_steps(copy.deepcopy(tmodel).double(), torch.float64)
     torch_steps(tmodel, tdtype)
 
-    tx = training.make_optimizer(lr, 0.9, True, wd)
-    state = training.create_state(variables, tx)
+    tx = make_optimizer(lr, 0.9, True, wd)
+    state = create_state(variables, tx)
     t = p1.shape[1]
     pad2 = np.zeros_like(p1)
     pad2[:, : p2.shape[1]] = p2
@@ -326,7 +328,7 @@ def _optimizer_rows(
         "mask2": jnp.asarray(mask2),
     }
     pair = losses.make_loss_fn({"identity": 1.0, "deviation": mu[0], "interval": mu[1]})
-    step = jax.jit(training.make_train_step(model, pair, tx, bn_mode="per_view"))
+    step = jax.jit(make_train_step(model, pair, tx, bn_mode="per_view"))
     for _ in range(steps):
         state, _ = step(state, batch)
     ref = convert.torch_to_flax(tmodel.state_dict(), model_config=config)

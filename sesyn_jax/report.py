@@ -60,20 +60,11 @@ def evaluate_checkpoint(
     if not pairs:
         raise ValueError("the test split has no pairs")
     fps = config.data.fps
-    embed = evaluation.make_embed_fn(loaded.model())
+    evaluator = evaluation.evaluator_for(loaded, config)
+    variables = evaluator.place(loaded.variables)  # on the device once, for every table
 
     def sesyn(ps):
-        return evaluation.evaluate_model(
-            embed,
-            loaded.variables,
-            ps,
-            config.eval,
-            config.data.buckets,
-            fps,
-            loaded.inner_radius,
-            progress,
-            normalization=loaded.normalization,
-        )[0]
+        return evaluator.predict(variables, ps, progress)
 
     true = np.array([p.offset for p in pairs])
     preds = {name: fn(pairs, **search) for name, fn in baselines.PREDICTORS.items()}

@@ -241,10 +241,10 @@ def test_train_workdir_under_a_file_and_on_a_full_disk(tmp_path):
     # a disk that fills during the run: orbax reports tensorstore's ENOSPC as a ValueError
     script = (
         "import runpy, sys\n"
-        "from sesyn_jax import trainer\n"
+        "from sesyn_jax.train import loop\n"
         "def full(*a, **k):\n"
         "    raise ValueError(\"RESOURCE_EXHAUSTED: Failed to write [os_error_code='28']\")\n"
-        "trainer.train_and_evaluate = full\n"
+        "loop.train_and_evaluate = full\n"
         f"sys.argv = ['train.py', '--config', 'configs/quickstart.py', '--workdir', "
         f"{str(tmp_path / 'w')!r}]\n"
         "runpy.run_path('train.py', run_name='__main__')\n"

@@ -129,10 +129,10 @@ def test_window_offsets_follow_a_known_offset_and_rate():
 
 
 def test_each_window_is_the_diagonal_search_on_its_frames():
-    """A window's offset equals inference.search_offset (diagonal, sub-frame) on the window's
+    """A window's offset equals offset_search.search_offset (diagonal, sub-frame) on the window's
     frames of A against B within the band: A's frames outside the window masked off, B cut
     so that the band becomes [-band, band]."""
-    from sesyn_jax.inference import search_offset
+    from sesyn_jax.offset_search import search_offset
 
     f_a, f_b = _drifting_pair(3000, 3100, 23.3, 1500.0)
     mask_b = np.ones(len(f_b), bool)

@@ -104,9 +104,9 @@ def test_evaluation_takes_sequences_longer_than_every_bucket(random_export, moti
     x = normalize(motion, "published", (1920, 1080))
     pairs = [Pair("p", x[10:80], x[17:90], -7), Pair("q", x[:50], x[5:60], -5)]
     loaded = checkpoint.load_inference(random_export)
-    embed = evaluation.make_embed_fn(loaded.model())
     eval_cfg = ConfigDict({"batch_size": 2, "rule": "median", "max_offset": 0, "min_overlap": 0.5})
-    short, m_short = evaluation.evaluate_model(embed, loaded.variables, pairs, eval_cfg, (32,), 30)
-    long, _ = evaluation.evaluate_model(embed, loaded.variables, pairs, eval_cfg, (128,), 30)
+    model, variables = loaded.model(), loaded.variables
+    short, m_short = evaluation.Evaluator(model, eval_cfg, (32,), 30)(variables, pairs)
+    long, _ = evaluation.Evaluator(model, eval_cfg, (128,), 30)(variables, pairs)
     np.testing.assert_array_equal(short, long)
     assert short.tolist() == [-7, -5] and m_short["frame_error"] == 0.0

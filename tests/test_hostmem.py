@@ -101,3 +101,9 @@ def test_second_call_is_a_no_op():
         hostmem._state.update(saved)
         if env is not None:
             os.environ[hostmem.ENV_VAR] = env
+
+
+@glibc_linux
+def test_not_tuned_where_jax_runs_on_an_accelerator():
+    assert run_script("tune", {"JAX_PLATFORMS": "cuda"})["how"] == "default (accelerator backend)"
+    assert run_script("tune", {"JAX_PLATFORMS": "cpu"})["how"] == "tuned"

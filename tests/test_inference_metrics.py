@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from sesyn_jax.inference import estimate_offset, estimate_offsets, frame_matches
+from sesyn_jax.offset_search import estimate_offset, estimate_offsets, frame_matches
 from sesyn_jax.metrics import format_table, format_table_row, sync_metrics
 
 

@@ -9,7 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sesyn_jax import ablate, losses, training, variants
+from sesyn_jax import ablate, losses, variants
+from sesyn_jax.train.state import create_state, make_optimizer
+from sesyn_jax.train.step import make_train_step
 from sesyn_jax.model import STGCNEmbedding, init_variables
 
 from test_losses import make_pair, np_softmax, pad
@@ -106,8 +108,8 @@ def test_variant_names_train(name):
     finite loss and a gradient norm per term."""
     weights, options = variants.resolve(name)
     model = STGCNEmbedding(widths=(8,), kernel_size=3)
-    tx = training.make_optimizer(0.01)
-    state = training.create_state(init_variables(model, jax.random.PRNGKey(0)), tx)
+    tx = make_optimizer(0.01)
+    state = create_state(init_variables(model, jax.random.PRNGKey(0)), tx)
     rng = np.random.default_rng(0)
     batch = {
         "poses1": jnp.asarray(rng.normal(size=(2, 12, 17, 3)), jnp.float32),
@@ -115,7 +117,7 @@ def test_variant_names_train(name):
         "mask1": jnp.ones((2, 12), bool),
         "mask2": jnp.arange(12)[None].repeat(2, 0) < 10,
     }
-    step = jax.jit(training.make_train_step(model, losses.make_loss_fn(weights, options), tx))
+    step = jax.jit(make_train_step(model, losses.make_loss_fn(weights, options), tx))
     state, metrics = step(state, batch)
     assert np.isfinite(float(metrics["loss"]))
     assert set(weights) <= {k.split("/")[1] for k in metrics if k.startswith("grad_norm/")}

@@ -202,3 +202,35 @@ def test_aligned_term_matches_numpy(offset):
     np.testing.assert_allclose(float(total), want, rtol=1e-5)
     with pytest.raises(ValueError, match="known offsets"):
         fn(jnp.asarray(fu), jnp.asarray(fv), mask_u, mask_v)
+
+
+def test_every_dot_general_of_the_lowered_loss_and_its_gradient_asks_for_highest():
+    """On TPU and recent GPUs the default matmul precision is one bfloat16 pass or TF32; the
+    loss's |a|^2 + |b|^2 - 2ab cancels, so every product in it must ask for HIGHEST."""
+    import re
+
+    from sesyn_jax.losses import batched_sesyn_loss, make_loss_fn
+
+    f_u = jnp.zeros((2, 12, 34), jnp.float32)
+    f_v = jnp.zeros((2, 10, 34), jnp.float32)
+    mask_u, mask_v = jnp.ones((2, 12), bool), jnp.ones((2, 10), bool)
+    published = lambda a, b: batched_sesyn_loss(a, b, mask_u, mask_v, mu1=0.5, mu2=0.035)[0]
+    every = make_loss_fn(
+        {"identity": 1.0, "deviation": 0.5, "interval": 0.1, "tcc_reg": 0.1},
+        {"identity": {"similarity": "cosine"}},
+    )
+    aligned = make_loss_fn({"aligned": 1.0})
+    fns = {
+        "published": published,
+        "published, gradient": jax.grad(published, argnums=(0, 1)),
+        "every term": lambda a, b: every(a[0], b[0], mask_u[0], mask_v[0])[0],
+        "aligned, gradient": jax.grad(
+            lambda a, b: aligned(a[0], b[0], mask_u[0], mask_v[0], offset=2.0)[0], (0, 1)
+        ),
+    }
+    for name, fn in fns.items():
+        text = jax.jit(fn).lower(f_u, f_v).as_text()
+        dots = [line for line in text.splitlines() if "dot_general" in line]
+        assert dots, name
+        for line in dots:
+            assert re.search(r"precision = \[HIGHEST, HIGHEST\]", line), f"{name}: {line.strip()}"

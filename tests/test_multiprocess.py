@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from sesyn_jax import trainer
+from sesyn_jax.train import checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 4
@@ -18,9 +18,9 @@ RUN = """
 import json, sys
 sys.path.insert(0, {root!r})
 from tests.test_multiprocess import small_config
-from sesyn_jax import trainer
+from sesyn_jax.train.loop import train_and_evaluate
 cfg = small_config({n}, {pid}, {port})
-res = trainer.train_and_evaluate(cfg, {workdir!r}, stop_after_steps={steps}, progress=False)
+res = train_and_evaluate(cfg, {workdir!r}, stop_after_steps={steps}, progress=False)
 print("RESULT", json.dumps(res))
 """
 
@@ -75,7 +75,7 @@ def launch(n: int, workdir: str, steps: int = STEPS) -> list[str]:
     outs = []
     try:
         for p in procs:
-            outs.append(p.communicate(timeout=150)[0])
+            outs.append(p.communicate(timeout=400)[0])
     finally:
         for p in procs:
             if p.poll() is None:
@@ -90,11 +90,11 @@ def saved_state(workdir: str, step: int, like=None):
     (needed when it was written by another number of processes)."""
     import orbax.checkpoint as ocp
 
-    manager = trainer.checkpoint_manager(workdir, 3)
+    manager = checkpoints.checkpoint_manager(workdir, 3)
     if like is None:
         state = manager.restore(step, args=ocp.args.StandardRestore())["state"]
     else:
-        state = trainer.restore_state(manager, step, like)
+        state = checkpoints.restore_state(manager, step, like)
     manager.close()
     return state
 
@@ -129,6 +129,123 @@ def test_two_processes_equal_one_and_resume_in_one(tmp_path):
     assert os.path.exists(os.path.join(two, "export", "model.json"))
     steps = [r["step"] for r in rows(two) if "loss" in r]
     assert steps == list(range(1, res["step"] + 1))
+
+
+TRAIN_CMD = [
+    sys.executable,
+    "train.py",
+    "--config",
+    "configs/quickstart.py",
+    "--config.train.epochs=1",
+    "--config.train.log_every=1",
+    "--config.train.eval_every=1",
+    "--config.data.camera_pairs=1",
+    "--config.model.widths=(8,8)",
+    "--config.model.kernel_size=5",
+    "--progress=false",
+]
+
+
+def train_py(workdir: str, n: int, timeout: float = 400) -> list[tuple[int, str]]:
+    """The README's train command started once per process on localhost; (exit status,
+    output) of each. All are killed if one is still running after ``timeout`` seconds."""
+    port = free_port()
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    procs = [
+        subprocess.Popen(
+            TRAIN_CMD
+            + [
+                f"--workdir={workdir}",
+                f"--config.mesh.num_processes={n}",
+                f"--config.mesh.process_id={i}",
+                f"--config.mesh.coordinator_address=127.0.0.1:{port}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(n)
+    ]
+    try:
+        outs = [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return [(p.returncode, out) for p, out in zip(procs, outs)]
+
+
+def test_two_processes_run_train_py_to_the_end_and_rerun_as_finished(tmp_path):
+    """Both processes of the README's multi-process command finish: one metrics row per
+    step, an evaluation row, an export that loads, no export left half-written; starting the
+    finished run again says so and exits 0 in both."""
+    from sesyn_jax import checkpoint
+
+    work = str(tmp_path / "run")
+    ends = train_py(work, 2)
+    for code, out in ends:
+        assert code == 0, out[-3000:]
+    assert "done:" in ends[0][1]
+    rows = [json.loads(line) for line in open(os.path.join(work, "metrics.jsonl"))]
+    steps = [r["step"] for r in rows if "loss" in r]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 4
+    evals = [r for r in rows if "val" in r]
+    assert len(evals) == 1 and evals[0]["step"] == steps[-1]
+    assert np.isfinite(evals[0]["val"]["frame_error"])
+    loaded = checkpoint.load_inference(work)
+    assert loaded.model_config["widths"] == (8, 8) and loaded.meta["step"] == steps[-1]
+    assert not [f for f in os.listdir(work) if f.startswith(".tmp")]
+    again = train_py(work, 2)
+    for code, out in again:
+        assert code == 0, out[-3000:]
+    assert "already finished" in again[0][1]
+
+
+def test_two_processes_without_a_coordinator_is_a_config_error(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "SLURM_", "OMPI_"))}
+    out = subprocess.run(
+        TRAIN_CMD + [f"--workdir={tmp_path / 'run'}", "--config.mesh.num_processes=2"],
+        cwd=ROOT,
+        env=dict(env, JAX_PLATFORMS="cpu"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "mesh.coordinator_address" in out.stderr and "Traceback" not in out.stderr
+    assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_a_cluster_environment_starts_jax_distributed_and_mesh_settings_override(monkeypatch):
+    import jax
+    from ml_collections import ConfigDict
+
+    from sesyn_jax.train import distributed
+
+    for name in distributed.ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    calls = []
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a: calls.append(a))
+    monkeypatch.setattr(jax.config, "update", lambda *a: None)
+    mesh = lambda n=1, address="", pid=-1: ConfigDict(
+        {"num_processes": n, "coordinator_address": address, "process_id": pid}
+    )
+    if not distributed.cluster_detected():  # a plain machine: one process, nothing started
+        distributed.init_distributed(mesh())
+        assert calls == []
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.1:1234")
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "4")
+    monkeypatch.setenv("JAX_PROCESS_ID", "3")
+    assert distributed.cluster_detected()
+    distributed.init_distributed(mesh())
+    distributed.init_distributed(mesh(2, "127.0.0.1:99", 1))
+    assert calls == [("10.0.0.1:1234", 4, 3), ("127.0.0.1:99", 2, 1)]
+    with pytest.raises(distributed.ConfigError, match="process_id 5"):
+        distributed.init_distributed(mesh(2, "127.0.0.1:99", 5))
 
 
 def test_each_process_reads_its_own_slice_of_the_global_batch():

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from sesyn_jax import checkpoint, config_checks, trainer
+from sesyn_jax import checkpoint, config_checks
+from sesyn_jax.train.loop import train_and_evaluate
 from sesyn_jax.data import cameras as cam_lib
 from sesyn_jax.data import mocap_syn, normalization, render
 from sesyn_jax.data.resample import interpolate
@@ -129,7 +130,7 @@ def test_training_on_rendered_pairs_writes_its_settings(tmp_path):
     cfg.data.pairs_per_epoch = 16
     cfg.train.epochs = 1
     cfg.train.eval_every = 0
-    res = trainer.train_and_evaluate(cfg, str(tmp_path / "run"), progress=False)
+    res = train_and_evaluate(cfg, str(tmp_path / "run"), progress=False)
     assert res["status"] == "finished"
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     assert all(np.isfinite(r["aligned"]) for r in rows if "aligned" in r)

@@ -41,17 +41,7 @@ def test_shipped_model_gives_the_readme_figures(loaded, pairs):
     cfg = sync_default.get_config()
     first = pairs[:16]
     assert [p.offset for p in first] == TRUTH_16
-    embed = evaluation.make_embed_fn(loaded.model())
-    preds, m = evaluation.evaluate_model(
-        embed,
-        loaded.variables,
-        first,
-        cfg.eval,
-        cfg.data.buckets,
-        cfg.data.fps,
-        loaded.inner_radius,
-        normalization=loaded.normalization,
-    )
+    preds, m = evaluation.evaluator_for(loaded, cfg)(loaded.variables, first)
     assert preds.tolist() == FIRST_16
     assert m["frame_error"] == pytest.approx(2 / 16)
 

@@ -59,7 +59,7 @@ def test_layers_point_one_way():
     upper = {
         "sesyn_jax.checkpoint",
         "sesyn_jax.convert",
-        "sesyn_jax.trainer",
+        "sesyn_jax.train.loop",
         "sesyn_jax.report",
         "sesyn_jax.loading",
         "sesyn_jax.evaluation",
@@ -68,4 +68,16 @@ def test_layers_point_one_way():
         if name.startswith("sesyn_jax.data"):
             assert not deps & upper, f"{name} imports {sorted(deps & upper)}"
     assert "sesyn_jax.convert" not in graph["sesyn_jax.checkpoint"]
-    assert "sesyn_jax.trainer" not in graph["sesyn_jax.report"]
+    assert "sesyn_jax.train.loop" not in graph["sesyn_jax.report"]
+
+
+def test_training_functions_read_at_once():
+    """No function of the training package is longer than about 80 lines."""
+    folder = os.path.join(PKG, "train")
+    for f in sorted(os.listdir(folder)):
+        if f.endswith(".py"):
+            tree = ast.parse(open(os.path.join(folder, f)).read())
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    lines = node.end_lineno - node.lineno + 1
+                    assert lines <= 80, f"train/{f}: {node.name} has {lines} lines"

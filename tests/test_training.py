@@ -15,7 +15,12 @@ import numpy as np
 import optax
 import pytest
 
-from sesyn_jax import checkpoint, config_checks, training, trainer
+from sesyn_jax import checkpoint, config_checks
+from sesyn_jax.train import loop
+from sesyn_jax.train import state as train_state
+from sesyn_jax.train.loop import train_and_evaluate
+from sesyn_jax.train.state import create_state, make_optimizer
+from sesyn_jax.train.step import embed_views, make_train_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,7 +38,7 @@ def test_optimizer_equals_pytorch_sgd_nesterov_rule():
             d = g[k] + wd * ref[k]
             buf[k] = d.copy() if k not in buf else mu * buf[k] + d
             ref[k] = ref[k] - lr * (d + mu * buf[k])
-    tx = training.make_optimizer(lr, mu, True, wd)
+    tx = make_optimizer(lr, mu, True, wd)
     with jax.enable_x64(True):
         params = jax.tree_util.tree_map(jnp.asarray, p)
         state = tx.init(params)
@@ -63,7 +68,7 @@ def tiny_config(**train):
 
 def test_smoke_run_and_export(tmp_path):
     cfg = tiny_config(epochs=1)
-    res = trainer.train_and_evaluate(cfg, str(tmp_path / "run"), progress=False)
+    res = train_and_evaluate(cfg, str(tmp_path / "run"), progress=False)
     assert res["status"] == "finished" and res["recompiles_after_first_epoch"] == 0
     loaded = checkpoint.load_inference(str(tmp_path / "run"))
     assert loaded.model_config["widths"] == (8, 16)
@@ -71,7 +76,7 @@ def test_smoke_run_and_export(tmp_path):
     assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
     assert "frame_error" in rows[-1]["val"]
     with pytest.raises(config_checks.ConfigError, match="another config"):
-        trainer.train_and_evaluate(tiny_config(epochs=2), str(tmp_path / "run"), progress=False)
+        train_and_evaluate(tiny_config(epochs=2), str(tmp_path / "run"), progress=False)
 
 
 def test_bad_config_errors_before_anything_is_written(tmp_path):
@@ -79,7 +84,7 @@ def test_bad_config_errors_before_anything_is_written(tmp_path):
     cfg.data.source = "syn"
     cfg.data.root = str(tmp_path / "nowhere")
     with pytest.raises(config_checks.ConfigError, match="does not exist"):
-        trainer.train_and_evaluate(cfg, str(tmp_path / "w"), progress=False)
+        train_and_evaluate(cfg, str(tmp_path / "w"), progress=False)
     assert not os.path.exists(tmp_path / "w")
     cfg = tiny_config()
     cfg.loss.weights = {"identiy": 1.0}
@@ -104,7 +109,7 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
     """Kill a train.py process (SIGKILL) after its first checkpoint, resume it in its workdir,
     and compare with an uninterrupted run."""
     ref = tiny_config()
-    trainer.train_and_evaluate(ref, str(tmp_path / "ref"), progress=False)
+    train_and_evaluate(ref, str(tmp_path / "ref"), progress=False)
     want = checkpoint.load_inference(str(tmp_path / "ref")).variables
 
     work = tmp_path / "killed"
@@ -138,7 +143,7 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
     with open(work / "config.json") as f:
         cfg_json = json.load(f)
     assert cfg_json["train"]["epochs"] == 3
-    res = trainer.train_and_evaluate(ref, str(work), progress=False)
+    res = train_and_evaluate(ref, str(work), progress=False)
     assert res["status"] == "finished"
     got = checkpoint.load_inference(str(work)).variables
     for (pa, a), (pb, b) in zip(
@@ -155,20 +160,22 @@ SHARDED = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     jax.config.update("jax_enable_x64", True)  # float64: any difference is a real one
     from jax.sharding import NamedSharding, PartitionSpec as P
-    from sesyn_jax import losses, training
+    from sesyn_jax import losses
     from sesyn_jax.model import STGCNEmbedding, init_variables
+    from sesyn_jax.train.state import create_state, make_optimizer
+    from sesyn_jax.train.step import make_train_step
     assert jax.device_count() == 4
     model = STGCNEmbedding(widths=(8, 16), kernel_size=5, dtype=jnp.float64)
     to64 = lambda tree: jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), tree)
-    tx = training.make_optimizer(0.01)
+    tx = make_optimizer(0.01)
     rng = np.random.default_rng(0)
     batch = {"poses1": rng.normal(size=(4, 24, 17, 3)),
              "poses2": rng.normal(size=(4, 24, 17, 3)),
              "mask1": np.arange(24)[None] < np.array([[24], [20], [17], [24]]),
              "mask2": np.arange(24)[None] < np.array([[22], [24], [24], [19]])}
-    step = training.make_train_step(model, losses.make_loss_fn({"identity": 1, "deviation": 0.5,
-                                                              "interval": 0.035}), tx)
-    state0 = training.create_state(to64(init_variables(model, jax.random.PRNGKey(0))), tx)
+    step = make_train_step(model, losses.make_loss_fn({"identity": 1, "deviation": 0.5,
+                                                       "interval": 0.035}), tx)
+    state0 = create_state(to64(init_variables(model, jax.random.PRNGKey(0))), tx)
     single = jax.jit(step)
     s1, m1 = single(state0, batch)
     s1, m1b = single(s1, batch)
@@ -176,7 +183,7 @@ SHARDED = textwrap.dedent("""
     rep, dat = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     sharded = jax.jit(step, in_shardings=(rep, dat), out_shardings=(rep, rep), donate_argnums=(0,))
     init = to64(init_variables(model, jax.random.PRNGKey(0)))
-    state = jax.device_put(training.create_state(init, tx), rep)
+    state = jax.device_put(create_state(init, tx), rep)
     b = jax.device_put(batch, dat)
     assert len(b["poses1"].sharding.device_set) == 4
     s2, m2 = sharded(state, b)
@@ -203,8 +210,8 @@ def test_bfloat16_compute_keeps_float32_parameters():
     from sesyn_jax.model import STGCNEmbedding, init_variables
 
     model = STGCNEmbedding(widths=(8, 16), kernel_size=5, dtype=jnp.bfloat16)
-    tx = training.make_optimizer(0.01)
-    state = training.create_state(init_variables(model, jax.random.PRNGKey(0)), tx)
+    tx = make_optimizer(0.01)
+    state = create_state(init_variables(model, jax.random.PRNGKey(0)), tx)
     rng = np.random.default_rng(0)
     batch = {
         "poses1": jnp.asarray(rng.uniform(-0.4, 0.4, (2, 16, 17, 3)), jnp.float32),
@@ -213,9 +220,7 @@ def test_bfloat16_compute_keeps_float32_parameters():
         "mask2": jnp.ones((2, 16), bool),
     }
     step = jax.jit(
-        training.make_train_step(
-            model, losses.make_loss_fn({"identity": 1.0, "deviation": 0.5}), tx
-        )
+        make_train_step(model, losses.make_loss_fn({"identity": 1.0, "deviation": 0.5}), tx)
     )
     new, metrics = step(state, batch)
     assert metrics["loss"].dtype == jnp.float32 and np.isfinite(float(metrics["loss"]))
@@ -223,7 +228,7 @@ def test_bfloat16_compute_keeps_float32_parameters():
     # the same step in float32 gives a loss within bf16 rounding of it
     f32 = STGCNEmbedding(widths=(8, 16), kernel_size=5)
     _, m32 = jax.jit(
-        training.make_train_step(f32, losses.make_loss_fn({"identity": 1.0, "deviation": 0.5}), tx)
+        make_train_step(f32, losses.make_loss_fn({"identity": 1.0, "deviation": 0.5}), tx)
     )(state, batch)
     np.testing.assert_allclose(float(metrics["loss"]), float(m32["loss"]), rtol=0.05)
     # the embeddings are computed in bf16 (a model that ignored its dtype would equal float32)
@@ -244,7 +249,7 @@ def test_non_finite_loss_stops_the_run(tmp_path):
     try:
         cfg = tiny_config(epochs=1)
         cfg.loss.weights = {"identity": 1.0, "test_only_nan": 1.0}
-        res = trainer.train_and_evaluate(cfg, str(tmp_path / "run"), progress=False)
+        res = train_and_evaluate(cfg, str(tmp_path / "run"), progress=False)
     finally:
         del losses.LOSS_TERMS["test_only_nan"]
     assert res["status"] == "non-finite" and res["step"] == 1
@@ -255,10 +260,10 @@ def test_non_finite_loss_stops_the_run(tmp_path):
 def test_rerun_of_a_finished_run_and_of_one_killed_before_its_export(tmp_path, capsys):
     cfg = tiny_config(epochs=1)
     run = tmp_path / "run"
-    first = trainer.train_and_evaluate(cfg, str(run), progress=False)
+    first = train_and_evaluate(cfg, str(run), progress=False)
     assert first["status"] == "finished"
     before = (run / "metrics.jsonl").read_text()
-    again = trainer.train_and_evaluate(cfg, str(run), progress=False)
+    again = train_and_evaluate(cfg, str(run), progress=False)
     assert again == {"status": "finished", "step": first["step"], "already_finished": True}
     assert "already finished" in capsys.readouterr().out
     assert (run / "metrics.jsonl").read_text() == before
@@ -267,7 +272,7 @@ def test_rerun_of_a_finished_run_and_of_one_killed_before_its_export(tmp_path, c
     import shutil
 
     shutil.rmtree(run / "export")
-    done = trainer.train_and_evaluate(cfg, str(run), progress=False)
+    done = train_and_evaluate(cfg, str(run), progress=False)
     assert done["status"] == "finished" and done["step"] == first["step"]
     restored = checkpoint.load_inference(str(run)).variables["params"]
     for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(restored)):
@@ -277,11 +282,11 @@ def test_rerun_of_a_finished_run_and_of_one_killed_before_its_export(tmp_path, c
 def test_resume_drops_metrics_rows_logged_after_the_checkpoint(tmp_path):
     cfg = tiny_config(epochs=2)
     run = tmp_path / "run"
-    res = trainer.train_and_evaluate(cfg, str(run), stop_after_steps=3, progress=False)
+    res = train_and_evaluate(cfg, str(run), stop_after_steps=3, progress=False)
     assert res["status"] == "interrupted"
     with open(run / "metrics.jsonl", "a") as f:  # as if killed while saving a later step
         f.write(json.dumps({"step": 4, "loss": 1.0}) + "\n" + '{"step": 5, "lo')
-    trainer.train_and_evaluate(cfg, str(run), progress=False)
+    train_and_evaluate(cfg, str(run), progress=False)
     steps = [
         json.loads(line)["step"]
         for line in open(run / "metrics.jsonl")
@@ -308,12 +313,10 @@ def test_train_step_loss_runs_from_view_2_to_view_1():
         "mask2": mask2,
     }
     loss_fn = losses.make_loss_fn({"identity": 1.0, "deviation": 0.5, "interval": 0.035})
-    tx = training.make_optimizer(0.01)
-    step = jax.jit(training.make_train_step(model, loss_fn, tx))
-    _, metrics = step(training.create_state(variables, tx), batch)
-    f1, f2, _ = training.embed_views(
-        model, variables["params"], variables["batch_stats"], batch, True
-    )
+    tx = make_optimizer(0.01)
+    step = jax.jit(make_train_step(model, loss_fn, tx))
+    _, metrics = step(create_state(variables, tx), batch)
+    f1, f2, _ = embed_views(model, variables["params"], variables["batch_stats"], batch, True)
     one = jax.jit(lambda *a: loss_fn(*a)[0])
     per_pair = lambda u, v, mu, mv: [float(one(u[i], v[i], mu[i], mv[i])) for i in (0, 1)]
     forward = np.mean(per_pair(f2, f1, mask2, mask1))
@@ -324,8 +327,8 @@ def test_train_step_loss_runs_from_view_2_to_view_1():
     # a term that takes the known alignment: frame m of view 2 shows frame m - offset of view 1
     batch["offset"] = np.array([3, -5])
     aligned = losses.make_loss_fn({"aligned": 1.0})
-    step = jax.jit(training.make_train_step(model, aligned, tx))
-    _, metrics = step(training.create_state(variables, tx), batch)
+    step = jax.jit(make_train_step(model, aligned, tx))
+    _, metrics = step(create_state(variables, tx), batch)
     one = lambda u, v, mu, mv, d: float(aligned(u, v, mu, mv, d)[0])
     want = np.mean(
         [one(f2[i], f1[i], mask2[i], mask1[i], -float(d)) for i, d in enumerate((3, -5))]
@@ -337,25 +340,142 @@ def test_train_step_loss_runs_from_view_2_to_view_1():
     assert abs(want - wrong) > 1e-3 * abs(want)
 
 
+def test_per_term_gradient_norms_only_on_logged_steps():
+    """An unlogged step skips the per-term backward passes (norms reported as 0) and updates
+    the state exactly as a logged one; the logged norms equal jax.grad of each weighted term."""
+    from sesyn_jax import losses
+    from sesyn_jax.model import STGCNEmbedding, init_variables
+
+    model = STGCNEmbedding(widths=(8, 8), kernel_size=3)
+    variables = init_variables(model, jax.random.PRNGKey(1))
+    rng = np.random.default_rng(1)
+    batch = {
+        "poses1": rng.normal(size=(2, 20, 17, 3)).astype(np.float32),
+        "mask1": np.arange(20)[None] < np.array([[20], [16]]),
+        "poses2": rng.normal(size=(2, 20, 17, 3)).astype(np.float32),
+        "mask2": np.arange(20)[None] < np.array([[18], [20]]),
+    }
+    weights = {"identity": 1.0, "deviation": 0.5}
+    loss_fn = losses.make_loss_fn(weights)
+    tx = make_optimizer(0.01)
+    step = jax.jit(make_train_step(model, loss_fn, tx))
+    s_log, m_log = step(create_state(variables, tx), batch, True)
+    s_skip, m_skip = step(create_state(variables, tx), batch, False)
+    for a, b in zip(jax.tree_util.tree_leaves(s_log), jax.tree_util.tree_leaves(s_skip)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert step._cache_size() == 1  # one program for both
+    f1, f2, _ = embed_views(model, variables["params"], variables["batch_stats"], batch, True)
+    for name, w in weights.items():
+        assert float(m_skip[f"grad_norm/{name}"]) == 0.0
+
+        def term(u, v, name=name, w=w):
+            per = [
+                losses.call_term(name, u[i], v[i], batch["mask2"][i], batch["mask1"][i], {})
+                for i in (0, 1)
+            ]
+            return w * (per[0] + per[1]) / 2
+
+        g = jax.grad(term, argnums=(0, 1))(f2, f1)
+        want = np.sqrt(sum(float(np.sum(np.square(np.asarray(x, np.float64)))) for x in g))
+        assert float(m_log[f"grad_norm/{name}"]) == pytest.approx(want, rel=1e-4)
+
+
 def test_learning_rate_schedules_against_their_formulas():
     import math
 
     cfg = tiny_config(epochs=4, lr=0.02, schedule="cosine")
-    sched = trainer.make_schedule(cfg, steps_per_epoch=5)
+    sched = train_state.make_schedule(cfg, steps_per_epoch=5)
     for t in (0, 7, 13, 20):
         want = 0.5 * 0.02 * (1 + math.cos(math.pi * t / 20))
         assert float(sched(t)) == pytest.approx(want, rel=1e-5, abs=1e-9)
     cfg = tiny_config(epochs=4, lr=0.02, schedule="warmup_cosine", warmup_epochs=1)
-    sched = trainer.make_schedule(cfg, steps_per_epoch=5)
+    sched = train_state.make_schedule(cfg, steps_per_epoch=5)
     assert float(sched(0)) == 0.0 and float(sched(2)) == pytest.approx(0.02 * 2 / 5)
     for t in (5, 12, 20):  # cosine from the end of the warm-up to the last step
         want = 0.5 * 0.02 * (1 + math.cos(math.pi * (t - 5) / 15))
         assert float(sched(t)) == pytest.approx(want, rel=1e-5, abs=1e-9)
-    assert trainer.make_schedule(tiny_config(schedule="constant"), 5) == cfg.train.lr
+    assert train_state.make_schedule(tiny_config(schedule="constant"), 5) == cfg.train.lr
 
 
 def test_periodic_actions_are_due_every_n_and_at_the_end():
-    assert [c for c in range(1, 11) if trainer.due(c, 4)] == [4, 8]
-    assert [c for c in range(1, 11) if trainer.due(c, 4, c == 10)] == [4, 8, 10]
-    assert not any(trainer.due(c, 0) for c in range(1, 11))  # 0: only at the end
-    assert trainer.due(7, 0, last=True)
+    assert [c for c in range(1, 11) if loop.due(c, 4)] == [4, 8]
+    assert [c for c in range(1, 11) if loop.due(c, 4, c == 10)] == [4, 8, 10]
+    assert not any(loop.due(c, 0) for c in range(1, 11))  # 0: only at the end
+    assert loop.due(7, 0, last=True)
+
+
+FOUR_DEVICES = textwrap.dedent("""
+    import json, os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    sys.path.insert(0, os.getcwd())
+    import jax
+    from tests.test_training import tiny_config
+    from sesyn_jax.train.loop import train_and_evaluate
+    assert jax.device_count() == 4
+    cfg = tiny_config(epochs=3, eval_every=1, log_every=2)
+    cfg.data.buckets = (96, 128)
+    print("RESULT", json.dumps(train_and_evaluate(cfg, sys.argv[1], progress=False)))
+""")
+
+
+def test_four_devices_train_and_evaluate_without_recompiling(tmp_path):
+    """On 4 virtual CPU devices: the train step (logged steps or not) and the evaluator
+    compile in the first epoch, once per bucket they meet, and never again."""
+    out = subprocess.run(
+        [sys.executable, "-c", FOUR_DEVICES, str(tmp_path / "run")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.split("RESULT ")[-1])
+    assert res["status"] == "finished"
+    assert res["recompiles_after_first_epoch"] == 0 and res["compiles"] >= 1
+    assert res["evaluator_recompiles_after_first_epoch"] == 0 and res["evaluator_compiles"] >= 1
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert len([r for r in rows if "val" in r]) == 3
+    logged = [r for r in rows if "loss" in r]
+    assert all(r["grad_norm/identity"] > 0 for r in logged)  # computed on logged steps
+
+
+def test_sigterm_stops_at_a_step_and_leaves_complete_checkpoints(tmp_path):
+    """SIGTERM (a scheduler's preemption) during training: the run stops, waits for the
+    checkpoint being written and exits 1 with a message; the checkpoints left resume."""
+    work = tmp_path / "run"
+    args = [sys.executable, "train.py", "--config", "configs/quickstart.py"]
+    args += [f"--workdir={work}", "--noprogress", "--config.data.camera_pairs=1"]
+    args += ["--config.model.widths=(8,8)", "--config.model.kernel_size=5"]
+    args += ["--config.train.epochs=6", "--config.train.eval_every=0", "--config.train.log_every=1"]
+    args += ["--config.train.checkpoint_every=1"]
+    proc = subprocess.Popen(
+        args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        ck = work / "checkpoints"
+        if ck.exists() and any(d.isdigit() for d in os.listdir(ck)):
+            proc.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.05)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 1, out[-2000:]
+    assert "stopped by signal 15" in out
+    assert not (work / "export").exists()
+    names = os.listdir(work / "checkpoints")
+    assert all(n.isdigit() for n in names), names  # no half-written checkpoint
+    cfg = tiny_config(epochs=6, eval_every=0, batch_size=8)
+    cfg.model.widths = (8, 8)
+    res = train_and_evaluate(cfg, str(work), stop_after_steps=1, progress=False)
+    assert res["status"] == "interrupted" and res["step"] == max(map(int, names)) + 1
+
+
+def test_a_diverging_run_says_so_before_evaluating(tmp_path, capsys):
+    """train.lr=1e30: the parameters are checked before the first evaluation (no step is
+    logged before it), and the message names the learning rate, not the offset search."""
+    cfg = tiny_config(epochs=2, eval_every=1, log_every=1000, lr=1e30)
+    res = train_and_evaluate(cfg, str(tmp_path / "run"), progress=False)
+    out = capsys.readouterr().out
+    assert res["status"] == "non-finite" and res["step"] > 0
+    assert "the loss diverged; lower the learning rate" in out and "min_overlap" not in out
+    assert not (tmp_path / "run" / "export").exists()

@@ -17,12 +17,12 @@ whole recordings (``sesyn_jax.sync.embed`` works in chunks: memory linear in the
 
 1. windows along the overlap that a coarse, whole-recording offset gives (``window_offsets``):
    each window of A (20 s by default, every 10 s) is matched by the diagonal rule of
-   ``inference.search_offset`` (the mean similarity of the frames each candidate offset aligns,
-   refined to a fraction of a frame by ``inference.pick_offset``) only within a band of frames
+   ``offset_search.search_offset`` (the mean similarity of the frames each candidate offset aligns,
+   refined to a fraction of a frame by ``offset_search.pick_offset``) only within a band of frames
    around the coarse offset wide enough for the largest drift searched (``max_drift_ppm``);
-   the band of the similarity matrix is computed once (``inference.lag_blocks``) and summed
+   the band of the similarity matrix is computed once (``offset_search.lag_blocks``) and summed
    per window, so time and memory stay linear in the length; each window's confidence is the
-   learned agreement (as ``inference.agreement``: the share of its frames whose own best match
+   learned agreement (as ``offset_search.agreement``: the share of its frames whose own best match
    lies within 2 frames of the window's offset);
 2. a robust line through the windows' offsets against their centres in A (``fit_line``): a
    Theil-Sen start, then iteratively reweighted least squares with Tukey's biweight (scale
@@ -62,7 +62,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sesyn_jax.inference import AGREE_FRAMES, lag_blocks, pick_offset
+from sesyn_jax.offset_search import AGREE_FRAMES, lag_blocks, pick_offset
 from sesyn_jax.sync.recordings import available_memory
 from sesyn_jax.sync.search import PairResult
 
@@ -177,7 +177,7 @@ def lag_band(
     hi: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The band of the similarity matrix around the offsets lo .. hi, in one pass over A:
-    ``sims`` (M, L) float32 with sims[m, k] = S(m, m + lo + k) (``inference.lag_blocks``: the
+    ``sims`` (M, L) float32 with sims[m, k] = S(m, m + lo + k) (``offset_search.lag_blocks``: the
     negative squared distance) where both frames are real and 0 elsewhere, ``valid`` (M, L)
     where they are, and ``best`` (M,) the lag index of each frame's most similar frame of B in
     the band (-1 where it has none). Memory O(M L): 5 bytes per entry."""
@@ -208,7 +208,7 @@ def window_offsets(
     at offsets within ``band`` frames of ``coarse_offset`` (rounded) by the diagonal rule:
     every candidate offset scored by the mean similarity of the real frame pairs it aligns in
     the window (at least ``min_share`` of the window's real frames), the best refined to a
-    fraction of a frame (``inference.pick_offset``). f_a (M, D), f_b (N, D) embeddings at one
+    fraction of a frame (``offset_search.pick_offset``). f_a (M, D), f_b (N, D) embeddings at one
     frame rate; masks True on frames whose embedding can be trusted (``model.inner_mask``).
     Confidence: the share of the window's frames (with a real frame of B at the offset) whose
     own best match in the band lies within AGREE_FRAMES of the window's offset (chance: about

@@ -69,7 +69,7 @@ def learned_search(
 ) -> Search:
     """The diagonal rule on embeddings (at ``rate`` fps), frames within ``inner_radius`` of an
     end left out; confidence as the command's description (``sesyn_jax.sync.cli``) says."""
-    from sesyn_jax.inference import agreement, search_offset
+    from sesyn_jax.offset_search import agreement, search_offset
     from sesyn_jax.model import inner_mask
 
     mask_a = np.asarray(inner_mask(np.ones(len(f_a), bool), inner_radius))

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sesyn_jax.losses import l2_similarity, masked_softmax
+from sesyn_jax.losses import l2_similarity, masked_softmax, matmul
 
 
 def _matches(f_u, f_v, mask_u, mask_v):
@@ -61,6 +61,57 @@ def frame_matches(f_u, f_v, mask_u=None, mask_v=None) -> np.ndarray:
         _batched_matches(f_u[None], f_v[None], jnp.asarray(mu)[None], jnp.asarray(mv)[None])
     )[0]
     return o[mu]
+
+
+def _masked_median_floor(votes, valid):
+    """floor(numpy median) of ``votes`` (N,) where ``valid``, on the device: the mean of the
+    two middle values for an even count, as numpy."""
+    n = jnp.sum(valid)
+    ranked = jnp.sort(jnp.where(valid, votes.astype(jnp.float32), jnp.inf))
+    lo, hi = ranked[jnp.maximum(n - 1, 0) // 2], ranked[n // 2]
+    return jnp.floor(0.5 * (lo + hi)).astype(jnp.int32)
+
+
+def _centred_similarity(f_u, f_v, mask_u, mask_v):
+    """The (M, N) -clamped squared distance of ``lag_blocks``, after subtracting the mean of
+    the real frames of both (so that |a|^2 + |b|^2 - 2ab does not cancel), at HIGHEST
+    precision."""
+    wu, wv = mask_u.astype(f_u.dtype), mask_v.astype(f_v.dtype)
+    centre = (matmul(wu, f_u) + matmul(wv, f_v)) / jnp.maximum(1.0, wu.sum() + wv.sum())
+    u, v = f_u - centre, f_v - centre
+    sq = jnp.sum(u * u, 1)[:, None] + jnp.sum(v * v, 1)[None, :] - 2.0 * matmul(u, v.T)
+    return -jnp.maximum(sq, 0.0)
+
+
+def _lag_band(sim, mask_u, mask_v, lags):
+    """(M, L) similarities sim[m, m + lags[k]] and where both frames exist and are real."""
+    m, n = sim.shape
+    rows = jnp.arange(m)[:, None]
+    cols = rows + lags[None, :]
+    inside = (cols >= 0) & (cols < n)
+    cols = jnp.clip(cols, 0, n - 1)
+    ok = inside & mask_u[:, None] & mask_v[cols]
+    return sim[rows, cols], ok
+
+
+def device_offset(f_u, f_v, mask_u, mask_v, need, *, rule: str, lags):
+    """The offset ``search_offset`` finds for one pair, computed on the device (jit/vmap it):
+    f_u (M, C), f_v (N, C), masks (M,), (N,); ``need``: the minimum overlap in frames
+    (``resolve_min_overlap``; diagonal rule); ``lags``: the candidate offsets, a static
+    range (``lag_range``). 'median' over every offset (``lags`` None) matches as
+    ``frame_matches``; with ``lags`` it votes within the band, as the host search does."""
+    if rule == "median" and lags is None:
+        votes = _matches(f_u, f_v, mask_u, mask_v) - jnp.arange(f_u.shape[0])
+        return _masked_median_floor(votes, mask_u)
+    lags = jnp.asarray(lags, jnp.int32)
+    band, ok = _lag_band(_centred_similarity(f_u, f_v, mask_u, mask_v), mask_u, mask_v, lags)
+    if rule == "median":
+        best = jnp.argmax(jnp.where(ok, band, -jnp.inf), axis=1)
+        return _masked_median_floor(lags[best], ok.any(axis=1))
+    count = ok.sum(0)
+    total = jnp.sum(jnp.where(ok, band, 0.0), axis=0)
+    scores = jnp.where(count >= need, total / jnp.maximum(count, 1), -jnp.inf)
+    return lags[jnp.argmax(scores)]
 
 
 def offset_from_matches(matches: np.ndarray, frame_index: np.ndarray | None = None) -> int:

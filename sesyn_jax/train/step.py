@@ -1,4 +1,4 @@
-"""Pure training pieces: the optimizer, the train state and the train step that train.py jits.
+"""The train step: (state, batch) -> (state, metrics), pure, for ``jax.jit``.
 
 A batch of pairs is a dict of arrays, view 1 and view 2 padded to one bucket length T:
   poses1, poses2: (B, T, V, 3) float32;  mask1, mask2: (B, T) bool, True on real frames.
@@ -7,48 +7,17 @@ The loss follows the published direction: u = view 2, v = view 1.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
-import flax
 import jax
 import jax.numpy as jnp
 import optax
 
 from sesyn_jax.losses import batched_loss_fn, call_term
-from sesyn_jax.model import inner_mask
+from sesyn_jax.model import inner_mask, inner_radius
+from sesyn_jax.train.state import TrainState
 
 BN_MODES = ("joint", "per_view")
-
-
-@flax.struct.dataclass
-class TrainState:
-    step: jax.Array
-    params: Any
-    batch_stats: Any
-    opt_state: Any
-
-
-def make_optimizer(
-    learning_rate: float | Callable = 0.005,
-    momentum: float = 0.9,
-    nesterov: bool = True,
-    weight_decay: float = 1e-4,
-) -> optax.GradientTransformation:
-    """PyTorch's ``SGD(lr, momentum, nesterov=True, weight_decay)``: the decay is added to the
-    gradient (coupled L2) before the momentum, as ``add_decayed_weights`` first does."""
-    return optax.chain(
-        optax.add_decayed_weights(weight_decay),
-        optax.sgd(learning_rate, momentum=momentum or None, nesterov=nesterov and bool(momentum)),
-    )
-
-
-def create_state(variables: Mapping, tx: optax.GradientTransformation) -> TrainState:
-    return TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=variables["params"],
-        batch_stats=variables["batch_stats"],
-        opt_state=tx.init(variables["params"]),
-    )
 
 
 def embed_views(model, params, batch_stats, batch: Mapping, train: bool, bn_mode: str = "joint"):
@@ -89,7 +58,7 @@ def make_train_step(
     ``inner_frames``: the loss sees only the frames whose temporal receptive field lies inside
     their sequence (``model.inner_mask``), so it cannot be lowered by encoding positions."""
     batch_loss = batched_loss_fn(pair_loss_fn)
-    radius = model.receptive_radius if inner_frames else 0
+    radius = inner_radius(model, inner_frames)
 
     terms = getattr(pair_loss_fn, "terms", [])
 
@@ -109,7 +78,10 @@ def make_train_step(
             out[f"grad_norm/{name}"] = optax.tree.norm(jax.grad(one, argnums=(0, 1))(f_u, f_v))
         return out
 
-    def train_step(state: TrainState, batch: Mapping):
+    def train_step(state: TrainState, batch: Mapping, log_terms=True):
+        """``log_terms``: whether this step computes the per-term gradient norms (one backward
+        of the loss per term); a traced bool under jit, so logged and unlogged steps share one
+        compiled program. Unlogged steps report them as 0."""
         mask_u, mask_v = inner_mask(batch["mask2"], radius), inner_mask(batch["mask1"], radius)
         # u = view 2, v = view 1: frame m of view 2 shows frame m - offset of view 1
         offset = -batch["offset"].astype(jnp.float32) if needs_offset else None
@@ -126,11 +98,15 @@ def make_train_step(
         )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        norms = lambda: term_grad_norms(f_u, f_v, mask_u, mask_v, offset)
+        zeros = lambda: jax.tree_util.tree_map(
+            lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(norms)
+        )
         metrics = {
             "loss": loss,
             "grad_norm": optax.tree.norm(grads),
             **aux,
-            **term_grad_norms(f_u, f_v, mask_u, mask_v, offset),
+            **jax.lax.cond(jnp.asarray(log_terms, bool), norms, zeros),
         }
         return TrainState(
             step=state.step + 1, params=params, batch_stats=new_bs, opt_state=opt_state
