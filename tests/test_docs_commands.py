@@ -435,3 +435,13 @@ def test_converter_commands_run(random_export, tmp_path):
     run = _run([sys.executable, *t2f[1:]], str(tmp_path))
     assert run.returncode == 0, run.stderr
     assert os.path.exists(tmp_path / t2f[5] / "model.json")
+
+
+def test_readme_links_exist():
+    """Every relative link and image of README.md names a file of the repository (mkdocs checks
+    the links of docs/ itself)."""
+    text = open(os.path.join(ROOT, "README.md")).read()
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    assert targets
+    missing = [t for t in targets if "://" not in t and not os.path.exists(os.path.join(ROOT, t))]
+    assert not missing, missing
