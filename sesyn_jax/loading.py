@@ -12,7 +12,7 @@ import os
 from sesyn_jax import checkpoint, convert
 from sesyn_jax.checkpoint import CheckpointError, LoadedModel
 
-# trained by configs/sync_default.py on the embedded clips; see README.md
+# trained by configs/sync_default.py on the embedded clips; see docs/results.md
 DEFAULT_MODEL = os.path.join(os.path.dirname(__file__), "models", "sync_default")
 SHIPPED = "default"  # the name of the shipped model on every command line
 
