@@ -278,7 +278,27 @@ def search_offset(
     subframe: bool = False,
 ) -> OffsetSearch:
     """Offset between u (M, C) and v (N, C) frame features (masks: True on real frames), with
-    its confidence and score curve; see the module doc for the rules."""
+    its confidence and score curve; see the module doc for the rules.
+
+    Args:
+        f_u: (M, C) frame embeddings of u; time is axis 0.
+        f_v: (N, C) frame embeddings of v.
+        mask_u: (M,) bool, True on real frames (None: all).
+        mask_v: (N,) bool, True on real frames (None: all).
+        rule: 'median' (the published rule) or 'diagonal'.
+        max_offset: largest |offset| searched, in frames (None: every offset).
+        min_overlap: 'diagonal' only: real frames a candidate must align, as a whole number
+            >= 1 or a fraction in (0, 1) of the shorter sequence's real frames.
+        subframe: refine the offset to a fraction of a frame.
+
+    Returns:
+        An OffsetSearch: ``offset`` in frames (frame m of u shows what frame m + offset of v
+        shows), ``confidence`` in [0, 1], and the score of every candidate offset.
+
+    Raises:
+        ValueError: an unknown rule, a bad ``min_overlap``, a sequence without real frames, or
+            features that are not (M, C) and (N, C).
+    """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     mu, mv = _mask(f_u, mask_u), _mask(f_v, mask_v)
