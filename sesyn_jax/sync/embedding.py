@@ -13,7 +13,20 @@ CHUNK = 2048  # frames embedded per call
 def embed(model, variables, poses: np.ndarray, chunk: int = CHUNK, progress: bool = False):
     """(T, 17, 3) normalized poses -> (T, D) embeddings, ``chunk`` frames per call with the
     model's receptive radius of context on each side, so that every frame's embedding equals
-    the whole sequence's (memory linear in T; one compiled shape for long inputs)."""
+    the whole sequence's (memory linear in T; one compiled shape for long inputs).
+
+    Args:
+        model: an ``STGCNEmbedding`` (``LoadedModel.model()``).
+        variables: its {'params', 'batch_stats'}.
+        poses: (T, 17, 3) poses normalized as the model was trained
+            (``data.normalization.normalize``); time is axis 0.
+        chunk: frames per call of the network.
+        progress: show a progress bar over the chunks.
+
+    Returns:
+        float32 (T, D) numpy embeddings, D = joints x the last block's width (17 x 64 for
+        the shipped model).
+    """
     import jax
 
     apply = _jitted_apply(model)
