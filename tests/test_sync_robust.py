@@ -406,3 +406,32 @@ def test_auto_takes_speed_only_when_it_is_sure(monkeypatch, learned, speed, chos
     r = search.match_pair((None, None), poses, ("a", "b"), "auto", inner_radius=24)
     assert r.method == chosen and r.offset == (3.0 if chosen == "learned" else -9.0)
     assert r.confidence == (learned if chosen == "learned" else speed)
+
+
+# ----------------------------------------------------------------------------- few frames seen
+
+
+def test_motion_is_measured_over_the_frames_with_the_person(cam30):
+    """Empty frames before or after a person do not change how much they move (a person seen
+    in a fifth of the frames scored 0: only joints seen in 30 % of ALL frames counted)."""
+    empty = np.zeros((4 * len(cam30), 17, 3), np.float32)
+    level = tracking.motion_level(cam30)
+    assert level > 5 * tracking.MOVING
+    for padded in (np.concatenate([empty, cam30]), np.concatenate([cam30, empty])):
+        assert tracking.motion_level(padded) == pytest.approx(level, rel=1e-6)
+
+
+@pytest.mark.parametrize("all_persons", [False, True])
+def test_a_person_seen_in_few_frames_is_synchronized(tmp_path, examples, capsys, all_persons):
+    """The 30 fps example renumbered from frame 1500 (50 s of frames without anyone first):
+    the moment at time t of it is at t - 50 s of the original, so B = A - 50 s + truth."""
+    folder, truth = examples
+    late = tmp_path / "late"
+    late.mkdir()
+    for i, name in enumerate(sorted(os.listdir(folder / "cam_30fps"))):
+        data = (folder / "cam_30fps" / name).read_text()
+        (late / f"cam_{1500 + i:012d}_keypoints.json").write_text(data)
+    args = [late, folder / "cam_60fps", "--fps", "30,60"]
+    code, r = run_json(capsys, args + (["--all-persons"] if all_persons else []))
+    assert code == 0, r
+    assert r["offset_seconds"] == pytest.approx(truth - 50, abs=0.05)
