@@ -62,12 +62,13 @@ and a line that fewer than half of the windows follow give drift_ppm null with a
 renumbered so that frame k of every folder shows the same moment (Pose2Sim's pose-sync layout,
 at the first recording's frame rate, from the common start to the common end, each camera's
 nearest frame through its offset and drift), and OUT/offsets.toml; an existing OUT is refused
-(exit 2) unless --overwrite.
+(exit 2) unless --overwrite. When any recording's confidence is below 0.5 nothing is written and
+the exit status is 3 (the result is printed, with the reason); --force-write writes anyway.
 
 Exit status: 0 done; 2 bad input or flag (the message names the file and the field), or an
 output that could not be written (--plot, standard output); 3 refused (the message says why:
-no person, too few frames, no motion, nothing in common, not enough memory); 130 interrupted
-(Ctrl-C).
+no person, too few frames, no motion, nothing in common, not enough memory, --write-synced
+below 0.5 confidence); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ from sesyn_jax.sync.recordings import (
     prepare,
     read_all,
 )
-from sesyn_jax.sync.search import METHODS, PairResult, match_pair
+from sesyn_jax.sync.search import LOW_CONFIDENCE, METHODS, PairResult, match_pair
 from sesyn_jax.sync.synced import check_target, write_synced
 
 
@@ -146,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the OpenPose folders renumbered into OUT (Pose2Sim's pose-sync layout)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --write-synced")
+    p.add_argument(
+        "--force-write",
+        action="store_true",
+        help="--write-synced even when a confidence is below 0.5 (refused otherwise, exit 3)",
+    )
     p.add_argument("--progress", action="store_true", help="progress bars (default: long inputs)")
     return p
 
@@ -167,8 +173,8 @@ def main(argv=None) -> int:
         _emit(out.json() if as_json else out.text(), sys.stdout)
         if out.error:
             if not as_json:
-                _emit(f"error: {out.error}", sys.stderr)
-            return 2
+                _emit(f"{'refused' if out.code == 3 else 'error'}: {out.error}", sys.stderr)
+            return out.code
         return 0
     except OutputError as e:
         try:
@@ -232,6 +238,7 @@ class Settings:
     no_drift: bool
     write_synced: str | None
     overwrite: bool
+    force_write: bool
 
 
 def run(args) -> Report:
@@ -273,7 +280,16 @@ def run(args) -> Report:
             out.fail(
                 f"--plot {settings.plot}: cannot write ({e.strerror or e}); the result is above"
             )
-    if settings.write_synced:
+    unsure = [c for c in out.clocks or [] if c.confidence < LOW_CONFIDENCE]
+    if settings.write_synced and unsure and not settings.force_write:
+        out.fail(
+            f"--write-synced {settings.write_synced}: nothing was written: the offset of "
+            f"{unsure[-1].recording} has confidence {unsure[-1].confidence:.0%}, below "
+            f"{LOW_CONFIDENCE:.0%}; check the result above, and give --force-write to write it "
+            f"anyway",
+            3,
+        )
+    elif settings.write_synced:
         try:
             written = write_synced(
                 settings.write_synced, settings.names, fps, out.clocks, settings.overwrite
@@ -285,7 +301,7 @@ def run(args) -> Report:
             )
         else:
             out.fields["write_synced"] = written
-            out.lines.append(
+            out.written.append(
                 f"wrote {written['frames']} frames at {written['fps']:g} fps per camera into "
                 f"{settings.write_synced} (offsets.toml)"
             )
@@ -320,6 +336,8 @@ def check_flags(args) -> Settings:
         check_plot_path(args.plot)
     if args.overwrite and not args.write_synced:
         raise BadInput("--overwrite replaces the folder of --write-synced; give --write-synced")
+    if args.force_write and not args.write_synced:
+        raise BadInput("--force-write writes --write-synced below 0.5 confidence; give --write-synced")
     if args.write_synced:
         check_target(args.write_synced, names, args.overwrite)
     return Settings(
@@ -337,6 +355,7 @@ def check_flags(args) -> Settings:
         args.no_drift,
         args.write_synced,
         args.overwrite,
+        args.force_write,
     )
 
 
@@ -447,12 +466,12 @@ def write_plot(out: Report, result: PairResult, fit: DriftFit, path: str, rate: 
     and the fitted line at ``drift_plot_path(path)``."""
     plot_pair(result, path, rate)
     out.fields["plot"] = path
-    out.lines.append(f"plot: {path}")
+    out.written.append(f"plot: {path}")
     if fit.windows is not None:
         second = drift_plot_path(path)
         plot_drift(fit, second, result.a, result.b)
         out.fields["plot_drift"] = second
-        out.lines.append(f"drift plot: {second}")
+        out.written.append(f"drift plot: {second}")
 
 
 def drift_plot_path(path: str) -> str:
