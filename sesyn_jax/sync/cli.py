@@ -337,7 +337,7 @@ def check_flags(args) -> Settings:
     if args.overwrite and not args.write_synced:
         raise BadInput("--overwrite replaces the folder of --write-synced; give --write-synced")
     if args.force_write and not args.write_synced:
-        raise BadInput("--force-write writes --write-synced below 0.5 confidence; give --write-synced")
+        raise BadInput("--force-write applies to --write-synced; give --write-synced")
     if args.write_synced:
         check_target(args.write_synced, names, args.overwrite)
     return Settings(
