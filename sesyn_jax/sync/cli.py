@@ -48,7 +48,9 @@ weighted by confidence (Huber, then Tukey's biweight, so that a wrong pair is ig
 pair's residual is reported, and a recording that agrees with none of the others is named in a
 warning. Several people (--all-persons): each person of A is matched with each person of B, the
 pairs with the best confidence are kept (one-to-one), and their offsets are fused by the
-confidence-weighted median, which ignores a wrongly matched person.
+confidence-weighted median, which ignores a wrongly matched person; its confidence is the share
+of the pairs' confidence that agrees with it (within 2 frames) times the mean confidence of the
+agreeing pairs, so one matched pair keeps its own.
 
 Clock drift: when the recordings share 60 s or more, the offset AND the rate are measured
 (``sesyn_jax.sync.drift``: the learned search of 20 s windows along the overlap, then a robust
