@@ -435,3 +435,13 @@ def test_a_person_seen_in_few_frames_is_synchronized(tmp_path, examples, capsys,
     code, r = run_json(capsys, args + (["--all-persons"] if all_persons else []))
     assert code == 0, r
     assert r["offset_seconds"] == pytest.approx(truth - 50, abs=0.05)
+
+
+@pytest.mark.parametrize("model", [[], ["--openpose-model", "BODY_25"]])
+def test_an_openpose_folder_with_nobody_is_refused(tmp_path, pair, capsys, model):
+    """Every frame file {"people": []}: nobody to synchronize (exit 3), whatever the model
+    (auto used to ask for --openpose-model, exit 2)."""
+    write_openpose(tmp_path / "empty", [[] for _ in range(100)])
+    code, r = run_json(capsys, [pair[0], tmp_path / "empty", "--fps", "30"] + model)
+    assert code == 3 and r["status"] == "refused"
+    assert r["reason"] == f"{tmp_path / 'empty'}: no person detected in any frame"

@@ -115,12 +115,12 @@ def _read_frame(path: str) -> list:
     return people
 
 
-def read_openpose_folder(folder: str, model: str = "auto") -> tuple[list[np.ndarray], str]:
+def read_openpose_folder(folder: str, model: str = "auto") -> tuple[list[np.ndarray], str | None]:
     """Per-frame detections (N_t, 17, 3) of an OpenPose output folder, frame k at index k
     (frame numbers missing from the folder are frames with no person), and the keypoint model
     used. A person whose ``pose_keypoints_2d`` is empty is no detection. ``model='auto'``:
     18 keypoints are COCO; 25 are BODY_25 or BODY_25B (Pose2Sim's), told apart by the data
-    (``body25_variant``)."""
+    (``body25_variant``); None when no frame has a detection (there is nothing to tell)."""
     if model not in ("auto",) + tuple(OPENPOSE_TO_COCO):
         raise ValueError(f"OpenPose model must be 'auto' or one of {sorted(OPENPOSE_TO_COCO)}")
     files = frame_files(folder)
@@ -149,9 +149,10 @@ def read_openpose_folder(folder: str, model: str = "auto") -> tuple[list[np.ndar
             raw[k].append(arr)
     if len(sizes) > 1:
         raise PoseFormatError(f"{folder}: frames mix {sorted(sizes)}-keypoint detections")
+    if not sizes:
+        return [np.zeros((0, 17, 3), np.float32) for _ in raw], None
     if model == "auto":
-        n = sizes.pop() if sizes else 25
-        model = "COCO" if n == 18 else body25_variant(raw, folder)
+        model = "COCO" if sizes.pop() == 18 else body25_variant(raw, folder)
     index = OPENPOSE_TO_COCO[model]
     frames = [np.asarray([d[index] for d in dets], np.float32).reshape(-1, 17, 3) for dets in raw]
     return frames, model
