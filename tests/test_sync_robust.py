@@ -445,3 +445,12 @@ def test_an_openpose_folder_with_nobody_is_refused(tmp_path, pair, capsys, model
     code, r = run_json(capsys, [pair[0], tmp_path / "empty", "--fps", "30"] + model)
     assert code == 3 and r["status"] == "refused"
     assert r["reason"] == f"{tmp_path / 'empty'}: no person detected in any frame"
+
+
+def test_abbreviated_flags_are_refused(pair, capsys):
+    """--js was taken for --json by argparse while the output stayed text; flags are now
+    spelled out (exit 2), and a flag error after --json is still JSON."""
+    code, out, err = run(capsys, pair + ["--js"])
+    assert code == 2 and not out and "unrecognized arguments: --js" in err and one_line(err)
+    code, r = run_json(capsys, pair + ["--max-off", "3"])
+    assert code == 2 and r["status"] == "error" and "--max-off" in r["reason"]

@@ -115,7 +115,10 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
-        prog="sesyn-sync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="sesyn-sync",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # --js is refused, not taken for --json behind main's back
     )
     p.add_argument("recordings", nargs="+", help="two or more pose recordings")
     p.add_argument(
@@ -160,10 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    as_json = "--json" in argv
+    as_json = "--json" in argv  # until the flags are parsed: a flag error in JSON too
     try:
         try:
-            out = run(build_parser().parse_args(argv))
+            args = build_parser().parse_args(argv)
+            as_json = args.json
+            out = run(args)
         except BadInput as e:
             return _fail(as_json, "error", str(e), 2)
         except CannotSync as e:
