@@ -454,3 +454,15 @@ def test_abbreviated_flags_are_refused(pair, capsys):
     assert code == 2 and not out and "unrecognized arguments: --js" in err and one_line(err)
     code, r = run_json(capsys, pair + ["--max-off", "3"])
     assert code == 2 and r["status"] == "error" and "--max-off" in r["reason"]
+
+
+@pytest.mark.parametrize("flag", ["--write-synced", "--plot", "--resolution", "--checkpoint"])
+def test_an_empty_flag_value_is_an_error(pair, capsys, flag):
+    """--write-synced "" and --plot "" were ignored (exit 0, nothing written)."""
+    code, r = run_json(capsys, pair + [flag, ""])
+    assert (
+        code == 2
+        and r["reason"] == f"{flag} was given an empty value; give {flag} a name or leave it out"
+    )
+    code, out, err = run(capsys, pair + [flag, " "])
+    assert code == 2 and not out and one_line(err) and flag in err

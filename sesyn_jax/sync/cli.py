@@ -322,6 +322,14 @@ def check_flags(args) -> Settings:
         raise BadInput("give at least two recordings")
     check_distinct(names)
     rates = parse_fps(args.fps, len(names))
+    for flag, value in (
+        ("--plot", args.plot),
+        ("--write-synced", args.write_synced),
+        ("--resolution", args.resolution),
+        ("--checkpoint", args.checkpoint),
+    ):
+        if value is not None and not value.strip():
+            raise BadInput(f"{flag} was given an empty value; give {flag} a name or leave it out")
     res = None
     if args.resolution:
         try:
