@@ -466,3 +466,17 @@ def test_an_empty_flag_value_is_an_error(pair, capsys, flag):
     )
     code, out, err = run(capsys, pair + [flag, " "])
     assert code == 2 and not out and one_line(err) and flag in err
+
+
+@pytest.mark.parametrize(
+    "seconds, frames, note",
+    [
+        (0.01, 1, "--max-offset 0.01 s rounded up to 1 frame of the model's 30 fps (0.03333 s)"),
+        (1.01, 31, "--max-offset 1.01 s rounded up to 31 frames of the model's 30 fps (1.033 s)"),
+        (2.5, 75, None),
+    ],
+)
+def test_max_offset_rounding_is_said(seconds, frames, note):
+    notes = []
+    assert cli.max_offset_frames(seconds, 30.0, notes) == frames
+    assert notes == ([note] if note else [])

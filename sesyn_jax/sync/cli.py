@@ -439,7 +439,7 @@ def match_all(settings: Settings, loaded, prepared, rate: float, notes: list[str
     search = dict(
         method=settings.method,
         inner_radius=loaded.inner_radius if loaded else 0,
-        max_offset=int(math.ceil(settings.max_offset * rate)) if settings.max_offset else None,
+        max_offset=max_offset_frames(settings.max_offset, rate, notes),
         rate=rate,
         min_overlap=settings.min_overlap,
     )
@@ -474,6 +474,20 @@ def match_all(settings: Settings, loaded, prepared, rate: float, notes: list[str
         results.append(pair)
         fits.append(fit)
     return results, fits
+
+
+def max_offset_frames(seconds: float | None, rate: float, notes: list[str]) -> int | None:
+    """--max-offset in whole model frames (rounded up, so the range asked for is searched),
+    with a note naming the user's value when the rounding changes it."""
+    if not seconds:
+        return None
+    frames = int(math.ceil(seconds * rate - 1e-9))
+    if abs(frames - seconds * rate) > 1e-6:
+        notes.append(
+            f"--max-offset {seconds:g} s rounded up to {frames} frame{'s' * (frames != 1)} of the "
+            f"model's {rate:g} fps ({frames / rate:.4g} s)"
+        )
+    return frames
 
 
 def write_plot(out: Report, result: PairResult, fit: DriftFit, path: str, rate: float) -> None:
