@@ -480,3 +480,17 @@ def test_max_offset_rounding_is_said(seconds, frames, note):
     notes = []
     assert cli.max_offset_frames(seconds, 30.0, notes) == frames
     assert notes == ([note] if note else [])
+
+
+def test_reader_notes_reach_the_output(tmp_path, motion, capsys):
+    """NaN joints of a .npy and an .npz fps overridden by --fps are said in the notes."""
+    a = motion[10:170].copy()
+    a[50:60] = np.nan
+    np.save(tmp_path / "a.npy", a)
+    np.savez(tmp_path / "b.npz", poses=motion[17:190], fps=60.0)
+    code, r = run_json(capsys, [tmp_path / "a.npy", tmp_path / "b.npz", "--fps", "30"])
+    assert code == 0 and r["recordings"][1]["fps"] == 30.0
+    assert any(
+        "170 joints with NaN values (first at frame 50, joint 0 (nose))" in n for n in r["notes"]
+    )
+    assert any("the file says 60 fps; using the 30 fps given" in n for n in r["notes"])

@@ -33,6 +33,7 @@ from sesyn_jax.data.syn_json import (
     read_syn_view,
 )
 from sesyn_jax.data.tracking import Followed, track_all, track_main
+from sesyn_jax.graph import COCO_JOINTS
 
 # source index of each COCO-17 joint
 OPENPOSE_TO_COCO = {
@@ -53,11 +54,36 @@ class Recording:
     path: str
     keypoint_model: str | None = None  # OpenPose folders: the model the keypoints were read as
     followed: Followed | None = None  # the main person, when several were tracked
+    notes: list[str] = dataclasses.field(default_factory=list)  # what the reader assumed
 
 
-def _check_finite(arr: np.ndarray, path: str, what: str) -> None:
-    if not np.isfinite(arr).all():
-        raise PoseFormatError(f"{path}: {what} has non-finite values")
+def _where(poses: np.ndarray, bad: np.ndarray) -> str:
+    """'frame T, joint J (name)' of the first True of ``bad`` (poses' shape without the last
+    axis), with the person for (P, T, 17, 3)."""
+    idx = np.argwhere(bad)[0]
+    person = f"person {idx[0]}, " if poses.ndim == 4 else ""
+    return f"{person}frame {idx[-2]}, joint {idx[-1]} ({COCO_JOINTS[idx[-1]]})"
+
+
+def nan_as_missing(poses: np.ndarray, path: str) -> tuple[np.ndarray, list[str]]:
+    """(..., 17, 3) poses with NaN coordinates or scores read as joints not seen (all three
+    values 0), and a note saying how many and where the first is; infinite values are refused
+    (PoseFormatError naming the first frame and joint)."""
+    inf = np.isinf(poses).any(-1)
+    if inf.any():
+        raise PoseFormatError(
+            f"{path}: field 'poses' holds an infinite value at {_where(poses, inf)}; a joint "
+            f"that was not seen is NaN or has score 0"
+        )
+    nan = np.isnan(poses).any(-1)
+    if not nan.any():
+        return poses, []
+    n = int(nan.sum())
+    note = (
+        f"{path}: {n} joint{'s' * (n != 1)} with NaN values (first at {_where(poses, nan)}) "
+        f"read as not seen (score 0)"
+    )
+    return np.where(nan[..., None], 0, poses), [note]
 
 
 # ----------------------------------------------------------------------------- formats
@@ -235,7 +261,9 @@ def _frame_number(image, path: str, field: str) -> int:
     )
 
 
-def read_numpy(path: str) -> tuple[np.ndarray, float | None, tuple | None]:
+def read_numpy(path: str) -> tuple[np.ndarray, float | None, tuple | None, list[str]]:
+    """poses (T, 17, 3) or (P, T, 17, 3), the file's fps and resolution (None when absent) and
+    notes (NaN joints read as not seen: ``nan_as_missing``) of a .npy or .npz file."""
     try:
         if path.endswith(".npz"):
             with np.load(path, allow_pickle=False) as z:
@@ -246,6 +274,8 @@ def read_numpy(path: str) -> tuple[np.ndarray, float | None, tuple | None]:
                 res = _resolution(z["resolution"], path) if "resolution" in z.files else None
         else:
             poses, fps, res = np.load(path, allow_pickle=False), None, None
+    except PoseFormatError:
+        raise
     except (OSError, ValueError, EOFError) as e:
         raise PoseFormatError(f"{path}: cannot load as numpy ({e})") from e
     if not np.issubdtype(poses.dtype, np.number) or np.issubdtype(poses.dtype, np.complexfloating):
@@ -257,8 +287,8 @@ def read_numpy(path: str) -> tuple[np.ndarray, float | None, tuple | None]:
         )
     if poses.size == 0:
         raise PoseFormatError(f"{path}: poses have shape {poses.shape}: no frames (or no person)")
-    _check_finite(poses, path, "poses")
-    return poses.astype(np.float32), fps, res
+    poses, notes = nan_as_missing(poses.astype(np.float32), path)
+    return poses, fps, res, notes
 
 
 def _resolution(value, path: str) -> tuple[int, int]:
@@ -297,12 +327,12 @@ def _people(frames: list[np.ndarray], all_persons: bool) -> tuple[np.ndarray, Fo
 
 
 def _read(path, all_persons, openpose_model, fps, resolution) -> Recording:
-    file_fps, file_res, model, followed = None, None, None, None
+    file_fps, file_res, model, followed, notes = None, None, None, None, []
     if os.path.isdir(path):
         frames, model = read_openpose_folder(path, openpose_model)
         poses, followed = _people(frames, all_persons)
     elif path.endswith((".npy", ".npz")):
-        poses, file_fps, file_res = read_numpy(path)
+        poses, file_fps, file_res, notes = read_numpy(path)
         if poses.ndim == 4 and not all_persons:
             poses = poses[0]
         elif poses.ndim == 3 and all_persons:
@@ -325,4 +355,8 @@ def _read(path, all_persons, openpose_model, fps, resolution) -> Recording:
         raise PoseFormatError(f"{path}: the recording has no frames")
     res = tuple(resolution) if resolution else file_res
     check_coordinates(poses, res, path, "keypoints")
-    return Recording(poses, fps or file_fps, res, path, model, followed)
+    if fps and file_fps and not np.isclose(fps, file_fps, rtol=1e-6):
+        notes.append(
+            f"{path}: the file says {file_fps:g} fps; using the {fps:g} fps given (--fps)"
+        )
+    return Recording(poses, fps or file_fps, res, path, model, followed, notes)

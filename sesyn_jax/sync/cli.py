@@ -263,7 +263,7 @@ def run(args) -> Report:
         settings.openpose_model,
     )
     rate = (loaded.fps if loaded else None) or 30.0
-    notes: list[str] = []
+    notes: list[str] = [n for r in recs for n in r.notes]
     fps = frame_rates(recs, rate, notes)
     check_size(recs, fps, rate, embedding_size(loaded))
     mode = loaded.normalization if loaded else "person"
