@@ -494,3 +494,25 @@ def test_reader_notes_reach_the_output(tmp_path, motion, capsys):
         "170 joints with NaN values (first at frame 50, joint 0 (nose))" in n for n in r["notes"]
     )
     assert any("the file says 60 fps; using the 30 fps given" in n for n in r["notes"])
+
+
+def test_coco_ids_from_one_are_noted_not_guessed(tmp_path, motion):
+    dets = [
+        {"image_id": f"frame_{t:06d}.jpg", "keypoints": p.ravel().tolist()}
+        for t, p in enumerate(motion[:40], 1)
+    ]
+    rec = readers.read_recording(str(coco(tmp_path, "one.json", dets)))
+    assert len(rec.poses) == 41 and not rec.poses[0].any()  # id k is frame k: not shifted
+    np.testing.assert_allclose(rec.poses[1:], motion[:40], atol=1e-3)
+    assert len(rec.notes) == 1 and "the image ids start at 1 (no id is 0)" in rec.notes[0]
+    rec = readers.read_recording(
+        str(coco(tmp_path, "zero.json", dets + [dict(dets[0], image_id="frame_000000.jpg")]))
+    )
+    assert rec.notes == []
+
+
+def test_one_frame_is_singular():
+    poses = np.zeros((100, 17, 3), np.float32)
+    poses[7, :, 2] = 1
+    with pytest.raises(recordings.CannotSync, match=r"a person is seen in only 1 frame; at least"):
+        recordings.check_recording(poses, "x")

@@ -215,10 +215,11 @@ def body25_variant(frames: list[list[np.ndarray]], where: str) -> str:
     )
 
 
-def read_coco_results(path: str) -> list[np.ndarray]:
+def read_coco_results(path: str) -> tuple[list[np.ndarray], list[str]]:
     """Per-frame detections (N_t, 17, 3) of a COCO keypoint results file, frame k at index k:
     the image id is the frame number (a string id: the last number in it); frames that no
-    detection names have no person. Ids that are not frame numbers are refused."""
+    detection names have no person. Ids that are not frame numbers are refused. And notes:
+    ids that start at 1 may count images from 1, which is not guessed but said."""
     data = load_json(path)
     if not isinstance(data, list):
         raise PoseFormatError(f"{path}: expected a JSON list of detections")
@@ -244,8 +245,18 @@ def read_coco_results(path: str) -> list[np.ndarray]:
             f"{path}: field 'image_id' runs up to {last} for {len(by_frame)} images; the image "
             f"ids are not frame numbers"
         )
+    notes = []
+    if min(by_frame) == 1:
+        notes.append(
+            f"{path}: the image ids start at 1 (no id is 0); id k is read as frame k, with no "
+            f"person in frame 0; if the ids count images from 1, this recording's times are one "
+            f"frame late (renumber the ids from 0)"
+        )
     none = np.zeros((0, 17, 3), np.float32)
-    return [np.asarray(by_frame[k], np.float32) if k in by_frame else none for k in range(last + 1)]
+    frames = [
+        np.asarray(by_frame[k], np.float32) if k in by_frame else none for k in range(last + 1)
+    ]
+    return frames, notes
 
 
 def _frame_number(image, path: str, field: str) -> int:
@@ -341,7 +352,8 @@ def _read(path, all_persons, openpose_model, fps, resolution) -> Recording:
         with open(path, "rb") as f:
             head = f.read(4096).decode("utf-8", errors="replace").lstrip()
         if head.startswith("["):
-            poses, followed = _people(read_coco_results(path), all_persons)
+            frames, notes = read_coco_results(path)
+            poses, followed = _people(frames, all_persons)
         else:
             view = read_syn_view(path)
             poses = view.poses[view.category_id :]  # the file's own crop: this view's recording
@@ -356,7 +368,5 @@ def _read(path, all_persons, openpose_model, fps, resolution) -> Recording:
     res = tuple(resolution) if resolution else file_res
     check_coordinates(poses, res, path, "keypoints")
     if fps and file_fps and not np.isclose(fps, file_fps, rtol=1e-6):
-        notes.append(
-            f"{path}: the file says {file_fps:g} fps; using the {fps:g} fps given (--fps)"
-        )
+        notes.append(f"{path}: the file says {file_fps:g} fps; using the {fps:g} fps given (--fps)")
     return Recording(poses, fps or file_fps, res, path, model, followed, notes)
