@@ -55,10 +55,13 @@ agreeing pairs, so one matched pair keeps its own.
 Clock drift: when the recordings share 60 s or more, the offset AND the rate are measured
 (``sesyn_jax.sync.drift``: the learned search of 20 s windows along the overlap, then a robust
 line), "time t of A = time (1 + r) t + d of B": drift_ppm (r x 1e6) and offset_seconds (d, at
-A's start), with a confidence for the rate; the pair's answer is then the line, and its
-confidence the learned agreement along it. Shorter recordings, --method speed, --all-persons
-and a line that fewer than half of the windows follow give drift_ppm null with a note;
---no-drift forces one offset. With more than two recordings the rates enter the robust fit too.
+A's start), with its standard error and the share of the windows that lie on the line
+(within 1 frame; drift_confidence); the pair's answer is then the line, and its confidence the
+learned agreement along it. Shorter recordings, --method speed, --all-persons, a line that
+fewer than half of the windows follow and a rate within two standard errors of 0 (not told
+from no drift; reported as drift_ppm_measured) give drift_ppm null with a note and one offset,
+which --write-synced uses; --no-drift forces one offset. With more than two recordings the
+rates enter the robust fit too.
 
 --write-synced OUT (OpenPose folders only): each folder written again into OUT/<its name>,
 renumbered so that frame k of every folder shows the same moment (Pose2Sim's pose-sync layout,

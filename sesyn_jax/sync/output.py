@@ -185,7 +185,10 @@ def views_section(out: Report, results, fits, names, fps, rate) -> None:
             f"{p['method']}, {p['residual_frames']:+.2f}"
         )
         if p["drift_ppm"] is not None:
-            line += f", drift {p['drift_ppm']:+.0f} ppm ({p['drift_confidence']:.0%})"
+            line += (
+                f", drift {p['drift_ppm']:+.0f} ppm ({p['drift_confidence']:.0%} of the "
+                f"windows on the line)"
+            )
         out.lines.append(line)
 
 
