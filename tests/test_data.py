@@ -354,3 +354,41 @@ def test_normalizations_against_their_formulas():
     np.testing.assert_allclose(back, out, atol=1e-5)
     with pytest.raises(ValueError, match="resolution"):
         normalization.normalize(poses, "published")
+
+
+def test_numpy_nan_joints_are_not_seen_and_inf_is_refused(tmp_path):
+    """NaN (as many pipelines write for a joint not seen) becomes score 0 with a note naming
+    the first; an infinite value is refused naming its frame and joint."""
+    poses = np.random.default_rng(0).uniform(10, 100, (60, 17, 3)).astype(np.float32)
+    poses[50:55, 9, 0] = np.nan  # left wrist x in frames 50-54
+    poses[57, 3, 2] = np.nan  # left ear score
+    np.save(tmp_path / "nan.npy", poses)
+    rec = readers.read_recording(str(tmp_path / "nan.npy"))
+    seen = ~np.isnan(poses).any(-1)
+    np.testing.assert_array_equal(rec.poses[seen], poses[seen])
+    np.testing.assert_array_equal(rec.poses[~seen], 0)
+    assert rec.notes == [
+        f"{tmp_path / 'nan.npy'}: 6 joints with NaN values (first at frame 50, joint 9 "
+        f"(left_wrist)) read as not seen (score 0)"
+    ]
+    poses[12, 16, 1] = np.inf
+    np.save(tmp_path / "inf.npy", poses)
+    with pytest.raises(PoseFormatError) as e:
+        readers.read_recording(str(tmp_path / "inf.npy"))
+    assert str(e.value) == (
+        f"{tmp_path / 'inf.npy'}: field 'poses' holds an infinite value at frame 12, joint 16 "
+        f"(right_ankle); a joint that was not seen is NaN or has score 0"
+    )
+
+
+def test_npz_fps_errors_and_overrides_are_one_clean_line(tmp_path):
+    path = tmp_path / "b.npz"
+    np.savez(path, poses=np.ones((5, 17, 3)), fps=0.0)
+    with pytest.raises(PoseFormatError) as e:
+        readers.read_recording(str(path))
+    assert str(e.value) == f"{path}: field 'fps' must be a positive number, got 0.0"
+    np.savez(path, poses=np.ones((5, 17, 3)), fps=60.0)
+    rec = readers.read_recording(str(path), fps=30.0)
+    assert rec.fps == 30.0
+    assert rec.notes == [f"{path}: the file says 60 fps; using the 30 fps given (--fps)"]
+    assert readers.read_recording(str(path), fps=60.0).notes == []

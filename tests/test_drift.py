@@ -369,7 +369,9 @@ def test_text_json_and_plot(tmp_path):
     span = (fit.span[1] - fit.span[0]) / RATE
     assert text.startswith(f"drift: cam2 runs {abs(fit.drift_ppm):.0f} +- ")
     assert f"ppm slow against cam1: {fit.drift_ppm * 1e-6 * span:+.3f} s over " in text
-    assert text.endswith(f"{span / 60:.1f} min, confidence {fit.confidence:.0%}")
+    assert text.endswith(
+        f"{span / 60:.1f} min; {fit.confidence:.0%} of the windows lie on the line"
+    )
     fields = drift.drift_fields(fit)
     json.dumps(fields, allow_nan=False)
     assert fields["drift_ppm"] == round(fit.drift_ppm, 1)
@@ -383,8 +385,8 @@ def test_text_json_and_plot(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     fast = drift.DriftFit(0.0, RATE, 250.0, 5.0, 0.3, span=(0.0, 1800.0))
     assert drift.describe_drift(fast, "a", "b") == (
-        "drift: b runs 250 +- 5 ppm fast against a: +0.015 s over 60 s, confidence 30% "
-        "(low: few windows agree with the line)"
+        "drift: b runs 250 +- 5 ppm fast against a: +0.015 s over 60 s; 30% of the windows "
+        "lie on the line (low: few windows agree with the line)"
     )
 
 
@@ -508,3 +510,34 @@ def test_several_views_in_the_output_take_the_rates():
         assert c.drift_ppm == pytest.approx(rho[k] * 1e6, abs=1e-6) and c.drift_measured
     # every recording agrees through its other pairs; the wrong pair counts for none
     assert [c.confidence for c in out.clocks] == [0.9] * 4
+
+
+def test_a_rate_not_told_from_zero_is_not_used():
+    """75 s without drift: the learned offsets' motion-dependent error alone is 371 ppm (1
+    sigma) over the 55 s the windows span, so whatever rate the line measures is not told from
+    0: the pair keeps its single offset, the fit no drift (what --write-synced then uses), and
+    the rate is reported as measured. The same length drifting by 1500 ppm is told."""
+    from sesyn_jax.sync.search import PairResult, Search
+
+    def pair(offset):
+        searches = {"learned": Search("learned", offset, 0.9, np.zeros(0), np.zeros(0))}
+        return PairResult("a", "b", offset, 0.9, "learned", searches)
+
+    f_a, f_b = _drifting_pair(2250, 2300, 37.4, 0.0)
+    same, fit = drift.pair_drift(pair(37.0), f_a, f_b, 0, RATE)
+    assert same.offset == 37.0 and fit.offset == 37.0 and fit.drift_ppm is None
+    assert abs(fit.measured_ppm) < 20 and fit.drift_ppm_stderr == pytest.approx(
+        drift.systematic_slope_error(1650, RATE) * 1e6, rel=0.05
+    )
+    assert fit.note == (
+        f"drift not distinguishable from 0: {fit.measured_ppm:+.0f} +- "
+        f"{fit.drift_ppm_stderr:.0f} ppm over 75 s (less than 2 standard errors); one offset "
+        f"used, no drift"
+    )
+    fields = drift.drift_fields(fit)
+    assert fields["drift_ppm"] is None and fields["drift_ppm_measured"] == round(
+        fit.measured_ppm, 1
+    )
+    f_a, f_b = _drifting_pair(2250, 2300, 37.4, -1500.0)
+    line, fit = drift.pair_drift(pair(36.0), f_a, f_b, 0, RATE)
+    assert abs(fit.drift_ppm + 1500) < 20 and line.offset == fit.offset

@@ -183,7 +183,10 @@ def test_several_persons_two_and_three_recordings(tmp_path, ckpt, motion, capsys
             for o, c in [(4, 0.9), (5, 0.8), (30, 0.3), (4, 0.7)]
         ]
     )
-    assert fused == 4 and agree == pytest.approx(2.4 / 2.7)
+    # share of the confidence that agrees (0.9 + 0.8 + 0.7 of 2.7) x their mean confidence
+    assert fused == 4 and agree == pytest.approx(2.4 / 2.7 * 0.8)
+    one = sync.fuse_persons([sync.PairResult("a", "b", -7.0, 0.807, "learned", {})])
+    assert one == (-7.0, pytest.approx(0.807))  # one matched pair: its own confidence
 
 
 def test_syn_json_views_are_cut_by_category_id(tmp_path, random_export, motion, capsys):

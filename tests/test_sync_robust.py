@@ -406,3 +406,113 @@ def test_auto_takes_speed_only_when_it_is_sure(monkeypatch, learned, speed, chos
     r = search.match_pair((None, None), poses, ("a", "b"), "auto", inner_radius=24)
     assert r.method == chosen and r.offset == (3.0 if chosen == "learned" else -9.0)
     assert r.confidence == (learned if chosen == "learned" else speed)
+
+
+# ----------------------------------------------------------------------------- few frames seen
+
+
+def test_motion_is_measured_over_the_frames_with_the_person(cam30):
+    """Empty frames before or after a person do not change how much they move (a person seen
+    in a fifth of the frames scored 0: only joints seen in 30 % of ALL frames counted)."""
+    empty = np.zeros((4 * len(cam30), 17, 3), np.float32)
+    level = tracking.motion_level(cam30)
+    assert level > 5 * tracking.MOVING
+    for padded in (np.concatenate([empty, cam30]), np.concatenate([cam30, empty])):
+        assert tracking.motion_level(padded) == pytest.approx(level, rel=1e-6)
+
+
+@pytest.mark.parametrize("all_persons", [False, True])
+def test_a_person_seen_in_few_frames_is_synchronized(tmp_path, examples, capsys, all_persons):
+    """The 30 fps example renumbered from frame 1500 (50 s of frames without anyone first):
+    the moment at time t of it is at t - 50 s of the original, so B = A - 50 s + truth."""
+    folder, truth = examples
+    late = tmp_path / "late"
+    late.mkdir()
+    for i, name in enumerate(sorted(os.listdir(folder / "cam_30fps"))):
+        data = (folder / "cam_30fps" / name).read_text()
+        (late / f"cam_{1500 + i:012d}_keypoints.json").write_text(data)
+    args = [late, folder / "cam_60fps", "--fps", "30,60"]
+    code, r = run_json(capsys, args + (["--all-persons"] if all_persons else []))
+    assert code == 0, r
+    assert r["offset_seconds"] == pytest.approx(truth - 50, abs=0.05)
+
+
+@pytest.mark.parametrize("model", [[], ["--openpose-model", "BODY_25"]])
+def test_an_openpose_folder_with_nobody_is_refused(tmp_path, pair, capsys, model):
+    """Every frame file {"people": []}: nobody to synchronize (exit 3), whatever the model
+    (auto used to ask for --openpose-model, exit 2)."""
+    write_openpose(tmp_path / "empty", [[] for _ in range(100)])
+    code, r = run_json(capsys, [pair[0], tmp_path / "empty", "--fps", "30"] + model)
+    assert code == 3 and r["status"] == "refused"
+    assert r["reason"] == f"{tmp_path / 'empty'}: no person detected in any frame"
+
+
+def test_abbreviated_flags_are_refused(pair, capsys):
+    """--js was taken for --json by argparse while the output stayed text; flags are now
+    spelled out (exit 2), and a flag error after --json is still JSON."""
+    code, out, err = run(capsys, pair + ["--js"])
+    assert code == 2 and not out and "unrecognized arguments: --js" in err and one_line(err)
+    code, r = run_json(capsys, pair + ["--max-off", "3"])
+    assert code == 2 and r["status"] == "error" and "--max-off" in r["reason"]
+
+
+@pytest.mark.parametrize("flag", ["--write-synced", "--plot", "--resolution", "--checkpoint"])
+def test_an_empty_flag_value_is_an_error(pair, capsys, flag):
+    """--write-synced "" and --plot "" were ignored (exit 0, nothing written)."""
+    code, r = run_json(capsys, pair + [flag, ""])
+    assert (
+        code == 2
+        and r["reason"] == f"{flag} was given an empty value; give {flag} a name or leave it out"
+    )
+    code, out, err = run(capsys, pair + [flag, " "])
+    assert code == 2 and not out and one_line(err) and flag in err
+
+
+@pytest.mark.parametrize(
+    "seconds, frames, note",
+    [
+        (0.01, 1, "--max-offset 0.01 s rounded up to 1 frame of the model's 30 fps (0.03333 s)"),
+        (1.01, 31, "--max-offset 1.01 s rounded up to 31 frames of the model's 30 fps (1.033 s)"),
+        (2.5, 75, None),
+    ],
+)
+def test_max_offset_rounding_is_said(seconds, frames, note):
+    notes = []
+    assert cli.max_offset_frames(seconds, 30.0, notes) == frames
+    assert notes == ([note] if note else [])
+
+
+def test_reader_notes_reach_the_output(tmp_path, motion, capsys):
+    """NaN joints of a .npy and an .npz fps overridden by --fps are said in the notes."""
+    a = motion[10:170].copy()
+    a[50:60] = np.nan
+    np.save(tmp_path / "a.npy", a)
+    np.savez(tmp_path / "b.npz", poses=motion[17:190], fps=60.0)
+    code, r = run_json(capsys, [tmp_path / "a.npy", tmp_path / "b.npz", "--fps", "30"])
+    assert code == 0 and r["recordings"][1]["fps"] == 30.0
+    assert any(
+        "170 joints with NaN values (first at frame 50, joint 0 (nose))" in n for n in r["notes"]
+    )
+    assert any("the file says 60 fps; using the 30 fps given" in n for n in r["notes"])
+
+
+def test_coco_ids_from_one_are_noted_not_guessed(tmp_path, motion):
+    dets = [
+        {"image_id": f"frame_{t:06d}.jpg", "keypoints": p.ravel().tolist()}
+        for t, p in enumerate(motion[:40], 1)
+    ]
+    rec = readers.read_recording(str(coco(tmp_path, "one.json", dets)))
+    assert len(rec.poses) == 41 and not rec.poses[0].any()  # id k is frame k: not shifted
+    np.testing.assert_allclose(rec.poses[1:], motion[:40], atol=1e-3)
+    assert len(rec.notes) == 1 and "the image ids start at 1 (no id is 0)" in rec.notes[0]
+    rec = readers.read_recording(
+        str(coco(tmp_path, "zero.json", dets + [dict(dets[0], image_id="frame_000000.jpg")]))
+    )
+    assert rec.notes == []
+
+
+def test_one_frame_is_singular():
+    poses = np.zeros((100, 17, 3), np.float32)
+    poses[7, :, 2] = 1
+    with pytest.raises(recordings.CannotSync, match=r"a person is seen in only 1 frame; at least"):
+        recordings.check_recording(poses, "x")

@@ -171,3 +171,23 @@ def test_a_drifting_clock_picks_each_cameras_nearest_frame():
     assert (np.diff(b) == 0).sum() == pytest.approx(count / 1000, abs=1)
     a = synced.source_frames(clocks[0], 30.0, 18000, start, count, 30.0)
     np.testing.assert_array_equal(a, np.arange(count))
+
+
+def test_a_low_confidence_answer_is_not_written(project, tmp_path, capsys):
+    """200 frames at 30 fps against 500 at 60 fps cut 8.5 s later than the truth allows to
+    match: the answer is below 0.5 confidence, so nothing is written (exit 3) unless
+    --force-write; the warning comes before the "wrote" line."""
+    root, _ = project
+    for cam, cut in (("cam01_json", slice(0, 200)), ("cam02_json", slice(360, 860))):
+        (tmp_path / cam).mkdir()
+        for name in sorted(os.listdir(root / "pose" / cam))[cut]:
+            shutil.copy(root / "pose" / cam / name, tmp_path / cam / name)
+    args = [tmp_path / "cam01_json", tmp_path / "cam02_json", "--fps", "30,60", "--write-synced"]
+    code, r = run(capsys, args + [tmp_path / "out", "--json"])
+    assert code == 3 and r["status"] == "refused" and r["confidence"] < 0.5
+    assert "nothing was written" in r["reason"] and "--force-write" in r["reason"]
+    assert not os.path.exists(tmp_path / "out")
+    code = sync.main([str(a) for a in args + [tmp_path / "out", "--force-write"]])
+    text = capsys.readouterr().out
+    assert code == 0 and os.path.isdir(tmp_path / "out" / "cam01_json")
+    assert text.index("warning: low confidence") < text.index("wrote ")

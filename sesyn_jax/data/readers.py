@@ -33,6 +33,7 @@ from sesyn_jax.data.syn_json import (
     read_syn_view,
 )
 from sesyn_jax.data.tracking import Followed, track_all, track_main
+from sesyn_jax.graph import COCO_JOINTS
 
 # source index of each COCO-17 joint
 OPENPOSE_TO_COCO = {
@@ -53,11 +54,36 @@ class Recording:
     path: str
     keypoint_model: str | None = None  # OpenPose folders: the model the keypoints were read as
     followed: Followed | None = None  # the main person, when several were tracked
+    notes: list[str] = dataclasses.field(default_factory=list)  # what the reader assumed
 
 
-def _check_finite(arr: np.ndarray, path: str, what: str) -> None:
-    if not np.isfinite(arr).all():
-        raise PoseFormatError(f"{path}: {what} has non-finite values")
+def _where(poses: np.ndarray, bad: np.ndarray) -> str:
+    """'frame T, joint J (name)' of the first True of ``bad`` (poses' shape without the last
+    axis), with the person for (P, T, 17, 3)."""
+    idx = np.argwhere(bad)[0]
+    person = f"person {idx[0]}, " if poses.ndim == 4 else ""
+    return f"{person}frame {idx[-2]}, joint {idx[-1]} ({COCO_JOINTS[idx[-1]]})"
+
+
+def nan_as_missing(poses: np.ndarray, path: str) -> tuple[np.ndarray, list[str]]:
+    """(..., 17, 3) poses with NaN coordinates or scores read as joints not seen (all three
+    values 0), and a note saying how many and where the first is; infinite values are refused
+    (PoseFormatError naming the first frame and joint)."""
+    inf = np.isinf(poses).any(-1)
+    if inf.any():
+        raise PoseFormatError(
+            f"{path}: field 'poses' holds an infinite value at {_where(poses, inf)}; a joint "
+            f"that was not seen is NaN or has score 0"
+        )
+    nan = np.isnan(poses).any(-1)
+    if not nan.any():
+        return poses, []
+    n = int(nan.sum())
+    note = (
+        f"{path}: {n} joint{'s' * (n != 1)} with NaN values (first at {_where(poses, nan)}) "
+        f"read as not seen (score 0)"
+    )
+    return np.where(nan[..., None], 0, poses), [note]
 
 
 # ----------------------------------------------------------------------------- formats
@@ -115,12 +141,12 @@ def _read_frame(path: str) -> list:
     return people
 
 
-def read_openpose_folder(folder: str, model: str = "auto") -> tuple[list[np.ndarray], str]:
+def read_openpose_folder(folder: str, model: str = "auto") -> tuple[list[np.ndarray], str | None]:
     """Per-frame detections (N_t, 17, 3) of an OpenPose output folder, frame k at index k
     (frame numbers missing from the folder are frames with no person), and the keypoint model
     used. A person whose ``pose_keypoints_2d`` is empty is no detection. ``model='auto'``:
     18 keypoints are COCO; 25 are BODY_25 or BODY_25B (Pose2Sim's), told apart by the data
-    (``body25_variant``)."""
+    (``body25_variant``); None when no frame has a detection (there is nothing to tell)."""
     if model not in ("auto",) + tuple(OPENPOSE_TO_COCO):
         raise ValueError(f"OpenPose model must be 'auto' or one of {sorted(OPENPOSE_TO_COCO)}")
     files = frame_files(folder)
@@ -149,9 +175,10 @@ def read_openpose_folder(folder: str, model: str = "auto") -> tuple[list[np.ndar
             raw[k].append(arr)
     if len(sizes) > 1:
         raise PoseFormatError(f"{folder}: frames mix {sorted(sizes)}-keypoint detections")
+    if not sizes:
+        return [np.zeros((0, 17, 3), np.float32) for _ in raw], None
     if model == "auto":
-        n = sizes.pop() if sizes else 25
-        model = "COCO" if n == 18 else body25_variant(raw, folder)
+        model = "COCO" if sizes.pop() == 18 else body25_variant(raw, folder)
     index = OPENPOSE_TO_COCO[model]
     frames = [np.asarray([d[index] for d in dets], np.float32).reshape(-1, 17, 3) for dets in raw]
     return frames, model
@@ -188,10 +215,11 @@ def body25_variant(frames: list[list[np.ndarray]], where: str) -> str:
     )
 
 
-def read_coco_results(path: str) -> list[np.ndarray]:
+def read_coco_results(path: str) -> tuple[list[np.ndarray], list[str]]:
     """Per-frame detections (N_t, 17, 3) of a COCO keypoint results file, frame k at index k:
     the image id is the frame number (a string id: the last number in it); frames that no
-    detection names have no person. Ids that are not frame numbers are refused."""
+    detection names have no person. Ids that are not frame numbers are refused. And notes:
+    ids that start at 1 may count images from 1, which is not guessed but said."""
     data = load_json(path)
     if not isinstance(data, list):
         raise PoseFormatError(f"{path}: expected a JSON list of detections")
@@ -217,8 +245,18 @@ def read_coco_results(path: str) -> list[np.ndarray]:
             f"{path}: field 'image_id' runs up to {last} for {len(by_frame)} images; the image "
             f"ids are not frame numbers"
         )
+    notes = []
+    if min(by_frame) == 1:
+        notes.append(
+            f"{path}: the image ids start at 1 (no id is 0); id k is read as frame k, with no "
+            f"person in frame 0; if the ids count images from 1, this recording's times are one "
+            f"frame late (renumber the ids from 0)"
+        )
     none = np.zeros((0, 17, 3), np.float32)
-    return [np.asarray(by_frame[k], np.float32) if k in by_frame else none for k in range(last + 1)]
+    frames = [
+        np.asarray(by_frame[k], np.float32) if k in by_frame else none for k in range(last + 1)
+    ]
+    return frames, notes
 
 
 def _frame_number(image, path: str, field: str) -> int:
@@ -234,10 +272,11 @@ def _frame_number(image, path: str, field: str) -> int:
     )
 
 
-def read_numpy(path: str) -> tuple[np.ndarray, float | None, tuple | None]:
-    """A ``.npy`` of (T, 17, 3) or (P, T, 17, 3) pixels, or an ``.npz`` with ``poses`` and
-    optional ``fps`` and ``resolution`` -> (poses, fps or None, (width, height) or None);
-    PoseFormatError names the file and the array that is wrong."""
+def read_numpy(path: str) -> tuple[np.ndarray, float | None, tuple | None, list[str]]:
+    """poses (T, 17, 3) or (P, T, 17, 3), the file's fps and resolution (None when absent) and
+    notes (NaN joints read as not seen: ``nan_as_missing``) of a .npy or .npz file (``.npz``:
+    ``poses`` and optional ``fps`` and ``resolution``); PoseFormatError names the file and the
+    array that is wrong."""
     try:
         if path.endswith(".npz"):
             with np.load(path, allow_pickle=False) as z:
@@ -248,6 +287,8 @@ def read_numpy(path: str) -> tuple[np.ndarray, float | None, tuple | None]:
                 res = _resolution(z["resolution"], path) if "resolution" in z.files else None
         else:
             poses, fps, res = np.load(path, allow_pickle=False), None, None
+    except PoseFormatError:
+        raise
     except (OSError, ValueError, EOFError) as e:
         raise PoseFormatError(f"{path}: cannot load as numpy ({e})") from e
     if not np.issubdtype(poses.dtype, np.number) or np.issubdtype(poses.dtype, np.complexfloating):
@@ -259,8 +300,8 @@ def read_numpy(path: str) -> tuple[np.ndarray, float | None, tuple | None]:
         )
     if poses.size == 0:
         raise PoseFormatError(f"{path}: poses have shape {poses.shape}: no frames (or no person)")
-    _check_finite(poses, path, "poses")
-    return poses.astype(np.float32), fps, res
+    poses, notes = nan_as_missing(poses.astype(np.float32), path)
+    return poses, fps, res, notes
 
 
 def _resolution(value, path: str) -> tuple[int, int]:
@@ -317,12 +358,12 @@ def _people(frames: list[np.ndarray], all_persons: bool) -> tuple[np.ndarray, Fo
 
 
 def _read(path, all_persons, openpose_model, fps, resolution) -> Recording:
-    file_fps, file_res, model, followed = None, None, None, None
+    file_fps, file_res, model, followed, notes = None, None, None, None, []
     if os.path.isdir(path):
         frames, model = read_openpose_folder(path, openpose_model)
         poses, followed = _people(frames, all_persons)
     elif path.endswith((".npy", ".npz")):
-        poses, file_fps, file_res = read_numpy(path)
+        poses, file_fps, file_res, notes = read_numpy(path)
         if poses.ndim == 4 and not all_persons:
             poses = poses[0]
         elif poses.ndim == 3 and all_persons:
@@ -331,7 +372,8 @@ def _read(path, all_persons, openpose_model, fps, resolution) -> Recording:
         with open(path, "rb") as f:
             head = f.read(4096).decode("utf-8", errors="replace").lstrip()
         if head.startswith("["):
-            poses, followed = _people(read_coco_results(path), all_persons)
+            frames, notes = read_coco_results(path)
+            poses, followed = _people(frames, all_persons)
         else:
             view = read_syn_view(path)
             poses = view.poses[view.category_id :]  # the file's own crop: this view's recording
@@ -345,4 +387,6 @@ def _read(path, all_persons, openpose_model, fps, resolution) -> Recording:
         raise PoseFormatError(f"{path}: the recording has no frames")
     res = tuple(resolution) if resolution else file_res
     check_coordinates(poses, res, path, "keypoints")
-    return Recording(poses, fps or file_fps, res, path, model, followed)
+    if fps and file_fps and not np.isclose(fps, file_fps, rtol=1e-6):
+        notes.append(f"{path}: the file says {file_fps:g} fps; using the {fps:g} fps given (--fps)")
+    return Recording(poses, fps or file_fps, res, path, model, followed, notes)

@@ -116,15 +116,18 @@ def track_all(frames: list[np.ndarray], max_gap: int = MAX_GAP, step: float = ST
 
 def motion_level(poses: np.ndarray) -> float:
     """How much the person moves, in person sizes: per joint seen in at least 30 % of the
-    frames (and 3), the 90th percentile over frames of its distance from its median position,
-    then the 75th percentile over those joints. A still person scores about its detector
-    jitter (~0.005); real motion 0.1 and more."""
+    frames where the person is detected (and 3), the 90th percentile over frames of its
+    distance from its median position, then the 75th percentile over those joints. Frames
+    without the person do not count, so a person who enters late or leaves early scores as
+    they move. A still person scores about its detector jitter (~0.005); real motion 0.1 and
+    more."""
     seen = poses[..., 2] > 0
+    detected = int(seen.any(-1).sum())
     xy = normalize(poses, "person")[..., :2]
     spreads = []
     for j in range(poses.shape[-2]):
         m = seen[:, j]
-        if m.sum() >= max(3, 0.3 * len(poses)):
+        if m.sum() >= max(3, 0.3 * detected):
             d = np.linalg.norm(xy[m, j] - np.median(xy[m, j], axis=0), axis=-1)
             spreads.append(np.percentile(d, 90))
     return float(np.percentile(spreads, 75)) if spreads else 0.0

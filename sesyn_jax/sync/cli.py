@@ -48,26 +48,32 @@ weighted by confidence (Huber, then Tukey's biweight, so that a wrong pair is ig
 pair's residual is reported, and a recording that agrees with none of the others is named in a
 warning. Several people (--all-persons): each person of A is matched with each person of B, the
 pairs with the best confidence are kept (one-to-one), and their offsets are fused by the
-confidence-weighted median, which ignores a wrongly matched person.
+confidence-weighted median, which ignores a wrongly matched person; its confidence is the share
+of the pairs' confidence that agrees with it (within 2 frames) times the mean confidence of the
+agreeing pairs, so one matched pair keeps its own.
 
 Clock drift: when the recordings share 60 s or more, the offset AND the rate are measured
 (``sesyn_jax.sync.drift``: the learned search of 20 s windows along the overlap, then a robust
 line), "time t of A = time (1 + r) t + d of B": drift_ppm (r x 1e6) and offset_seconds (d, at
-A's start), with a confidence for the rate; the pair's answer is then the line, and its
-confidence the learned agreement along it. Shorter recordings, --method speed, --all-persons
-and a line that fewer than half of the windows follow give drift_ppm null with a note;
---no-drift forces one offset. With more than two recordings the rates enter the robust fit too.
+A's start), with its standard error and the share of the windows that lie on the line
+(within 1 frame; drift_confidence); the pair's answer is then the line, and its confidence the
+learned agreement along it. Shorter recordings, --method speed, --all-persons, a line that
+fewer than half of the windows follow and a rate within two standard errors of 0 (not told
+from no drift; reported as drift_ppm_measured) give drift_ppm null with a note and one offset,
+which --write-synced uses; --no-drift forces one offset. With more than two recordings the
+rates enter the robust fit too.
 
 --write-synced OUT (OpenPose folders only): each folder written again into OUT/<its name>,
 renumbered so that frame k of every folder shows the same moment (Pose2Sim's pose-sync layout,
 at the first recording's frame rate, from the common start to the common end, each camera's
 nearest frame through its offset and drift), and OUT/offsets.toml; an existing OUT is refused
-(exit 2) unless --overwrite.
+(exit 2) unless --overwrite. When any recording's confidence is below 0.5 nothing is written and
+the exit status is 3 (the result is printed, with the reason); --force-write writes anyway.
 
 Exit status: 0 done; 2 bad input or flag (the message names the file and the field), or an
 output that could not be written (--plot, standard output); 3 refused (the message says why:
-no person, too few frames, no motion, nothing in common, not enough memory); 130 interrupted
-(Ctrl-C).
+no person, too few frames, no motion, nothing in common, not enough memory, --write-synced
+below 0.5 confidence); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -97,7 +103,7 @@ from sesyn_jax.sync.recordings import (
     prepare,
     read_all,
 )
-from sesyn_jax.sync.search import METHODS, PairResult, match_pair
+from sesyn_jax.sync.search import LOW_CONFIDENCE, METHODS, PairResult, match_pair
 from sesyn_jax.sync.synced import check_target, write_synced
 
 
@@ -112,7 +118,10 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
-        prog="sesyn-sync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="sesyn-sync",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # --js is refused, not taken for --json behind main's back
     )
     p.add_argument("recordings", nargs="+", help="two or more pose recordings")
     p.add_argument(
@@ -146,16 +155,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the OpenPose folders renumbered into OUT (Pose2Sim's pose-sync layout)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --write-synced")
+    p.add_argument(
+        "--force-write",
+        action="store_true",
+        help="--write-synced even when a confidence is below 0.5 (refused otherwise, exit 3)",
+    )
     p.add_argument("--progress", action="store_true", help="progress bars (default: long inputs)")
     return p
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    as_json = "--json" in argv
+    as_json = "--json" in argv  # until the flags are parsed: a flag error in JSON too
     try:
         try:
-            out = run(build_parser().parse_args(argv))
+            args = build_parser().parse_args(argv)
+            as_json = args.json
+            out = run(args)
         except BadInput as e:
             return _fail(as_json, "error", str(e), 2)
         except CannotSync as e:
@@ -167,8 +183,8 @@ def main(argv=None) -> int:
         _emit(out.json() if as_json else out.text(), sys.stdout)
         if out.error:
             if not as_json:
-                _emit(f"error: {out.error}", sys.stderr)
-            return 2
+                _emit(f"{'refused' if out.code == 3 else 'error'}: {out.error}", sys.stderr)
+            return out.code
         return 0
     except OutputError as e:
         try:
@@ -232,6 +248,7 @@ class Settings:
     no_drift: bool
     write_synced: str | None
     overwrite: bool
+    force_write: bool
 
 
 def run(args) -> Report:
@@ -249,7 +266,7 @@ def run(args) -> Report:
         settings.openpose_model,
     )
     rate = (loaded.fps if loaded else None) or 30.0
-    notes: list[str] = []
+    notes: list[str] = [n for r in recs for n in r.notes]
     fps = frame_rates(recs, rate, notes)
     check_size(recs, fps, rate, embedding_size(loaded))
     mode = loaded.normalization if loaded else "person"
@@ -273,7 +290,16 @@ def run(args) -> Report:
             out.fail(
                 f"--plot {settings.plot}: cannot write ({e.strerror or e}); the result is above"
             )
-    if settings.write_synced:
+    unsure = [c for c in out.clocks or [] if c.confidence < LOW_CONFIDENCE]
+    if settings.write_synced and unsure and not settings.force_write:
+        out.fail(
+            f"--write-synced {settings.write_synced}: nothing was written: the offset of "
+            f"{unsure[-1].recording} has confidence {unsure[-1].confidence:.0%}, below "
+            f"{LOW_CONFIDENCE:.0%}; check the result above, and give --force-write to write it "
+            f"anyway",
+            3,
+        )
+    elif settings.write_synced:
         try:
             written = write_synced(
                 settings.write_synced, settings.names, fps, out.clocks, settings.overwrite
@@ -285,7 +311,7 @@ def run(args) -> Report:
             )
         else:
             out.fields["write_synced"] = written
-            out.lines.append(
+            out.written.append(
                 f"wrote {written['frames']} frames at {written['fps']:g} fps per camera into "
                 f"{settings.write_synced} (offsets.toml)"
             )
@@ -299,6 +325,14 @@ def check_flags(args) -> Settings:
         raise BadInput("give at least two recordings")
     check_distinct(names)
     rates = parse_fps(args.fps, len(names))
+    for flag, value in (
+        ("--plot", args.plot),
+        ("--write-synced", args.write_synced),
+        ("--resolution", args.resolution),
+        ("--checkpoint", args.checkpoint),
+    ):
+        if value is not None and not value.strip():
+            raise BadInput(f"{flag} was given an empty value; give {flag} a name or leave it out")
     res = None
     if args.resolution:
         try:
@@ -320,6 +354,8 @@ def check_flags(args) -> Settings:
         check_plot_path(args.plot)
     if args.overwrite and not args.write_synced:
         raise BadInput("--overwrite replaces the folder of --write-synced; give --write-synced")
+    if args.force_write and not args.write_synced:
+        raise BadInput("--force-write applies to --write-synced; give --write-synced")
     if args.write_synced:
         check_target(args.write_synced, names, args.overwrite)
     return Settings(
@@ -337,6 +373,7 @@ def check_flags(args) -> Settings:
         args.no_drift,
         args.write_synced,
         args.overwrite,
+        args.force_write,
     )
 
 
@@ -405,7 +442,7 @@ def match_all(settings: Settings, loaded, prepared, rate: float, notes: list[str
     search = dict(
         method=settings.method,
         inner_radius=loaded.inner_radius if loaded else 0,
-        max_offset=int(math.ceil(settings.max_offset * rate)) if settings.max_offset else None,
+        max_offset=max_offset_frames(settings.max_offset, rate, notes),
         rate=rate,
         min_overlap=settings.min_overlap,
     )
@@ -442,17 +479,31 @@ def match_all(settings: Settings, loaded, prepared, rate: float, notes: list[str
     return results, fits
 
 
+def max_offset_frames(seconds: float | None, rate: float, notes: list[str]) -> int | None:
+    """--max-offset in whole model frames (rounded up, so the range asked for is searched),
+    with a note naming the user's value when the rounding changes it."""
+    if not seconds:
+        return None
+    frames = int(math.ceil(seconds * rate - 1e-9))
+    if abs(frames - seconds * rate) > 1e-6:
+        notes.append(
+            f"--max-offset {seconds:g} s rounded up to {frames} frame{'s' * (frames != 1)} of the "
+            f"model's {rate:g} fps ({frames / rate:.4g} s)"
+        )
+    return frames
+
+
 def write_plot(out: Report, result: PairResult, fit: DriftFit, path: str, rate: float) -> None:
     """The first pair's scores at ``path`` and, when its windows were searched, their offsets
     and the fitted line at ``drift_plot_path(path)``."""
     plot_pair(result, path, rate)
     out.fields["plot"] = path
-    out.lines.append(f"plot: {path}")
+    out.written.append(f"plot: {path}")
     if fit.windows is not None:
         second = drift_plot_path(path)
         plot_drift(fit, second, result.a, result.b)
         out.fields["plot_drift"] = second
-        out.lines.append(f"drift plot: {second}")
+        out.written.append(f"drift plot: {second}")
 
 
 def drift_plot_path(path: str) -> str:

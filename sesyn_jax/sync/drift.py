@@ -50,7 +50,10 @@ In the command (``pair_drift``): the whole-recording learned offset is the coars
 a drift is measured, the pair's answer is the line (its offset at A's start, the agreement
 along it as the confidence, method 'learned'): a single offset's agreement falls on a drifting
 pair (to about 0.15 on a 10-minute NTSC pair), which would warn of a low confidence and let
-'auto' take the speed correlation's single offset, which cannot describe a drift.
+'auto' take the speed correlation's single offset, which cannot describe a drift. A rate within
+two standard errors of 0 (DISTINGUISHABLE) is not told from no drift: the pair keeps its single
+offset, and the rate is reported as measured, not used (a minute of recording without drift
+measures a few hundred ppm +- as much).
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ MATCHED = 0.2  # ... when its agreement is at least this
 BIAS_FRAMES = 0.25
 BIAS_SECONDS = 30.0
 LOW_CONFIDENCE = 0.5
+DISTINGUISHABLE = 2.0  # a rate within this many standard errors of 0 is not used
 
 
 @dataclasses.dataclass
@@ -136,6 +140,7 @@ class DriftFit:
     span: tuple[float, float] | None = None
     note: str | None = None
     agreement: float | None = None
+    measured_ppm: float | None = None  # a rate measured but not used (``drift_ppm`` None)
 
     @property
     def offset_seconds(self) -> float:
@@ -439,7 +444,9 @@ def pair_drift(
     least LOW_CONFIDENCE of the windows agree with the line, the answer is the line (see the
     module doc); otherwise the pair is unchanged and the fit holds the pair's offset with the
     note saying why no drift was measured (a line that few windows follow, as around a wrong
-    whole-recording offset, is not used)."""
+    whole-recording offset, is not used), and so is a rate within DISTINGUISHABLE standard
+    errors of 0 (as on a minute or two of recording without drift: the fit keeps it as
+    ``measured_ppm``)."""
     from sesyn_jax.model import inner_mask
 
     learned = pair.searches.get("learned")
@@ -463,6 +470,14 @@ def pair_drift(
             f"(at least {LOW_CONFIDENCE:.0%} are needed)"
         )
         fit = dataclasses.replace(fit, drift_ppm=None, note=note)
+    if fit.drift_ppm is not None and abs(fit.drift_ppm) < DISTINGUISHABLE * fit.drift_ppm_stderr:
+        seconds = (fit.span[1] - fit.span[0]) / rate
+        note = (
+            f"drift not distinguishable from 0: {fit.drift_ppm:+.0f} +- "
+            f"{fit.drift_ppm_stderr:.0f} ppm over {_duration(seconds)} (less than "
+            f"{DISTINGUISHABLE:g} standard errors); one offset used, no drift"
+        )
+        fit = dataclasses.replace(fit, drift_ppm=None, note=note, measured_ppm=fit.drift_ppm)
     if fit.drift_ppm is None:
         return pair, dataclasses.replace(fit, offset=pair.offset)
     notes = pair.notes
@@ -555,8 +570,8 @@ def describe_drift(fit: DriftFit, a: str, b: str) -> str:
     seconds = (hi - lo) / fit.rate
     line = (
         f"drift: {b} runs {abs(ppm):.0f}{err} ppm {how} against {a}: "
-        f"{ppm * 1e-6 * seconds:+.3f} s over {_duration(seconds)}, "
-        f"confidence {fit.confidence:.0%}"
+        f"{ppm * 1e-6 * seconds:+.3f} s over {_duration(seconds)}; "
+        f"{fit.confidence:.0%} of the windows lie on the line"
     )
     if fit.confidence < LOW_CONFIDENCE:
         line += " (low: few windows agree with the line)"
@@ -565,13 +580,18 @@ def describe_drift(fit: DriftFit, a: str, b: str) -> str:
 
 def drift_fields(fit: DriftFit, with_windows: bool = True) -> dict:
     """JSON-ready fields: ``offset_seconds`` (at A's start), ``drift_ppm`` (null with
-    ``drift_note``), ``drift_ppm_stderr``, ``drift_confidence``, ``agreement`` and, with
+    ``drift_note``, and ``drift_ppm_measured`` when a rate was measured but not told from 0),
+    ``drift_ppm_stderr``, ``drift_confidence`` (the share of the windows on the line),
+    ``agreement`` and, with
     ``with_windows``, ``drift_windows``: per window A's time, the offset (seconds), its
     confidence and whether the line fit kept it."""
     out: dict = {"offset_seconds": round(fit.offset_seconds, 4)}
     if fit.drift_ppm is None:
         out["drift_ppm"] = None
         out["drift_note"] = fit.note
+        if fit.measured_ppm is not None:
+            out["drift_ppm_measured"] = round(fit.measured_ppm, 1)
+            out["drift_ppm_stderr"] = round(fit.drift_ppm_stderr, 1)
         return out
     out["drift_ppm"] = round(fit.drift_ppm, 1)
     if fit.drift_ppm_stderr is not None:

@@ -14,7 +14,8 @@ from sesyn_jax.sync.views import fit_offsets, fit_views, outliers
 
 @dataclasses.dataclass
 class Report:
-    """The JSON fields, the text lines and the notes (text after the lines; a JSON list);
+    """The JSON fields, the text lines, the notes (text after the lines; a JSON list) and
+    what was written (text after the notes, so that a warning comes before any "wrote");
     ``clocks``: per recording, its clock against the first (``Clock``)."""
 
     fields: dict
@@ -22,18 +23,21 @@ class Report:
     notes: list[str]
     error: str | None = None  # an output that could not be written after the work was done
     clocks: list | None = None
+    written: list[str] = dataclasses.field(default_factory=list)
+    code: int = 0  # exit status: 2 an output could not be written, 3 an output was refused
 
-    def fail(self, message: str) -> None:
-        """Keep the result, but report ``message`` as an error (status 'error', 'reason')."""
-        self.error = message
-        self.fields["status"] = "error"
+    def fail(self, message: str, code: int = 2) -> None:
+        """Keep the result, but report ``message`` as an error (status 'error', 'reason'), or
+        with ``code`` 3 as a refusal (status 'refused')."""
+        self.error, self.code = message, code
+        self.fields["status"] = "refused" if code == 3 else "error"
         self.fields["reason"] = message
 
     def json(self) -> str:
         return json.dumps(finite(dict(self.fields, notes=self.notes)), allow_nan=False)
 
     def text(self) -> str:
-        return "\n".join(self.lines + self.notes)
+        return "\n".join(self.lines + self.notes + self.written)
 
 
 @dataclasses.dataclass
@@ -181,7 +185,10 @@ def views_section(out: Report, results, fits, names, fps, rate) -> None:
             f"{p['method']}, {p['residual_frames']:+.2f}"
         )
         if p["drift_ppm"] is not None:
-            line += f", drift {p['drift_ppm']:+.0f} ppm ({p['drift_confidence']:.0%})"
+            line += (
+                f", drift {p['drift_ppm']:+.0f} ppm ({p['drift_confidence']:.0%} of the "
+                f"windows on the line)"
+            )
         out.lines.append(line)
 
 

@@ -1,5 +1,8 @@
 """Several people (--all-persons): every person of A matched with every person of B, the most
-confident one-to-one pairs kept, and their offsets fused by a confidence-weighted median."""
+confident one-to-one pairs kept, and their offsets fused by a confidence-weighted median. The
+fused confidence is the share of the pairs' confidence that agrees with the fused offset times
+the mean confidence of the agreeing pairs: one matched pair keeps its own confidence, and
+disagreeing pairs lower it."""
 
 from __future__ import annotations
 
@@ -11,15 +14,16 @@ from sesyn_jax.sync.search import AGREE_WITHIN, LOW_CONFIDENCE, PairResult, matc
 
 
 def fuse_persons(results: list[PairResult]) -> tuple[float, float]:
-    """Confidence-weighted median of the matched person pairs' offsets, and the share of the
-    confidence that agrees with it within AGREE_WITHIN frames."""
+    """Confidence-weighted median of the matched person pairs' offsets, and its confidence: the
+    share of the pairs' confidence that agrees with it within AGREE_WITHIN frames, times the
+    mean confidence of those agreeing pairs (never more than the most confident pair's)."""
     offs = np.array([r.offset for r in results], np.float64)
     w = np.array([max(r.confidence, 1e-6) for r in results])
     order = np.argsort(offs)
     cum = np.cumsum(w[order]) / w.sum()
     fused = float(offs[order][np.searchsorted(cum, 0.5)])
-    agree = w[np.abs(offs - fused) <= AGREE_WITHIN].sum() / w.sum()
-    return fused, float(agree)
+    agreeing = w[np.abs(offs - fused) <= AGREE_WITHIN]
+    return fused, float(agreeing.sum() / w.sum() * agreeing.mean())
 
 
 def match_persons(

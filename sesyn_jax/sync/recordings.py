@@ -154,7 +154,8 @@ def check_recording(poses: np.ndarray, name: str, rate: float | None = None) -> 
         raise CannotSync(f"{name}: no person detected in any frame")
     if person.sum() < MIN_FRAMES:
         raise CannotSync(
-            f"{name}: a person is seen in only {int(person.sum())} frames"
+            f"{name}: a person is seen in only {int(person.sum())} "
+            f"frame{'s' * (int(person.sum()) != 1)}"
             + (f" at the model's {rate:g} fps" if rate else "")
             + f"; at least {MIN_FRAMES} are needed"
         )
