@@ -350,13 +350,19 @@ def match_all(settings: Settings, loaded, prepared, rate: float, notes: list[str
         for p, n in zip(prepared, names):
             check_recording(p.pixels, n, rate)
         feats = [embed_fn(p.normalized) for p in prepared] if loaded else None
+        halves = (
+            [p.half if p.half is None else embed_fn(p.half) for p in prepared] if loaded else None
+        )
 
     def pair_result(i: int, j: int) -> PairResult:
         a, b = prepared[i].normalized, prepared[j].normalized
         pair = (names[i], names[j])
         if settings.all_persons:
             return match_fused(embed_fn if loaded else None, a, b, pair, **search)
-        return match_pair((feats[i], feats[j]) if feats else None, (a, b), pair, **search)
+        half = (halves[i], halves[j]) if feats else None
+        return match_pair(
+            (feats[i], feats[j]) if feats else None, (a, b), pair, half=half, **search
+        )
 
     results = []
     for i, j in itertools.combinations(range(len(names)), 2):
