@@ -13,8 +13,9 @@ the table on the test pairs checks.
 Fit: every pair through the tool's own path (``sync_accuracy.predict``, |offset| <= 1 s) at 30
 and 60 fps, the pairs pooled, sorted by raw agreement, cut into BINS bins of equal count; each
 bin's share within 1/30 s, made monotone by pool-adjacent-violators, is a point (mean raw
-agreement of the bin, share). Below the first point the share is the first point's, above the
-last the last's.
+agreement of the bin, share); bins of equal mean agreement are merged. A first point (0, 0)
+says that no agreeing frame means no evidence (the fitting pairs all share their moments, so
+they hold few low agreements); above the last point the share is the last's.
 
   python bench/sync_calibration.py [--pairs 160] [--checkpoint default]
 """
@@ -85,20 +86,27 @@ def pool_adjacent_violators(y: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def fit(raw: np.ndarray, good: np.ndarray, bins: int = BINS) -> list[tuple[float, float]]:
-    """The calibration points (see the module doc)."""
+    """The calibration points (see the module doc): (0, 0), then one point per bin of equal
+    count, bins of equal mean agreement (ties, as many answers of agreement 1) merged."""
     order = np.argsort(raw, kind="stable")
-    parts = np.array_split(order, bins)
-    x = np.array([raw[p].mean() for p in parts])
-    y = np.array([good[p].mean() for p in parts])
-    w = np.array([len(p) for p in parts], np.float64)
-    return [
-        (round(float(a), 3), round(float(b), 3)) for a, b in zip(x, pool_adjacent_violators(y, w))
-    ]
+    merged: list[list] = []  # [sum of raw, sum of good, count]
+    for part in np.array_split(order, bins):
+        x, y, n = float(raw[part].sum()), float(good[part].sum()), len(part)
+        if merged and np.isclose(merged[-1][0] / merged[-1][2], x / n):
+            merged[-1] = [merged[-1][0] + x, merged[-1][1] + y, merged[-1][2] + n]
+        else:
+            merged.append([x, y, n])
+    xs = np.array([m[0] / m[2] for m in merged])
+    ys = pool_adjacent_violators(
+        np.array([m[1] / m[2] for m in merged]), np.array([m[2] for m in merged], np.float64)
+    )
+    points = [(0.0, 0.0)] + [(round(float(a), 3), round(float(b), 3)) for a, b in zip(xs, ys)]
+    return [p for i, p in enumerate(points) if i == 0 or p[0] > points[i - 1][0]]
 
 
 def reliability(conf, err_own, err_model) -> list[str]:
-    """Markdown rows: per confidence bin, pairs, share within 1 own frame, within 1/30 s and
-    within 2 own frames."""
+    """Markdown rows: per confidence bin, pairs, share within 1 own frame (the answer rounded
+    to a frame, as the evaluation does), within 1/30 s (unrounded) and within 2 own frames."""
     rows = []
     for lo, hi in zip(CONFIDENCE_BINS[:-1], CONFIDENCE_BINS[1:]):
         m = (conf >= lo) & (conf < hi)
@@ -149,13 +157,13 @@ def main() -> int:
             views = views or rendered_views(fps, args.pairs, CHECK_SEED)
             _, conf, err, err_model = run(loaded, views, fps)
             sure = conf >= sync.LOW_CONFIDENCE
-            share = f"{100 * np.mean(err[sure] <= 2):.1f} %" if sure.any() else "-"
+            share = f"{100 * np.mean(np.rint(err[sure]) <= 2):.1f} %" if sure.any() else "-"
             print(
                 f"\n{fps} fps, {name}: {len(views)} pairs, {int(sure.sum())} at confidence >= "
                 f"{sync.LOW_CONFIDENCE}, of which {share} within 2 frames"
             )
             print(head)
-            print("\n".join(reliability(conf, np.rint(err), np.rint(err_model))))
+            print("\n".join(reliability(conf, np.rint(err), err_model)))
     return 0
 
 

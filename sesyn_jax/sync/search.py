@@ -29,8 +29,16 @@ EDGE_CONFIDENCE = 0.4
 MIN_INNER = 40  # frames at the model's rate whose receptive field lies inside the recording
 METHODS = ("learned", "speed", "auto")
 # The learned confidence: the agreement (``inference.agreement``) mapped through this monotone
-# curve, (agreement, share of answers within 1 frame), fitted by bench/sync_calibration.py.
-CALIBRATION = ((0.0, 0.0), (1.0, 1.0))
+# curve of (agreement, share of answers within 1/30 s), fitted by bench/sync_calibration.py on
+# pairs rendered afresh from the training clips at 30 and 60 fps (docs/calibration.md).
+CALIBRATION = (
+    (0.0, 0.0),
+    (0.256, 0.3),
+    (0.631, 0.733),
+    (0.88, 0.867),
+    (0.965, 0.987),
+    (1.0, 0.987),
+)
 
 
 def calibrated(agree: float) -> float:
