@@ -12,7 +12,7 @@ frames directly.
 Frame error rounds each answer to the nearest frame, as the evaluation does; 'sub-frame error'
 is the mean |answer - truth| of the unrounded answers.
 
-  python bench/sync_accuracy.py [--checkpoint default]
+  python bench/sync_accuracy.py [--checkpoint default] [--fps 30,60]
 """
 
 from __future__ import annotations
@@ -105,6 +105,7 @@ def predict(loaded, views, fps, method, resample_to_model=True, both_phases=True
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--checkpoint", default="default")
+    p.add_argument("--fps", default="30,60", help="frame rates to measure (30, 60 or both)")
     args = p.parse_args()
     loaded = loading.load_model(args.checkpoint)
     print(f"model: {args.checkpoint} (trained at {loaded.fps or 30:g} fps, {loaded.normalization})")
@@ -114,7 +115,7 @@ def main() -> int:
         "frames, not warned | s/pair |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for fps in (30, 60):
+    for fps in (int(x) for x in args.fps.split(",")):
         views = test_views(fps)
         true = np.array([v[2] for v in views])
         rows = [("learned", True, True), ("speed", True, True), ("auto", True, True)]
