@@ -83,7 +83,8 @@ def frame_rates(recs, rate: float, notes: list[str]) -> dict[str, float]:
 
 def check_size(recs, fps: dict, rate: float, embedding_size: int) -> None:
     """Refuse, before any work, recordings longer than MAX_HOURS or whose work at the model's
-    rate would not fit in the memory available now (CannotSync saying how much is needed)."""
+    rate (both phases of a recording faster than it: ``phases``) would not fit in the memory
+    available now (CannotSync saying how much is needed)."""
     frames = 0
     for r in recs:
         t = r.poses.shape[-3]
@@ -94,13 +95,14 @@ def check_size(recs, fps: dict, rate: float, embedding_size: int) -> None:
                 f"longer than {MAX_HOURS:g} hours are not plausible (check --fps)"
             )
         persons = r.poses.shape[0] if r.poses.ndim == 4 else 1
-        frames += persons * (int(np.floor((t - 1) * rate / fps[r.path])) + 1)
+        copies = 2 if fps[r.path] > rate else 1  # a faster recording is embedded at two phases
+        frames += copies * persons * (int(np.floor((t - 1) * rate / fps[r.path])) + 1)
     need = BASE_BYTES + frames * (8 * embedding_size + SEARCH_BYTES)
     have = available_memory()
     if have is not None and need > have:
         raise CannotSync(
-            f"the recordings make {frames} frames at the model's {rate:g} fps, which need about "
-            f"{need / 1e9:.1f} GB of memory; {have / 1e9:.1f} GB are available"
+            f"the recordings make {frames} frames to embed at the model's {rate:g} fps, which "
+            f"need about {need / 1e9:.1f} GB of memory; {have / 1e9:.1f} GB are available"
         )
 
 
