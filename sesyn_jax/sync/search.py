@@ -130,7 +130,9 @@ class _Curve:
 def half_grid(pairings: list, max_offset: int | None, min_overlap) -> _Curve:
     """The diagonal rule over several pairings of phases ((f_u, mask_u), (f_v, mask_v), shift):
     each pairing's score at integer lag l is a score of the offset l + shift. The offset is
-    the median of the pairings' own answers (each refined by a parabola, plus its shift: on
+    the median of the pairings' own answers within AGREE_WITHIN of the best mean score's
+    offset (a pairing that found another peak is left out; each answer is refined by a
+    parabola, plus its shift: on
     the held-out 60 fps pairs of bench/sync_accuracy.py this measured 1.07 frames of 60 fps,
     against 1.12 for the best of the mean scores on the half-frame grid and 1.22 for the first
     pairing alone). The curve (for the plot and the edge checks) holds the offsets' scores, the
@@ -171,7 +173,9 @@ def half_grid(pairings: list, max_offset: int | None, min_overlap) -> _Curve:
     step = 1 if any(h % 2 for h in total) else 2  # half frames between grid points
     grid = np.arange(min(total), max(total) + 1, step)
     scores = np.array([total[h] / count[h] if h in total else np.nan for h in grid])
-    return _Curve(float(np.median(answers)), grid / 2.0, scores)
+    best = grid[int(np.nanargmax(scores))] / 2.0
+    near = [x for x in answers if abs(x - best) <= AGREE_WITHIN]  # a pairing off on its own
+    return _Curve(float(np.median(near)) if near else best, grid / 2.0, scores)
 
 
 def speed_search(a, b, max_offset: int | None = None, min_overlap=0.5) -> Search:
