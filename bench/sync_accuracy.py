@@ -4,10 +4,15 @@ method, at 30 fps and at 60 fps.
 
 60 fps: the held-out test clips are interpolated to 60 fps and the pairs built from them as at
 30 fps (240-frame views, offsets in [-60, 60] frames of 60 fps); the tool resamples each view
-to the model's 30 fps, and its offset (seconds) is scored in 60 fps frames. 'no resampling'
-runs the model on the 60 fps frames directly, to show what the resampling is for.
+to the model's 30 fps at both phases (even and odd frames) and scores offsets on a half-frame
+grid, and its offset (seconds) is scored in 60 fps frames. 'one phase' uses the even frames
+only (the tool before the half-frame grid); 'no resampling' runs the model on the 60 fps
+frames directly.
 
-  python bench/sync_accuracy.py [--checkpoint default]
+Frame error rounds each answer to the nearest frame, as the evaluation does; 'sub-frame error'
+is the mean |answer - truth| of the unrounded answers.
+
+  python bench/sync_accuracy.py [--checkpoint default] [--fps 30,60]
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sesyn_jax import loading, metrics, sync  # noqa: E402
 from sesyn_jax.data import mocap_syn, normalization  # noqa: E402
 from sesyn_jax.data.mocap import Clip  # noqa: E402
-from sesyn_jax.data.resample import interpolate, resample  # noqa: E402
+from sesyn_jax.data.resample import interpolate  # noqa: E402
+from sesyn_jax.sync import recordings  # noqa: E402
 
 
 def test_views(fps: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
@@ -56,63 +62,86 @@ def test_views(fps: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
     return out
 
 
-def predict(loaded, views, fps, method, resample_to_model=True):
+def predict(loaded, views, fps, method, resample_to_model=True, both_phases=True):
+    """(answers in frames of ``fps``, confidences, raw learned scores or nan) for every view
+    pair, through the tool's own steps (``sync.recordings.phases``, ``sync.embed``,
+    ``sync.match_pair``) with |offset| <= 1 s."""
     rate = loaded.fps or 30.0
     work = rate if resample_to_model else fps
     model = loaded.model()
-    radius = loaded.inner_radius
-    preds, confs = [], []
+    preds, confs, raws = [], [], []
+
+    def normalized(x):
+        return None if x is None else normalization.normalize(x, loaded.normalization)
+
+    def embedded(x):
+        return None if x is None else sync.embed(model, loaded.variables, x)
+
     for a, b, _ in views:
-        xa, xb = (
-            normalization.normalize(resample(x, fps, work), loaded.normalization) for x in (a, b)
+        (xa, ha), (xb, hb) = (
+            [normalized(y) for y in recordings.phases(x, fps, work)] for x in (a, b)
         )
-        feats = None
+        feats = half = None
         if method != "speed":
-            feats = tuple(sync.embed(model, loaded.variables, x) for x in (xa, xb))
+            feats = (embedded(xa), embedded(xb))
+            half = (embedded(ha), embedded(hb)) if both_phases else None
         r = sync.match_pair(
-            feats, (xa, xb), ("a", "b"), method, radius, int(round(1.0 * work)), work
-        )  # |d| <= 1 s
+            feats,
+            (xa, xb),
+            ("a", "b"),
+            method,
+            loaded.inner_radius,
+            int(round(1.0 * work)),
+            work,
+            half=half,
+        )
         preds.append(r.offset / work * fps)  # frames of the recordings' own rate
         confs.append(r.confidence)
-    return np.array(preds), np.array(confs)
+        learned = r.searches.get("learned")
+        raws.append(learned.raw if learned is not None else np.nan)
+    return np.array(preds), np.array(confs), np.array(raws)
 
 
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--checkpoint", default="default")
+    p.add_argument("--fps", default="30,60", help="frame rates to measure (30, 60 or both)")
     args = p.parse_args()
     loaded = loading.load_model(args.checkpoint)
     print(f"model: {args.checkpoint} (trained at {loaded.fps or 30:g} fps, {loaded.normalization})")
     print(
-        "| fps | method | pairs | frame error (own frames) | Acc@1 | error (s) | warned "
-        "(confidence < 0.5) | frame error of the others | wrong by > 2 frames, not warned "
-        "| s/pair |"
+        "| fps | method | pairs | frame error (own frames) | sub-frame error | Acc@1 | "
+        "error (s) | warned (confidence < 0.5) | frame error of the others | wrong by > 2 "
+        "frames, not warned | s/pair |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for fps in (30, 60):
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for fps in (int(x) for x in args.fps.split(",")):
         views = test_views(fps)
         true = np.array([v[2] for v in views])
-        rows = [("learned", True), ("speed", True), ("auto", True)]
+        rows = [("learned", True, True), ("speed", True, True), ("auto", True, True)]
         if fps != 30:
-            rows.append(("learned", False))
-        for method, resampled in rows:
+            rows += [("learned", True, False), ("learned", False, True)]
+        for method, resampled, both in rows:
             t0 = time.perf_counter()
-            pred, conf = predict(loaded, views, fps, method, resampled)
+            pred, conf, _ = predict(loaded, views, fps, method, resampled, both)
             dt = (time.perf_counter() - t0) / len(views)
             m = metrics.sync_metrics(np.rint(pred).astype(int), true, fps)
             name = method + ("" if resampled else " (no resampling)")
+            name += "" if both else " (one phase)"
             sure = conf >= sync.LOW_CONFIDENCE
             err = np.abs(np.rint(pred) - true)
             rest = f"{err[sure].mean():.2f}" if sure.any() else "-"
             print(
                 f"| {fps} | {name} | {len(views)} | {m['frame_error']:.2f} | "
-                f"{100 * m['acc@1']:.1f} | {m['abs_error']:.4f} | {int((~sure).sum())} | "
-                f"{rest} | {int((sure & (err > 2)).sum())} | {dt:.3f} |"
+                f"{np.abs(pred - true).mean():.2f} | {100 * m['acc@1']:.1f} | "
+                f"{m['abs_error']:.4f} | {int((~sure).sum())} | {rest} | "
+                f"{int((sure & (err > 2)).sum())} | {dt:.3f} |"
             )
         zero = metrics.sync_metrics(np.zeros_like(true), true, fps)
         print(
             f"| {fps} | Zero | {len(views)} | {zero['frame_error']:.2f} | "
-            f"{100 * zero['acc@1']:.1f} | {zero['abs_error']:.4f} | - | - | - | - |"
+            f"{np.abs(true).mean():.2f} | {100 * zero['acc@1']:.1f} | {zero['abs_error']:.4f} "
+            f"| - | - | - | - |"
         )
     return 0
 

@@ -29,17 +29,39 @@ def interpolate(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return x[lo] * (1 - w) + x[hi] * w
 
 
-def resample(poses: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray:
-    """(..., T, J, 3) at fps_in -> (..., T', J, 3) at fps_out (see the module doc)."""
+def resample(poses: np.ndarray, fps_in: float, fps_out: float, start: float = 0.0) -> np.ndarray:
+    """(..., T, J, 3) at fps_in -> (..., T', J, 3) at fps_out (see the module doc); with
+    ``start`` (seconds, >= 0) output frame k shows time start + k / fps_out.
+
+    Args:
+        poses: (..., T, J, 3) x, y and score per joint; time is axis -3.
+        fps_in: the frame rate of ``poses``, frames per second.
+        fps_out: the frame rate wanted, frames per second.
+        start: the time of output frame 0, in seconds after input frame 0.
+
+    Returns:
+        float32 (..., T', J, 3): the output frames that fall within the input's time span
+        (none when ``start`` lies beyond it); a copy when the rates are equal and
+        ``start`` is 0.
+
+    Raises:
+        ValueError: a frame rate that is not a positive finite number, or a negative or
+            infinite ``start``.
+    """
     for name, v in (("fps_in", fps_in), ("fps_out", fps_out)):
         if not (np.isfinite(v) and v > 0):
             raise ValueError(f"{name} must be a positive frame rate, got {v}")
     poses = np.asarray(poses, np.float32)
     t = poses.shape[-3]
-    if fps_in == fps_out or t == 0:
+    if not (np.isfinite(start) and start >= 0):
+        raise ValueError(f"start must be a time >= 0 in seconds, got {start}")
+    first = start * fps_in  # input position of output frame 0
+    if (fps_in == fps_out and first == 0) or t == 0:
         return poses.copy()
-    n = int(np.floor((t - 1) * fps_out / fps_in + 1e-9)) + 1
-    lo, hi, w = _brackets(np.arange(n, dtype=np.float64) * (fps_in / fps_out), t)
+    if first > t - 1:
+        return poses[..., :0, :, :].copy()
+    n = int(np.floor((t - 1 - first) * fps_out / fps_in + 1e-9)) + 1
+    lo, hi, w = _brackets(first + np.arange(n, dtype=np.float64) * (fps_in / fps_out), t)
     w = w.astype(np.float32)
     nearest = np.where(w < 0.5, lo, hi)
     a, b = np.take(poses, lo, axis=-3), np.take(poses, hi, axis=-3)

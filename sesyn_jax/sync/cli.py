@@ -11,24 +11,28 @@ so that memory grows linearly with the length. Every candidate offset is scored 
 similarity of the frames it aligns (only frames whose temporal receptive field lies inside the
 recording, for a model trained that way), among the offsets that align at least half of the
 shorter recording (--min-overlap: recordings that share less of their time need a smaller
-share), and refined to a fraction of a frame.
+share), and refined to a fraction of a frame. A recording faster than the model's rate is also
+resampled from half a frame later (a 60 fps recording's odd frames for a 30 fps model), and
+every pairing of the two phases scores the offsets it aligns exactly: offsets are scored on a
+half-frame grid.
 
 Methods (--method): 'learned' (the model's embeddings), 'speed' (the correlation of the
 joints' vertical speeds, no model), 'auto' (the default: the learned offset, unless its
 confidence is below 0.5 and the speed method's is 0.5 or more; --json reports both). On the 96
 held-out MOCAP-SYN test pairs (bench/sync_accuracy.py) the mean error is 0.51 frames for
-'auto', 0.52 for 'learned' and 7.4 for 'speed' at 30 fps; 1.16, 1.19 and 14.2 frames of 60 fps
+'auto', 0.52 for 'learned' and 7.4 for 'speed' at 30 fps; 0.97, 1.00 and 14.2 frames of 60 fps
 on the same clips rendered at 60 fps.
 
 Confidence in [0, 1]. 'learned': the agreement, the share of frames whose own best match within
-2 seconds lies within 2 frames of the offset (recordings that share no moment mostly score
-below 0.4; correctly synchronized ones above 0.6). 'speed': the peak measure, how far the
-best offset's correlation stands above the highest other peak of the curve more than 2 frames
-away, relative to the median (1: one clear peak; 0: a tie elsewhere). Below 0.5 the result
-comes with a warning. Two cases lower the trust whatever the scores say, and a warning names
-them: a recording too short for the learned method (it matches only frames whose receptive
-field lies inside the recording, and needs 40 of them: 2.9 s for the shipped model; 'learned'
-then refuses, saying how long a recording must be, and 'auto' answers with the speed
+2 seconds lies within 2 frames of the offset, calibrated on rendered pairs into the share of
+answers within 1/30 s of the truth (docs/calibration.md: of the held-out answers at 0.9 or
+more, 95 % were; recordings that share no moment mostly score below 0.4). 'speed': the peak
+measure, how far the best offset's correlation stands above the highest other peak of the curve
+more than 2 frames away, relative to the median (1: one clear peak; 0: a tie elsewhere). Below
+0.5 the result comes with a warning. Two cases lower the trust whatever the scores say, and a
+warning names them: a recording too short for the learned method (it matches only frames whose
+receptive field lies inside the recording, and needs 40 of them: 2.9 s for the shipped model;
+'learned' then refuses, saying how long a recording must be, and 'auto' answers with the speed
 correlation), and a best offset at the edge of the searched range (--max-offset, or the largest
 offset that aligns --min-overlap of the shorter recording), whose confidence is then at most
 0.4: the true offset may lie beyond.
@@ -450,13 +454,19 @@ def match_all(settings: Settings, loaded, prepared, rate: float, notes: list[str
         for p, n in zip(prepared, names):
             check_recording(p.pixels, n, rate)
         feats = [embed_fn(p.normalized) for p in prepared] if loaded else None
+        halves = (
+            [p.half if p.half is None else embed_fn(p.half) for p in prepared] if loaded else None
+        )
 
     def pair_result(i: int, j: int) -> PairResult:
         a, b = prepared[i].normalized, prepared[j].normalized
         pair = (names[i], names[j])
         if settings.all_persons:
             return match_fused(embed_fn if loaded else None, a, b, pair, **search)
-        return match_pair((feats[i], feats[j]) if feats else None, (a, b), pair, **search)
+        half = (halves[i], halves[j]) if feats else None
+        return match_pair(
+            (feats[i], feats[j]) if feats else None, (a, b), pair, half=half, **search
+        )
 
     def with_drift(i: int, j: int, pair: PairResult) -> tuple[PairResult, DriftFit]:
         if settings.all_persons or not feats:

@@ -22,10 +22,14 @@ SEARCH_BYTES = 8192  # per frame: resampling, normalizing and the FFT offset sea
 @dataclasses.dataclass
 class Prepared:
     """One recording at the model's rate: pixel poses and the normalized poses the model and
-    the speed method see, (T, 17, 3) or, with all persons, (P, T, 17, 3)."""
+    the speed method see, (T, 17, 3) or, with all persons, (P, T, 17, 3). A recording faster
+    than the model's rate also gives ``half``: the normalized poses on the grid shifted by half
+    a frame of the model's rate (a 60 fps recording's odd frames for a 30 fps model), which
+    the learned search uses to score offsets on a half-frame grid."""
 
     pixels: np.ndarray
     normalized: np.ndarray
+    half: np.ndarray | None = None
 
 
 def check_distinct(names: list[str]) -> None:
@@ -79,7 +83,8 @@ def frame_rates(recs, rate: float, notes: list[str]) -> dict[str, float]:
 
 def check_size(recs, fps: dict, rate: float, embedding_size: int) -> None:
     """Refuse, before any work, recordings longer than MAX_HOURS or whose work at the model's
-    rate would not fit in the memory available now (CannotSync saying how much is needed)."""
+    rate (both phases of a recording faster than it: ``phases``) would not fit in the memory
+    available now (CannotSync saying how much is needed)."""
     frames = 0
     for r in recs:
         t = r.poses.shape[-3]
@@ -90,13 +95,14 @@ def check_size(recs, fps: dict, rate: float, embedding_size: int) -> None:
                 f"longer than {MAX_HOURS:g} hours are not plausible (check --fps)"
             )
         persons = r.poses.shape[0] if r.poses.ndim == 4 else 1
-        frames += persons * (int(np.floor((t - 1) * rate / fps[r.path])) + 1)
+        copies = 2 if fps[r.path] > rate else 1  # a faster recording is embedded at two phases
+        frames += copies * persons * (int(np.floor((t - 1) * rate / fps[r.path])) + 1)
     need = BASE_BYTES + frames * (8 * embedding_size + SEARCH_BYTES)
     have = available_memory()
     if have is not None and need > have:
         raise CannotSync(
-            f"the recordings make {frames} frames at the model's {rate:g} fps, which need about "
-            f"{need / 1e9:.1f} GB of memory; {have / 1e9:.1f} GB are available"
+            f"the recordings make {frames} frames to embed at the model's {rate:g} fps, which "
+            f"need about {need / 1e9:.1f} GB of memory; {have / 1e9:.1f} GB are available"
         )
 
 
@@ -125,19 +131,33 @@ def available_memory() -> float | None:
 
 
 def prepare(recs, fps: dict, rate: float, mode: str, notes: list[str]) -> list[Prepared]:
-    """Resample every recording to ``rate`` and normalize it by ``mode``."""
+    """Resample every recording to ``rate`` and normalize it by ``mode`` (and its half-frame
+    phase, ``phases``, for a recording faster than ``rate``)."""
     from sesyn_jax.data import normalization
-    from sesyn_jax.data.resample import resample
 
     out = []
     for r in recs:
-        poses = resample(r.poses, fps[r.path], rate)
+        poses, half = phases(r.poses, fps[r.path], rate)
         res = r.resolution
         if mode == "published" and res is None:
             res = _extent(poses)
             notes.append(f"{r.path}: no resolution given; the detections' extent stands in")
-        out.append(Prepared(poses, normalization.normalize(poses, mode, res)))
+        norm = [None if x is None else normalization.normalize(x, mode, res) for x in (poses, half)]
+        out.append(Prepared(poses, *norm))
     return out
+
+
+def phases(poses: np.ndarray, fps: float, rate: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """(poses at ``rate`` from the first frame, poses at ``rate`` from half a frame of ``rate``
+    later); the second is None unless the recording is faster than ``rate`` (it then holds
+    real frames between the first grid's: a 60 fps recording's odd frames at 30 fps)."""
+    from sesyn_jax.data.resample import resample
+
+    whole = resample(poses, fps, rate)
+    if fps <= rate:
+        return whole, None
+    half = resample(poses, fps, rate, start=0.5 / rate)
+    return whole, (half if half.shape[-3] else None)
 
 
 def _extent(poses):

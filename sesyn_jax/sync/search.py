@@ -28,6 +28,23 @@ LOW_CONFIDENCE = 0.5
 EDGE_CONFIDENCE = 0.4
 MIN_INNER = 40  # frames at the model's rate whose receptive field lies inside the recording
 METHODS = ("learned", "speed", "auto")
+# The learned confidence: the agreement (``inference.agreement``) mapped through this monotone
+# curve of (agreement, share of answers within 1/30 s), fitted by bench/sync_calibration.py on
+# pairs rendered afresh from the training clips at 30 and 60 fps (docs/calibration.md).
+CALIBRATION = (
+    (0.0, 0.0),
+    (0.266, 0.333),
+    (0.633, 0.767),
+    (0.881, 0.867),
+    (0.965, 0.987),
+    (1.0, 0.987),
+)
+
+
+def calibrated(agree: float) -> float:
+    """The learned confidence of an agreement: linear between the CALIBRATION points."""
+    xs, ys = zip(*CALIBRATION)
+    return float(np.interp(agree, xs, ys))
 
 
 @dataclasses.dataclass
@@ -42,6 +59,7 @@ class Search:
     scores: np.ndarray
     edge: str | None = None  # the limit the best offset lies at: 'max_offset' or 'min_overlap'
     beyond: float | None = None  # the best offset of an unrestricted search, outside max_offset
+    raw: float | None = None  # the score the confidence is calibrated from
 
 
 @dataclasses.dataclass
@@ -66,31 +84,98 @@ def learned_search(
     max_offset: int | None = None,
     min_overlap=0.5,
     rate: float = 30.0,
+    half: tuple | None = None,
 ) -> Search:
     """The diagonal rule on embeddings (at ``rate`` fps), frames within ``inner_radius`` of an
-    end left out; confidence as the command's description (``sesyn_jax.sync.cli``) says."""
-    from sesyn_jax.offset_search import agreement, search_offset
+    end left out; confidence as the command's description (``sesyn_jax.sync.cli``) says.
+    ``half`` (h_a, h_b), either None: the embeddings of the recordings' half-frame phases
+    (``recordings.phases``); every pairing of phases then finds the offset on its own (a's
+    half phase against b's whole-frame one aligns d + 1/2, ...), and the median of their
+    answers is the offset (``half_grid``)."""
+    from sesyn_jax.offset_search import agreement
     from sesyn_jax.model import inner_mask
 
-    mask_a = np.asarray(inner_mask(np.ones(len(f_a), bool), inner_radius))
-    mask_b = np.asarray(inner_mask(np.ones(len(f_b), bool), inner_radius))
+    def masked(f):
+        return f, np.asarray(inner_mask(np.ones(len(f), bool), inner_radius))
+
+    h_a, h_b = half or (None, None)
+    # (features and mask of a, of b, the offset d of a whole frame of a against b that the
+    # pairing's integer lag l aligns: d = l + shift)
+    pairings = [(masked(f_a), masked(f_b), 0.0)]
+    if h_a is not None:
+        pairings.append((masked(h_a), masked(f_b), -0.5))
+    if h_b is not None:
+        pairings.append((masked(f_a), masked(h_b), 0.5))
+    if h_a is not None and h_b is not None:
+        pairings.append((masked(h_a), masked(h_b), 0.0))
 
     def search(limit):
-        return search_offset(
-            f_a,
-            f_b,
-            mask_a,
-            mask_b,
-            rule="diagonal",
-            max_offset=limit,
-            min_overlap=min_overlap,
-            subframe=True,
-        )
+        return half_grid(pairings, limit, min_overlap)
 
     s = _searched(search, max_offset)
     band = int(round(2 * rate))
-    agree, _ = agreement(f_a, f_b, mask_a, mask_b, offset=float(s.offset), band=band)
-    return _trusted(Search("learned", float(s.offset), agree, s.lags, s.scores), search, max_offset)
+    (fa, ma), (fb, mb), _ = pairings[0]
+    agree, _ = agreement(fa, fb, ma, mb, offset=float(s.offset), band=band)
+    found = Search("learned", float(s.offset), calibrated(agree), s.lags, s.scores, raw=agree)
+    return _trusted(found, search, max_offset)
+
+
+@dataclasses.dataclass
+class _Curve:
+    offset: float
+    lags: np.ndarray
+    scores: np.ndarray
+
+
+def half_grid(pairings: list, max_offset: int | None, min_overlap) -> _Curve:
+    """The diagonal rule over several pairings of phases ((f_u, mask_u), (f_v, mask_v), shift):
+    each pairing's score at integer lag l is a score of the offset l + shift. The offset is
+    the median of the pairings' own answers within AGREE_WITHIN of the best mean score's
+    offset (a pairing that found another peak is left out; each answer is refined by a
+    parabola, plus its shift: on
+    the held-out 60 fps pairs of bench/sync_accuracy.py this measured 1.07 frames of 60 fps,
+    against 1.12 for the best of the mean scores on the half-frame grid and 1.22 for the first
+    pairing alone). The curve (for the plot and the edge checks) holds the offsets' scores, the
+    mean over the pairings that score them, on a grid of half frames when a shift is 1/2,
+    within the range the first (whole-frame) pairing scores, so that its edges stay the edges.
+    One pairing with shift 0 is ``inference.search_offset`` itself."""
+    from sesyn_jax.offset_search import search_offset
+
+    total: dict[int, float] = {}
+    count: dict[int, int] = {}
+    answers = []  # each pairing's own refined offset, as an offset of a whole frame of a
+    span = None  # the first pairing's candidates (half frames): the others only fill in
+    for (fu, mu), (fv, mv), shift in pairings:
+        try:
+            s = search_offset(
+                fu,
+                fv,
+                mu,
+                mv,
+                rule="diagonal",
+                max_offset=max_offset,
+                min_overlap=min_overlap,
+                subframe=True,
+            )
+        except ValueError:
+            if span is None:
+                raise  # the whole-frame pairing must have candidates
+            continue
+        answers.append(float(s.offset) + shift)
+        h = np.rint(2 * (s.lags + shift)).astype(int)  # offsets in half frames
+        ok = np.isfinite(s.scores)
+        if span is None:
+            span = (h[ok].min(), h[ok].max())
+        ok &= (h >= span[0]) & (h <= span[1])
+        for k, score in zip(h[ok], s.scores[ok]):
+            total[k] = total.get(k, 0.0) + float(score)
+            count[k] = count.get(k, 0) + 1
+    step = 1 if any(h % 2 for h in total) else 2  # half frames between grid points
+    grid = np.arange(min(total), max(total) + 1, step)
+    scores = np.array([total[h] / count[h] if h in total else np.nan for h in grid])
+    best = grid[int(np.nanargmax(scores))] / 2.0
+    near = [x for x in answers if abs(x - best) <= AGREE_WITHIN]  # a pairing off on its own
+    return _Curve(float(np.median(near)) if near else best, grid / 2.0, scores)
 
 
 def speed_search(a, b, max_offset: int | None = None, min_overlap=0.5) -> Search:
@@ -181,9 +266,11 @@ def match_pair(
     max_offset: int | None = None,
     rate: float = 30.0,
     min_overlap: float = 0.5,
+    half: tuple | None = None,
 ) -> PairResult:
     """One pair by ``method``: ``feats`` (f_a, f_b) embeddings (None for 'speed'), ``poses``
-    (a, b) normalized poses at the model's rate."""
+    (a, b) normalized poses at the model's rate, ``half`` the embeddings of their half-frame
+    phases (``learned_search``)."""
     searches, notes = {}, []
     if method in ("learned", "auto"):
         short = too_short((len(poses[0]), len(poses[1])), names, inner_radius, rate)
@@ -193,7 +280,7 @@ def match_pair(
             notes.append(f"warning: {short}; the offset comes from the speed correlation")
         else:
             searches["learned"] = learned_search(
-                *feats, inner_radius, max_offset, min_overlap=min_overlap, rate=rate
+                *feats, inner_radius, max_offset, min_overlap=min_overlap, rate=rate, half=half
             )
     if method in ("speed", "auto"):
         searches["speed"] = speed_search(*poses, max_offset, min_overlap)
