@@ -28,7 +28,7 @@ LOW_CONFIDENCE = 0.5
 EDGE_CONFIDENCE = 0.4
 MIN_INNER = 40  # frames at the model's rate whose receptive field lies inside the recording
 METHODS = ("learned", "speed", "auto")
-# The learned confidence: the agreement (``inference.agreement``) mapped through this monotone
+# The learned confidence: the agreement (``offset_search.agreement``) mapped through this monotone
 # curve of (agreement, share of answers within 1/30 s), fitted by bench/sync_calibration.py on
 # pairs rendered afresh from the training clips at 30 and 60 fps (docs/calibration.md).
 CALIBRATION = (
@@ -138,7 +138,7 @@ def half_grid(pairings: list, max_offset: int | None, min_overlap) -> _Curve:
     pairing alone). The curve (for the plot and the edge checks) holds the offsets' scores, the
     mean over the pairings that score them, on a grid of half frames when a shift is 1/2,
     within the range the first (whole-frame) pairing scores, so that its edges stay the edges.
-    One pairing with shift 0 is ``inference.search_offset`` itself."""
+    One pairing with shift 0 is ``offset_search.search_offset`` itself."""
     from sesyn_jax.offset_search import search_offset
 
     total: dict[int, float] = {}
