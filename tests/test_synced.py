@@ -95,10 +95,12 @@ def test_four_cameras_written_in_sync(project, capsys):
     spread = np.nanmax(times[:, both], 0) - np.nanmin(times[:, both], 0)
     assert spread.max() <= 1 / 30 + 1e-9
     # frames before the common start (cam04's first, 5.0 s) and after the common end (the
-    # 30 fps cameras' last frame, 479 / 30 s) are dropped; the frames are 1/30 s apart
+    # 30 fps cameras' last frame, 479 / 30 s) are dropped; the frames are 1/30 s apart. The
+    # ends follow the estimated offsets (a fraction of a frame off) rounded to whole frames of
+    # each camera, so the last written moment may fall short of the true end by up to 2 frames
     moment = np.nanmedian(times[:, both], 0)
     assert 5.0 - 1e-9 <= moment[0] <= 5.0 + 1 / 30 + 1e-9
-    assert 479 / 30 - 1 / 30 - 1e-9 <= moment[-1] <= 479 / 30 + 1e-9
+    assert 479 / 30 - 2 / 30 - 1e-9 <= moment[-1] <= 479 / 30 + 1e-9
     k = np.flatnonzero(both)
     assert np.abs(moment - moment[0] - k / 30).max() <= 1 / 30 + 1e-9
 

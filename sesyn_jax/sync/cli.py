@@ -129,7 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("recordings", nargs="+", help="two or more pose recordings")
     p.add_argument(
-        "--checkpoint", default="default", help="workdir, export or .pth (default: the shipped)"
+        "--checkpoint",
+        default="default",
+        help="train.py workdir, export folder or .pth; 'default' (the default) is the model "
+        "shipped in the package, a folder of that name is given as ./default",
     )
     p.add_argument("--fps", help="frame rate of every recording (60) or of each (60,30)")
     p.add_argument("--method", default="auto", choices=METHODS)
