@@ -19,6 +19,8 @@ import queue
 import threading
 from typing import Callable, Iterator
 
+import jax
+
 from sesyn_jax.data.pairs import PairBatcher
 from sesyn_jax.data.render_jax import step_key
 from sesyn_jax.train.distributed import device_batch
@@ -57,12 +59,13 @@ def host_batches(batcher: PairBatcher, steps_per_epoch: int, sharding, prefetch:
 
 def device_batches(render: Callable, seed: int) -> Batches:
     """Batches rendered on the devices: step s is ``render(step_key(seed, s))``."""
+    key_of = jax.jit(lambda step: step_key(seed, step))  # one dispatch instead of three eager ops
 
     def from_step(start: int) -> Iterator[dict]:
         step = start
         while True:
             step += 1
-            yield render(step_key(seed, step))
+            yield render(key_of(step))
 
     return from_step
 
