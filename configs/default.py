@@ -13,6 +13,12 @@ Fields:
                 sizes, focal lengths, distances, heights), time-stretch, mirroring, noise,
                 missing joints and undetected frames as data.augment draws them
                 (sesyn_jax.data.render.Augment), data.pairs_per_epoch pairs per epoch.
+  data.render_on  with data.render: 'host' (numpy, one pair at a time, in a background
+                thread; reproduces the shipped model) or 'device' (one jitted JAX function of
+                the step's key on the devices, sesyn_jax.data.render_jax: the same
+                distributions, other draws).
+  data.prefetch batches built and put on the devices ahead of the step, in a background
+                thread (host batches; 0: none).
   model.padding temporal padding of the convolutions: 'zero' (published), 'edge' or 'reflect'.
   model.normalization  input normalization: 'published' (x / width - 0.5, y / height - 0.5)
                 or 'person' (centred on the person's box and divided by its size, so image
@@ -24,6 +30,10 @@ Fields:
   eval.rule     offset search: 'median' (published: median of per-frame best matches) or
                 'diagonal' (best mean similarity of the frames an offset aligns).
   loss.weights  term name -> weight (sesyn_jax.losses.LOSS_TERMS); loss.options term -> kwargs.
+  train.tensorboard  also write metrics.jsonl's scalars as TensorBoard event files in
+                workdir/tensorboard (needs the extra: pip install 'sesyn-jax[tensorboard]').
+  train.profile_steps  (first, last): a jax.profiler trace of those steps (counted from 1) in
+                workdir/profile; (0, 0): none.
   train.bn_mode 'joint' (BatchNorm statistics over the real frames of the whole batch) or
                 'per_view' (each view normalized on its own, as the published code).
 """
@@ -53,6 +63,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.max_offset = 30  # embedded source: offsets drawn from [-max, max]
     c.data.render = False  # embedded source: train on freshly rendered pairs
     c.data.pairs_per_epoch = 256  # with data.render
+    c.data.render_on = "host"  # with data.render: 'host' (numpy) or 'device' (JAX)
     c.data.augment = ml_collections.ConfigDict(dataclasses.asdict(render.Augment()))
     c.data.buckets = (64, 128, 256, 512)
     c.data.fps = 30.0
@@ -93,6 +104,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.eval_every = 10  # epochs (0: only at the end)
     c.train.checkpoint_every = 1  # epochs
     c.train.keep = 3  # latest checkpoints kept (plus the best by val frame error)
+    c.train.tensorboard = False  # event files in workdir/tensorboard
+    c.train.profile_steps = (0, 0)  # (first, last) step of a jax.profiler trace; (0, 0): none
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 16

@@ -4,6 +4,7 @@ written. train.py, evaluate.py and the ablation runner call these; a failed chec
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import shutil
@@ -48,6 +49,15 @@ def check_config(config) -> None:
             "data.render renders pairs from the embedded clips under the 'independent' "
             "protocol: set data.source='embedded' and data.protocol='independent'"
         )
+    if d.render_on not in ("host", "device"):
+        raise ConfigError(f"data.render_on must be 'host' or 'device', got {d.render_on!r}")
+    if d.render_on == "device" and not d.render:
+        raise ConfigError(
+            "data.render_on='device' renders pairs on the devices: it needs data.render=True "
+            "(the embedded clips, 'independent' protocol)"
+        )
+    if not (isinstance(d.prefetch, int) and d.prefetch >= 0):
+        raise ConfigError(f"data.prefetch must be a whole number >= 0, got {d.prefetch!r}")
     if d.render:
         try:
             augment(config)
@@ -164,6 +174,21 @@ def check_train_config(t) -> None:
         raise ConfigError(
             "train.eval_every and train.warmup_epochs must be >= 0 (eval_every 0: "
             "evaluate at the end only)"
+        )
+    steps = tuple(t.profile_steps)
+    if not (
+        len(steps) == 2
+        and all(isinstance(s, int) for s in steps)
+        and (steps == (0, 0) or 1 <= steps[0] <= steps[1])
+    ):
+        raise ConfigError(
+            f"train.profile_steps must be (first, last) with 1 <= first <= last (steps counted "
+            f"from 1), or (0, 0) for no trace; got {t.profile_steps!r}"
+        )
+    if t.tensorboard and importlib.util.find_spec("tensorboardX") is None:
+        raise ConfigError(
+            "train.tensorboard needs tensorboardX: pip install 'sesyn-jax[tensorboard]' "
+            "(or pip install tensorboardX)"
         )
 
 

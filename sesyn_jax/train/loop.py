@@ -3,7 +3,10 @@ state, the jit-compiled train step, the loop (evaluation, checkpoints), the infe
 
 Workdir layout:
   config.json          the full config of the run (a run is reproducible from its folder)
-  metrics.jsonl        one JSON object per logged step / evaluation
+  metrics.jsonl        one JSON object per logged step / evaluation (with the step time and
+                       the time spent waiting for the batch)
+  tensorboard/         the same scalars as TensorBoard event files (train.tensorboard)
+  profile/             a jax.profiler trace of the steps train.profile_steps names
   checkpoints/<step>/  orbax CheckpointManager: train state + data position (latest few and
                        the best by validation frame error)
   export/              inference checkpoint (params and batch_stats) of the final model
@@ -18,7 +21,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import jax
 from jax.sharding import NamedSharding
@@ -28,6 +31,7 @@ from sesyn_jax import checkpoint as ckpt_lib
 from sesyn_jax import evaluation, losses
 from sesyn_jax.config_checks import ConfigError, check_config
 from sesyn_jax.data.pairs import PairBatcher
+from sesyn_jax.data.render_jax import make_device_renderer
 from sesyn_jax.data.splits import load_pairs
 from sesyn_jax.io import atomic_write
 from sesyn_jax.model import init_variables, inner_radius
@@ -39,8 +43,9 @@ from sesyn_jax.train.checkpoints import (
     restore_state,
     save_state,
 )
-from sesyn_jax.train.distributed import device_batch, init_distributed, say
-from sesyn_jax.train.metrics_writer import MetricsWriter
+from sesyn_jax.train.distributed import init_distributed, say
+from sesyn_jax.train.input import Batches, device_batches, host_batches
+from sesyn_jax.train.metrics_writer import MetricsWriter, StepTimer
 from sesyn_jax.train.state import (
     create_state,
     make_model,
@@ -50,16 +55,13 @@ from sesyn_jax.train.state import (
 )
 from sesyn_jax.train.step import make_train_step
 
-# A source of training batches: batches(start_step) yields the batch dicts of steps
-# start_step + 1, start_step + 2, ... (PairBatcher epochs here; any function of the step
-# fits, see ``batches_from``).
-Batches = Callable[[int], Iterator[dict]]
-
 
 @dataclasses.dataclass
 class Setup:
     """What the stages before the loop build: the mesh's shardings, the model, the data, the
-    jitted step and the state (restored when the workdir holds a checkpoint)."""
+    jitted step and the state (restored when the workdir holds a checkpoint). ``batches``:
+    ``batches(start_step)`` yields the batches of steps start_step + 1, ... already on the
+    devices (``sesyn_jax.train.input``; any function of the step fits)."""
 
     config: Any
     workdir: str
@@ -132,7 +134,7 @@ def setup(config, workdir: str) -> Setup:
     mesh = jax.make_mesh((n_dev,), ("data",))
     data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
     model = make_model(config)
-    batcher, test_pairs = load_data(config, model)
+    train_pairs, batcher, test_pairs = load_data(config, model)
     steps_per_epoch = batcher.steps_per_epoch()
     tx = make_optimizer(
         make_schedule(config, steps_per_epoch),
@@ -164,7 +166,7 @@ def setup(config, workdir: str) -> Setup:
         workdir,
         data_sharding,
         model,
-        batches_from(batcher, steps_per_epoch, config.data.prefetch),
+        training_input(config, train_pairs, batcher, steps_per_epoch, data_sharding),
         test_pairs,
         steps_per_epoch,
         steps_per_epoch * config.train.epochs,
@@ -183,8 +185,9 @@ def setup(config, workdir: str) -> Setup:
     )
 
 
-def load_data(config, model) -> tuple[PairBatcher, list]:
-    """The training batcher (this process's slice of every global batch) and the test pairs."""
+def load_data(config, model) -> tuple[Any, PairBatcher, list]:
+    """The training pairs, their batcher (this process's slice of every global batch) and the
+    test pairs."""
     # rendered views keep enough frames that some lie out of reach of both ends
     min_length = 2 * inner_radius(model, config.model.inner_frames) + 16
     train_pairs = load_pairs(config, "train", fresh_crops=True, min_length=min_length)
@@ -203,21 +206,24 @@ def load_data(config, model) -> tuple[PairBatcher, list]:
         )
     except ValueError as e:
         raise ConfigError(f"data: {e}") from None
-    return batcher, load_pairs(config, "test")
+    return train_pairs, batcher, load_pairs(config, "test")
 
 
-def batches_from(batcher: PairBatcher, steps_per_epoch: int, prefetch: int) -> Batches:
-    """The batcher's epochs as one stream of batches from any step on (a resumed run skips
-    the batches of its epoch that it already trained on)."""
-
-    def from_step(start: int) -> Iterator[dict]:
-        epoch = start // steps_per_epoch
-        skip = start - epoch * steps_per_epoch
-        while True:
-            yield from batcher.epoch(epoch, skip=skip, prefetch=prefetch)
-            epoch, skip = epoch + 1, 0
-
-    return from_step
+def training_input(config, train_pairs, batcher, steps_per_epoch: int, data_sharding) -> Batches:
+    """data.render_on='host': the batcher's batches, built and put on the devices
+    data.prefetch batches ahead in a background thread; 'device': pairs rendered on the
+    devices from the key of each step (the same number of steps per epoch)."""
+    d = config.data
+    if d.render_on == "device":
+        render = make_device_renderer(
+            train_pairs,
+            config.train.batch_size,
+            d.buckets,
+            config.model.normalization,
+            data_sharding,
+        )
+        return device_batches(render, config.seed)
+    return host_batches(batcher, steps_per_epoch, data_sharding, d.prefetch)
 
 
 def train_loop(run: Setup, stop_after_steps: int, progress: bool) -> dict:
@@ -227,21 +233,28 @@ def train_loop(run: Setup, stop_after_steps: int, progress: bool) -> dict:
     included)."""
     t = run.config.train
     log = MetricsWriter(
-        os.path.join(run.workdir, "metrics.jsonl"), run.start_step, jax.process_index() == 0
+        os.path.join(run.workdir, "metrics.jsonl"),
+        run.start_step,
+        jax.process_index() == 0,
+        os.path.join(run.workdir, "tensorboard") if t.tensorboard else "",
     )
     bar = _progress_bar(run) if progress and jax.process_index() == 0 else None
     step, val, first_epoch_compiles = run.start_step, None, None
-    timer = [time.perf_counter(), 0]  # start of the log window, pairs trained in it
+    timer = StepTimer()
+    profile = Profile(t.profile_steps, os.path.join(run.workdir, "profile"))
     status = "finished"
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
     batches = run.batches(step)
     try:
         while step < run.total_steps:
             logged = due(step + 1, t.log_every, step + 1 == run.total_steps)
-            feed = device_batch(next(batches), run.data_sharding)
+            profile.before(step + 1)
+            waiting = time.perf_counter()
+            feed = next(batches)
+            timer.waited(time.perf_counter() - waiting)
             run.state, metrics = run.train_step(run.state, feed, logged)
             step += 1
-            timer[1] += t.batch_size
+            profile.after(step, run.state)
             if logged:
                 _log_step(run, log, bar, step, metrics, timer)
             if bar:
@@ -251,7 +264,7 @@ def train_loop(run: Setup, stop_after_steps: int, progress: bool) -> dict:
                 return {"status": "interrupted", "step": step}
             if step % run.steps_per_epoch == 0:
                 epoch = step // run.steps_per_epoch - 1
-                val = _end_of_epoch(run, log, bar, step, epoch)
+                val = _end_of_epoch(run, log, bar, step, epoch, timer)
                 if first_epoch_compiles is None:
                     first_epoch_compiles = _compilations(run)
     except NonFiniteLoss as e:
@@ -261,6 +274,7 @@ def train_loop(run: Setup, stop_after_steps: int, progress: bool) -> dict:
         say(f"stopped by {e} at step {step}; the checkpoints written so far are kept")
         status = "terminated"
     finally:
+        profile.stop()
         batches.close()
         if bar:
             bar.close()
@@ -273,10 +287,18 @@ def train_loop(run: Setup, stop_after_steps: int, progress: bool) -> dict:
         return {"status": status, "step": step}
     compiles = _compilations(run)
     first = first_epoch_compiles or compiles
+    timing = timer.summary()
+    if timing:
+        say(
+            f"data wait {100 * timing['data_wait_share']:.1f} % of step time "
+            f"({timing['data_wait_ms']:.2f} ms of {timing['step_ms']:.2f} ms per step, "
+            f"{timing['steps']} steps after the first log)"
+        )
     return {
         "status": status,
         "step": step,
         "val": val,
+        "timing": timing,
         "compiles": compiles[0],
         "recompiles_after_first_epoch": compiles[0] - first[0],
         "evaluator_compiles": compiles[1],
@@ -289,17 +311,20 @@ def _compilations(run: Setup) -> tuple[int, int]:
     return _cache_size(run.train_step), run.evaluator.compilations()
 
 
-def _log_step(run: Setup, log: MetricsWriter, bar, step: int, metrics, timer: list) -> None:
-    """One metrics.jsonl row; a non-finite loss stops the run (NonFiniteLoss)."""
-    metrics = jax.device_get(metrics)
+def _log_step(run: Setup, log: MetricsWriter, bar, step: int, metrics, timer: StepTimer) -> None:
+    """One metrics.jsonl row (the step time and the data wait of the window since the last
+    one); a non-finite loss stops the run (NonFiniteLoss)."""
+    metrics = jax.device_get(metrics)  # waits for this step: the window's time is known
+    window = timer.close_window()
     if not all(math.isfinite(float(v)) for v in metrics.values()):
         raise NonFiniteLoss(diverged(f"non-finite loss at step {step}", run.workdir))
-    rate = timer[1] / (time.perf_counter() - timer[0])
-    timer[:] = [time.perf_counter(), 0]
+    rate = 1000 * run.config.train.batch_size / window["step_ms"]
     row = {
         "step": step,
         "epoch": (step - 1) // run.steps_per_epoch,
         "pairs_per_s": round(rate, 2),
+        "step_ms": round(window["step_ms"], 3),
+        "data_wait_ms": round(window["data_wait_ms"], 3),
         **{k: float(v) for k, v in metrics.items()},
     }
     log.write(row)
@@ -307,11 +332,19 @@ def _log_step(run: Setup, log: MetricsWriter, bar, step: int, metrics, timer: li
         bar.set_postfix(loss=f"{row['loss']:.3f}", pairs_s=f"{rate:.1f}")
 
 
-def _end_of_epoch(run: Setup, log: MetricsWriter, bar, step: int, epoch: int) -> dict | None:
-    """Evaluate and checkpoint when due; returns the validation metrics (None when not due)."""
+def _end_of_epoch(
+    run: Setup, log: MetricsWriter, bar, step: int, epoch: int, timer: StepTimer
+) -> dict | None:
+    """Evaluate and checkpoint when due; returns the validation metrics (None when not due).
+    The steps before an evaluation or a checkpoint are timed up to it (their window closes
+    unlogged) and the next window starts after it."""
     t = run.config.train
     last = epoch == t.epochs - 1
     val = None
+    pause = due(epoch + 1, t.eval_every, last) or due(epoch + 1, t.checkpoint_every, last)
+    if pause:
+        jax.block_until_ready(run.state)
+        timer.close_window()
     if due(epoch + 1, t.eval_every, last):
         if not all_finite(run.state.params):
             raise NonFiniteLoss(diverged(f"non-finite parameters at step {step}", run.workdir))
@@ -325,7 +358,34 @@ def _end_of_epoch(run: Setup, log: MetricsWriter, bar, step: int, epoch: int) ->
     if due(epoch + 1, t.checkpoint_every, last):
         metrics = {"val_frame_error": val["frame_error"]} if val else None
         save_state(run.manager, step, run.state, run.workdir, metrics)
+    if pause:
+        timer.restart()
     return val
+
+
+class Profile:
+    """A jax.profiler trace of the steps ``first`` to ``last`` (counted from 1, both included)
+    written under ``folder``: it starts before step ``first`` is dispatched and stops once step
+    ``last`` has run on the device. (0, 0): no trace."""
+
+    def __init__(self, steps, folder: str):
+        self.first, self.last = (int(s) for s in steps)
+        self.folder, self.active = folder, False
+
+    def before(self, step: int) -> None:
+        if self.first and step == self.first and not self.active:
+            jax.profiler.start_trace(self.folder)
+            self.active = True
+
+    def after(self, step: int, state) -> None:
+        if self.active and step >= self.last:
+            jax.block_until_ready(state)
+            self.stop()
+
+    def stop(self) -> None:
+        if self.active:
+            jax.profiler.stop_trace()
+            self.active = False
 
 
 def export(run: Setup, result: dict) -> None:
