@@ -114,11 +114,12 @@ def train_and_evaluate(
         return result
     export(run, result)
     r = result
+    later = r["evaluator_recompiles_after_first_epoch"]
+    later = "first run after it" if later is None else f"{later} after it"
     say(
         f"done: {r['step']} steps; compilations of the train step: {r['compiles']} "
         f"({r['recompiles_after_first_epoch']} after the first epoch), of the evaluator: "
-        f"{r['evaluator_compiles']} ({r['evaluator_recompiles_after_first_epoch']} after the "
-        f"first epoch); export in {export_dir}"
+        f"{r['evaluator_compiles']} ({later}); export in {export_dir}"
     )
     return result
 
@@ -302,7 +303,8 @@ def train_loop(run: Setup, stop_after_steps: int, progress: bool) -> dict:
         "compiles": compiles[0],
         "recompiles_after_first_epoch": compiles[0] - first[0],
         "evaluator_compiles": compiles[1],
-        "evaluator_recompiles_after_first_epoch": compiles[1] - first[1],
+        # None: the evaluator first ran after the first epoch, so nothing to compare with
+        "evaluator_recompiles_after_first_epoch": compiles[1] - first[1] if first[1] else None,
     }
 
 
