@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from sesyn_jax import checkpoint, config_checks
-from sesyn_jax.train.input import prefetch_in_thread
+from sesyn_jax.data.pairs import prefetch_in_thread
 from sesyn_jax.train.loop import train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

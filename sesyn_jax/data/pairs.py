@@ -141,30 +141,47 @@ class PairBatcher:
         return {k: np.asarray(v) for k, v in out.items()}
 
     def epoch(self, epoch: int, skip: int = 0, prefetch: int = 2) -> Iterator[dict]:
-        """The batches of one epoch, from batch ``skip`` on, prepared in a background thread."""
-        batches = self._batches(epoch)[skip:]
-        if prefetch <= 0:
-            yield from (self.make_batch(b, epoch) for b in batches)
-            return
-        q: queue.Queue = queue.Queue(maxsize=prefetch)
-        stop = threading.Event()
+        """The batches of one epoch, from batch ``skip`` on, prepared in a background thread
+        ``prefetch`` batches ahead (0: on the calling thread)."""
+        batches = (self.make_batch(b, epoch) for b in self._batches(epoch)[skip:])
+        return prefetch_in_thread(batches, prefetch) if prefetch > 0 else batches
 
-        def work():
-            try:
-                for b in batches:
-                    if stop.is_set():
-                        return
-                    q.put(self.make_batch(b, epoch))
-            except BaseException as e:  # surfaced in the consumer
-                q.put(e)
-            q.put(None)
 
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
+def prefetch_in_thread(items: Iterator, size: int) -> Iterator:
+    """``items`` produced by a background thread, at most ``size`` ahead of the consumer, in
+    their order; an exception in the thread is raised in the consumer. Closing the returned
+    generator stops the thread and closes ``items`` there."""
+    q: queue.Queue = queue.Queue(maxsize=size)
+    stop = threading.Event()
+    done = object()
+
+    def work():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as e:  # surfaced in the consumer
+            q.put(e)
+        finally:
+            close = getattr(items, "close", None)
+            if close:
+                close()
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+
+    def consume():
         try:
             while True:
                 item = q.get()
-                if item is None:
+                if item is done:
                     return
                 if isinstance(item, BaseException):
                     raise item
@@ -176,6 +193,8 @@ class PairBatcher:
                     q.get_nowait()
                 except queue.Empty:
                     thread.join(timeout=0.05)
+
+    return consume()
 
 
 # ----------------------------------------------------------------------------- corruptions

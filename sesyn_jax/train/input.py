@@ -15,13 +15,11 @@ Both are functions of the step alone, so a resumed run feeds the batches of an u
 
 from __future__ import annotations
 
-import queue
-import threading
 from typing import Callable, Iterator
 
 import jax
 
-from sesyn_jax.data.pairs import PairBatcher
+from sesyn_jax.data.pairs import PairBatcher, prefetch_in_thread
 from sesyn_jax.data.render_jax import step_key
 from sesyn_jax.train.distributed import device_batch
 
@@ -68,53 +66,3 @@ def device_batches(render: Callable, seed: int) -> Batches:
             yield render(key_of(step))
 
     return from_step
-
-
-def prefetch_in_thread(items: Iterator, size: int) -> Iterator:
-    """``items`` produced by a background thread, at most ``size`` ahead of the consumer, in
-    their order; an exception in the thread is raised in the consumer. Closing the returned
-    generator stops the thread and closes ``items`` there."""
-    q: queue.Queue = queue.Queue(maxsize=size)
-    stop = threading.Event()
-    done = object()
-
-    def work():
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.05)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(done)
-        except BaseException as e:  # surfaced in the consumer
-            q.put(e)
-        finally:
-            close = getattr(items, "close", None)
-            if close:
-                close()
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-
-    def consume():
-        try:
-            while True:
-                item = q.get()
-                if item is done:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            while thread.is_alive():
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    thread.join(timeout=0.05)
-
-    return consume()
