@@ -28,8 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sesyn_jax import loading, metrics, sync  # noqa: E402
 from sesyn_jax.data import mocap_syn, normalization  # noqa: E402
-from sesyn_jax.data.mocap import Clip  # noqa: E402
-from sesyn_jax.data.resample import interpolate  # noqa: E402
+from sesyn_jax.data.mocap import upsample  # noqa: E402
 from sesyn_jax.sync import recordings  # noqa: E402
 
 
@@ -40,17 +39,7 @@ def test_views(fps: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
         frames=120 * k, max_offset=30 * k, train_stride=30 * k, test_stride=30 * k
     )
     clips = [c for c in mocap_syn.load_embedded() if c.name in cfg.test_clips]
-    if k > 1:
-        clips = [
-            Clip(
-                c.name,
-                interpolate(c.joints, np.arange(0, len(c.joints) - 1 + 1e-9, 1 / k)),
-                float(fps),
-                c.source,
-                c.licence,
-            )
-            for c in clips
-        ]
+    clips = [upsample(c, k) for c in clips]
     records, _ = mocap_syn.build_pairs(clips, cfg)
     out = []
     for r in records:

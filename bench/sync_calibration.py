@@ -35,8 +35,7 @@ from sync_accuracy import predict, test_views  # noqa: E402
 
 from sesyn_jax import loading, sync  # noqa: E402
 from sesyn_jax.data import mocap_syn, normalization, render  # noqa: E402
-from sesyn_jax.data.mocap import Clip  # noqa: E402
-from sesyn_jax.data.resample import interpolate  # noqa: E402
+from sesyn_jax.data.mocap import upsample  # noqa: E402
 from sesyn_jax.sync import search  # noqa: E402
 
 BINS = 8
@@ -51,17 +50,7 @@ def rendered_views(fps: int, pairs: int, seed: int) -> list[tuple[np.ndarray, np
     k = fps // 30
     cfg = mocap_syn.BuildConfig(frames=120 * k, max_offset=30 * k)
     clips = [c for c in mocap_syn.load_embedded() if c.name not in cfg.test_clips]
-    if k > 1:
-        clips = [
-            Clip(
-                c.name,
-                interpolate(c.joints, np.arange(0, len(c.joints) - 1 + 1e-9, 1 / k)),
-                float(fps),
-                c.source,
-                c.licence,
-            )
-            for c in clips
-        ]
+    clips = [upsample(c, k) for c in clips]
     data = render.RenderedPairs(clips, cfg, render.Augment(), pairs, seed, min_length=100 * k)
     out = []
     for i in range(pairs):

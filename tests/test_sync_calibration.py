@@ -93,24 +93,14 @@ def _held_out_views(fps: int, every: int):
     MOCAP-SYN test pair (the clips neither the model nor the calibration saw); at 60 fps the
     clips are interpolated as bench/sync_accuracy.py does."""
     from sesyn_jax.data import mocap_syn, normalization
-    from sesyn_jax.data.mocap import Clip
-    from sesyn_jax.data.resample import interpolate
+    from sesyn_jax.data.mocap import upsample
 
     k = fps // 30
     cfg = mocap_syn.BuildConfig(
         frames=120 * k, max_offset=30 * k, train_stride=30 * k, test_stride=30 * k
     )
     clips = [c for c in mocap_syn.load_embedded() if c.name in cfg.test_clips]
-    clips = [
-        Clip(
-            c.name,
-            interpolate(c.joints, np.arange(0, len(c.joints) - 1 + 1e-9, 1 / k)),
-            float(fps),
-            c.source,
-            c.licence,
-        )
-        for c in clips
-    ]
+    clips = [upsample(c, k) for c in clips]
     records, _ = mocap_syn.build_pairs(clips, cfg)
     res = (cfg.width, cfg.height)
     out = []

@@ -20,6 +20,8 @@ import re
 
 import numpy as np
 
+from sesyn_jax.data.resample import interpolate
+
 TARGET_FPS = 30.0
 
 
@@ -36,6 +38,15 @@ class Clip:
     fps: float
     source: str
     licence: str
+
+
+def upsample(clip: Clip, k: int) -> Clip:
+    """The clip at ``k`` times its frame rate, the joints interpolated linearly between its
+    frames (k = 1: the clip itself)."""
+    if k == 1:
+        return clip
+    times = np.arange(0, len(clip.joints) - 1 + 1e-9, 1 / k)
+    return Clip(clip.name, interpolate(clip.joints, times), clip.fps * k, clip.source, clip.licence)
 
 
 # ----------------------------------------------------------------------------- geometry
