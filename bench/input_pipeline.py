@@ -9,8 +9,10 @@ devices), and the train step's time at the same batch size, in one process.
 For every batch size the three are timed in turns (numpy, device, step; --repeats times) so that
 a machine loaded by other work slows them alike; the figures are medians over the repeats, and
 the load average before and after is reported. The numpy path is timed over whole batches as
-the trainer's iterator yields them; the device path over --batches-per-repeat consecutive step
-keys, waited for at the end (as a loop that never fetches the batch to the host); the step on a
+the trainer's iterator yields them; the device path over --batches-per-repeat consecutive
+batches of the trainer's own device iterator (``train.input.device_batches``: the step's key
+derived on the device, then the batch rendered), waited for at the end (as a loop that never
+fetches the batch to the host); the step on a
 device-rendered batch, each step waited for. With --json only one JSON line is printed.
 """
 
@@ -51,6 +53,7 @@ class Paths:
         from sesyn_jax.data.splits import load_pairs
         from sesyn_jax.model import init_variables, inner_radius
         from sesyn_jax.train.state import create_state, make_model, make_optimizer
+        from sesyn_jax.train.input import device_batches
         from sesyn_jax.train.step import make_train_step
 
         self.config, self.batch_size = config, batch_size
@@ -76,7 +79,7 @@ class Paths:
         self.render = render_jax.make_device_renderer(
             self.pairs, batch_size, config.data.buckets, config.model.normalization, data
         )
-        self.step_key = render_jax.step_key
+        self.device_batches = device_batches(self.render, config.seed)(0)
         tx = make_optimizer(config.train.lr, config.train.momentum)
         step = make_train_step(
             model,
@@ -93,7 +96,7 @@ class Paths:
         )
         variables = init_variables(model, jax.random.PRNGKey(config.seed))
         self.state = jax.device_put(create_state(variables, tx), replicated)
-        self.epoch, self.key_step = 0, 0
+        self.epoch = 0
 
     def numpy_pairs_per_s(self, batches: int) -> float:
         """Pairs/s of ``batches`` batches from the trainer's iterator (a fresh epoch each time)."""
@@ -111,15 +114,14 @@ class Paths:
 
         t0 = time.perf_counter()
         for _ in range(batches):
-            self.key_step += 1
-            batch = self.render(self.step_key(self.config.seed, self.key_step))
+            batch = next(self.device_batches)
         jax.block_until_ready(batch)
         return batches * self.batch_size / (time.perf_counter() - t0)
 
     def step_seconds(self, steps: int) -> float:
         import jax
 
-        batch = self.render(self.step_key(self.config.seed, 0))
+        batch = next(self.device_batches)
         times = []
         for _ in range(steps):
             t0 = time.perf_counter()

@@ -14,8 +14,11 @@ In one process, interleaved step by step, medians of --repeats after warm-up:
   floor for the whole step with XLA's kernels.
 
 The arithmetic of one step is XLA's own count (``cost_analysis``) of the compiled per-view step;
-PyTorch does the same arithmetic. The last lines compare the step time a target ratio over
-PyTorch batch 1 asks for (``--target``, default 1.25) with the products-only floor.
+PyTorch does the same arithmetic. JAX and PyTorch share this process, and their thread pools
+slow each other on a small machine (bench/train_throughput.py times them apart), so the ratios
+here are for comparing the parts of the step, not the two runtimes. The last lines compare the
+step time a target ratio over PyTorch batch 1 asks for (``--target``, default 1.25) with the
+products-only floor.
 """
 
 from __future__ import annotations

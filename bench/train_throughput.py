@@ -6,7 +6,11 @@ implementation of the published network, same machine, same thread count, interl
 
 For each frame count: PyTorch at batch 1 (the published setting: one pair per step, each view
 its own forward) and at each JAX batch size, JAX at each batch size; medians of --repeats timed
-steps after warm-up, the JAX and PyTorch timings interleaved. JAX pairs/s are those of the
+steps after warm-up. PyTorch runs in a child process, once before and once after the JAX
+timings, its figure the median of both runs: in one process the two runtimes' thread pools
+slow each other (PyTorch's OpenMP threads keep spinning after each operation, on the cores the
+next JAX step needs; measured on 2 cores, JAX 0.146 s alone against 0.185 s interleaved, and
+PyTorch 0.116 s against 0.148 s). JAX pairs/s are those of the
 steps train.py runs between logs (no per-term gradient norms); jax_logged_step_s is a logged
 step (one more backward of the loss per term, every train.log_every steps). Prints pairs/s,
 ratios, JAX compile time, the process's peak resident memory and the page faults per JAX step (see
@@ -22,6 +26,7 @@ import argparse
 import json
 import os
 import resource
+import subprocess
 import sys
 import time
 
@@ -109,6 +114,40 @@ def torch_step(b: int, t: int):
     return run
 
 
+def torch_timings(frames, batches, repeats: int, warmup: int) -> dict:
+    """PyTorch's step times, in seconds, keyed "frames/batch" (batch 1 always included)."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count())
+    steps = {}
+    for t in frames:
+        for b in sorted({1, *batches}):
+            fn = torch_step(b, t)
+            for _ in range(warmup):
+                fn()
+            steps[f"{t}/{b}"] = [median_time(fn, 1) for _ in range(repeats)]
+    return {"version": torch.__version__, "steps": steps}
+
+
+def torch_in_child(args) -> dict:
+    """torch_timings in a fresh process (no JAX threads beside it)."""
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--torch-only",
+        "--repeats",
+        str(args.repeats),
+        "--warmup",
+        str(args.warmup),
+        "--frames",
+        *map(str, args.frames),
+        "--batches",
+        *map(str, args.batches),
+    ]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def median_time(fn, repeats: int) -> float:
     ts = []
     for _ in range(repeats):
@@ -152,7 +191,11 @@ def main(argv=None) -> int:
     )
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--torch-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.torch_only:
+        print(json.dumps(torch_timings(args.frames, args.batches, args.repeats, args.warmup)))
+        return 0
     allocator = "default"
     if args.host_allocator == "tuned":
         from sesyn_jax.hostmem import tune_host_allocator
@@ -162,70 +205,67 @@ def main(argv=None) -> int:
     import jax
 
     threads = os.cpu_count()
-    torch = None
+    torch_runs = []
     if not args.no_torch:
-        import torch
-
-        torch.set_num_threads(threads)
+        torch_runs.append(torch_in_child(args))
     print(
         f"JAX {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} device(s)); "
-        + (f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads; " if torch else "")
+        + (
+            f"PyTorch {torch_runs[0]['version']}, {threads} threads, in a child process "
+            "before and after; "
+            if torch_runs
+            else ""
+        )
         + f"{threads} CPU cores; {args.repeats} timed repeats after {args.warmup} warm-up; "
         + f"host allocator: {allocator}"
     )
     rows, best = [], {}
     for t in args.frames:
-        t_ref = None
-        if torch is not None:
-            ref = torch_step(1, t)
-            for _ in range(args.warmup):
-                ref()
         for b in args.batches:
             jfn, compile_s = jax_step(b, t, args.dtype, args.bn_mode)
-            tfn = torch_step(b, t) if torch is not None else None
             for _ in range(args.warmup):
                 jfn()
-                if tfn:
-                    tfn()
-            tj, tl, tt, t1, faults = [], [], [], [], []
-            for _ in range(args.repeats):  # interleaved
+            tj, tl, faults = [], [], []
+            for _ in range(args.repeats):
                 s, f = timed_with_faults(jfn)
                 tj.append(s)
                 faults.append(f)
                 tl.append(median_time(lambda: jfn(True), 1))
-                if tfn:
-                    tt.append(median_time(tfn, 1))
-                    t1.append(median_time(ref, 1))
-            j = b / float(np.median(tj))
-            row = {
-                "frames": t,
-                "batch": b,
-                "bn_mode": args.bn_mode,
-                "jax_pairs_per_s": round(j, 3),
-                "jax_step_s": round(float(np.median(tj)), 4),
-                "jax_logged_step_s": round(float(np.median(tl)), 4),
-                "compile_s": round(compile_s, 2),
-                "jax_page_faults_per_step": int(np.median(faults)),
-                "host_allocator": allocator,
-            }
-            if tfn:
-                tb = b / float(np.median(tt))
-                t_ref = 1 / float(np.median(t1))
-                row.update(
-                    torch_pairs_per_s=round(tb, 3),
-                    torch_b1_pairs_per_s=round(t_ref, 3),
-                    ratio_vs_torch_b1=round(j / t_ref, 3),
-                    ratio_vs_torch_same_b=round(j / tb, 3),
-                )
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-            if t not in best or j > best[t]["pairs_per_s"]:
-                best[t] = {
+            rows.append(
+                {
                     "frames": t,
                     "batch": b,
                     "bn_mode": args.bn_mode,
-                    "pairs_per_s": round(j, 3),
+                    "jax_pairs_per_s": round(b / float(np.median(tj)), 3),
+                    "jax_step_s": round(float(np.median(tj)), 4),
+                    "jax_logged_step_s": round(float(np.median(tl)), 4),
+                    "compile_s": round(compile_s, 2),
+                    "jax_page_faults_per_step": int(np.median(faults)),
+                    "host_allocator": allocator,
                 }
+            )
+    if torch_runs:
+        torch_runs.append(torch_in_child(args))
+    for row in rows:
+        t, b, j = row["frames"], row["batch"], row["jax_pairs_per_s"]
+        if torch_runs:
+            step_s = {
+                k: float(np.median(sum((r["steps"][k] for r in torch_runs), [])))
+                for k in (f"{t}/{b}", f"{t}/1")
+            }
+            tb, t_ref = b / step_s[f"{t}/{b}"], 1 / step_s[f"{t}/1"]
+            row.update(
+                torch_pairs_per_s=round(tb, 3),
+                torch_b1_pairs_per_s=round(t_ref, 3),
+                torch_b1_step_s_before_after=[
+                    round(float(np.median(r["steps"][f"{t}/1"])), 4) for r in torch_runs
+                ],
+                ratio_vs_torch_b1=round(j / t_ref, 3),
+                ratio_vs_torch_same_b=round(j / tb, 3),
+            )
+        print(json.dumps(row), flush=True)
+        if t not in best or j > best[t]["pairs_per_s"]:
+            best[t] = {"frames": t, "batch": b, "bn_mode": args.bn_mode, "pairs_per_s": j}
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print()
     print(
