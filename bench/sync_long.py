@@ -6,7 +6,8 @@ each pass over the clips at another speed, every other one mirrored, so that no 
 repeats), seen by two virtual cameras with detector noise; B starts 137 frames after A.
 
 With --fps 60 the motion is interpolated to 60 fps and both recordings are twice as many
-frames (the tool then embeds each at both phases of the model's 30 fps).
+frames (the tool then embeds each at both phases of the model's 30 fps, and at 60 fps to
+refine the offset).
 
   python bench/sync_long.py [--frames 18000] [--method learned] [--fps 30]
 """

@@ -257,13 +257,20 @@ def pick_offset(
         conf = 1.0 if not far.any() and ok.sum() > 1 else 0.0
     offset: int | float = int(lags[i])
     if subframe:
-        offset = float(offset)
-        if 0 < i < len(scores) - 1 and ok[i - 1] and ok[i + 1]:
-            a, b, c = float(scores[i - 1]), best, float(scores[i + 1])
-            curv = a - 2.0 * b + c
-            if curv < 0:
-                offset += float(np.clip(0.5 * (a - c) / curv, -0.5, 0.5))
+        offset = float(offset) + parabola_peak(scores, i)
     return offset, conf
+
+
+def parabola_peak(scores: np.ndarray, i: int) -> float:
+    """Where, within half a lag of lag ``i``, the parabola through the scores at i - 1, i and
+    i + 1 peaks, relative to i (0 when a neighbour is missing or the scores do not curve down)."""
+    if not 0 < i < len(scores) - 1:
+        return 0.0
+    a, b, c = float(scores[i - 1]), float(scores[i]), float(scores[i + 1])
+    curv = a - 2.0 * b + c
+    if not np.isfinite(curv) or curv >= 0:
+        return 0.0
+    return float(np.clip(0.5 * (a - c) / curv, -0.5, 0.5))
 
 
 def search_offset(
@@ -312,18 +319,24 @@ def search_offset(
     if rule == "median":
         return _median_search(f_u, f_v, mu, mv, lags, max_offset is not None, subframe)
     need = resolve_min_overlap(min_overlap, int(mu.sum()), int(mv.sum()))
-    if len(lags) > FFT_LAGS:
-        total, count = diagonal_sums_fft(f_u, f_v, mu, mv, lo, hi)
+    scores, count = diagonal_scores(f_u, f_v, mu, mv, lo, hi, need)
+    offset, conf = pick_offset(lags, scores, subframe)
+    return OffsetSearch(offset, conf, lags, scores, count, rule)
+
+
+def diagonal_scores(f_u, f_v, mask_u, mask_v, lo: int, hi: int, need: int):
+    """(scores, count) of the diagonal rule at the lags lo .. hi: the mean similarity of the
+    real frame pairs each lag aligns (nan where it aligns fewer than ``need``), and how many."""
+    if hi - lo + 1 > FFT_LAGS:
+        total, count = diagonal_sums_fft(f_u, f_v, mask_u, mask_v, lo, hi)
     else:
-        total = np.zeros(len(lags), np.float64)
-        count = np.zeros(len(lags), np.int64)
-        for _, sim, ok in lag_blocks(f_u, f_v, mu, mv, lo, hi):
+        total = np.zeros(hi - lo + 1, np.float64)
+        count = np.zeros(hi - lo + 1, np.int64)
+        for _, sim, ok in lag_blocks(f_u, f_v, mask_u, mask_v, lo, hi):
             total += np.where(ok, sim, 0.0).sum(0, dtype=np.float64)
             count += ok.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        scores = np.where(count >= need, total / np.maximum(count, 1), np.nan)
-    offset, conf = pick_offset(lags, scores, subframe)
-    return OffsetSearch(offset, conf, lags, scores, count, rule)
+        return np.where(count >= need, total / np.maximum(count, 1), np.nan), count
 
 
 FFT_LAGS = 1024  # the diagonal rule uses FFT sums above this many candidate offsets

@@ -496,3 +496,49 @@ def test_a_pth_without_torch_installed(tmp_path, motion, capsys, monkeypatch):
     args = [tmp_path / "a.npy", tmp_path / "b.npy", "--checkpoint", tmp_path / "m.pth"]
     code, out = run(capsys, args)
     assert code == 2 and "m.pth" in out and "needs PyTorch" in out
+
+
+def test_fine_offset_refines_within_its_window():
+    """The refinement at twice the model's rate: smooth random features sampled at 60 fps, the
+    second recording 1.35 model frames (2.7 fine frames) later; refined to a tenth of a fine
+    frame from a coarse answer one model frame off; a better-scoring copy of the truth outside
+    the window is not taken."""
+    from sesyn_jax.sync.search import FINE_FACTOR, FINE_WINDOW, fine_offset
+
+    rng = np.random.default_rng(0)
+    knots = rng.normal(size=(60, 16))
+    t = np.arange(400, dtype=float) / 4.0  # fine frames on a grid of knots
+
+    def features(shift):
+        x = t + shift / 4.0
+        return np.stack([np.interp(x, np.arange(60), knots[:, c]) for c in range(16)], 1)
+
+    g_a, g_b = features(0.0), features(-2.7)  # g_b[m + 2.7] = g_a[m]
+    assert FINE_FACTOR == 2
+    got = fine_offset(g_a.astype(np.float32), g_b.astype(np.float32), 0, coarse=0.35)
+    assert got == pytest.approx(1.35, abs=0.05)
+    # the window: from a coarse answer far from the truth, the answer stays within it
+    far = fine_offset(g_a.astype(np.float32), g_b.astype(np.float32), 0, coarse=6.0)
+    assert abs(far - 6.0) <= (FINE_WINDOW + 0.5) / FINE_FACTOR
+    # and within --max-offset (model frames): lags of 2 fine frames at most, plus the parabola
+    held = fine_offset(g_a, g_b, 0, coarse=0.35, max_offset=1)
+    assert 0.75 <= held <= 1.25
+
+
+def test_recordings_at_60_fps_are_refined_at_60_fps(tmp_path, capsys):
+    """Two 60 fps recordings cut from one: the learned offset is refined at 60 fps (said in the
+    JSON) and lands within a third of a 60 fps frame of the cut; a 30 fps pair is not refined."""
+    make_examples(str(tmp_path))
+    poses = readers.read_recording(str(tmp_path / "cam_60fps")).poses
+    np.save(tmp_path / "a.npy", poses[:600])
+    np.save(tmp_path / "b.npy", poses[37:])  # b starts 37 frames (0.6167 s) later
+    code, r = run_json(capsys, [tmp_path / "a.npy", tmp_path / "b.npy", "--fps", "60"])
+    assert code == 0 and r["method"] == "learned"
+    assert r["searches"]["learned"]["refined_at_fps"] == 60
+    assert r["offset_frames"] == pytest.approx(-37, abs=0.33)
+    slow = [resample(p, 60, 30) for p in (poses[:600], poses[36:])]
+    np.save(tmp_path / "a30.npy", slow[0])
+    np.save(tmp_path / "b30.npy", slow[1])
+    code, r = run_json(capsys, [tmp_path / "a30.npy", tmp_path / "b30.npy", "--fps", "30"])
+    assert code == 0 and "refined_at_fps" not in r["searches"]["learned"]
+    assert r["offset_frames"] == pytest.approx(-18, abs=0.33)

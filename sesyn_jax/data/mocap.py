@@ -253,8 +253,11 @@ _BVH_MAPS = {
 _TOES = {"cmu": ("LeftToeBase", "RightToeBase"), "boxing": ("LeftToes", "RightToes")}
 
 
-def load_bvh_clip(path: str, scale: float | None = None) -> tuple[Clip, np.ndarray]:
-    """A BVH file -> (Clip at 30 fps, toes (T, 2, 3) left/right for checks)."""
+def load_bvh_clip(
+    path: str, scale: float | None = None, out_fps: float = TARGET_FPS
+) -> tuple[Clip, np.ndarray]:
+    """A BVH file -> (Clip at ``out_fps``, 30 by default; toes (T, 2, 3) left/right for
+    checks)."""
     bvh = read_bvh(path)
     family = "cmu" if "LeftUpLeg" in bvh.names else "boxing" if "LeftHip" in bvh.names else None
     if family is None:
@@ -274,8 +277,8 @@ def load_bvh_clip(path: str, scale: float | None = None) -> tuple[Clip, np.ndarr
         "commercial use; packaged in Debian assimp-testmodels (BSD-3-clause)"
     )
     return (
-        Clip(f"cmu_{name}", resample(joints, fps), TARGET_FPS, path, licence),
-        resample(toes, fps),
+        Clip(f"cmu_{name}", resample(joints, fps, out_fps), out_fps, path, licence),
+        resample(toes, fps, out_fps),
     )
 
 
@@ -398,8 +401,11 @@ _CLIMB = dict(
 )
 
 
-def load_position_clip(path: str, fps: float = 120.0) -> tuple[Clip, np.ndarray]:
-    """A (T, 53, 3) joint-position array (metres, z up) -> (Clip at 30 fps, toes)."""
+def load_position_clip(
+    path: str, fps: float = 120.0, out_fps: float = TARGET_FPS
+) -> tuple[Clip, np.ndarray]:
+    """A (T, 53, 3) joint-position array (metres, z up) at ``fps`` -> (Clip at ``out_fps``, 30
+    by default; toes)."""
     try:
         arr = np.load(path)
     except (OSError, ValueError) as e:
@@ -416,7 +422,8 @@ def load_position_clip(path: str, fps: float = 120.0) -> tuple[Clip, np.ndarray]
     toes = y_up[:, [46, 50]].astype(np.float32)
     name = os.path.splitext(os.path.basename(path))[0].replace("_joint_positions", "")
     licence = "holosoma-retargeting 0.1.0 (PyPI), Apache-2.0"
-    return Clip(name, resample(joints, fps), TARGET_FPS, path, licence), resample(toes, fps)
+    clip = Clip(name, resample(joints, fps, out_fps), out_fps, path, licence)
+    return clip, resample(toes, fps, out_fps)
 
 
 def load_all_clips(mocap_dir: str) -> list[Clip]:

@@ -14,14 +14,17 @@ shorter recording (--min-overlap: recordings that share less of their time need 
 share), and refined to a fraction of a frame. A recording faster than the model's rate is also
 resampled from half a frame later (a 60 fps recording's odd frames for a 30 fps model), and
 every pairing of the two phases scores the offsets it aligns exactly: offsets are scored on a
-half-frame grid.
+half-frame grid. When both recordings run at twice the model's rate or faster (60 fps for a
+30 fps model), the offset found is then refined at twice the model's rate: the same diagonal
+rule on the recordings' embeddings at that rate, over 3 of its frames on each side (--json:
+"refined_at_fps").
 
 Methods (--method): 'learned' (the model's embeddings), 'speed' (the correlation of the
 joints' vertical speeds, no model), 'auto' (the default: the learned offset, unless its
 confidence is below 0.5 and the speed method's is 0.5 or more; --json reports both). On the 96
 held-out MOCAP-SYN test pairs (bench/sync_accuracy.py) the mean error is 0.51 frames for
-'auto', 0.52 for 'learned' and 7.4 for 'speed' at 30 fps; 0.97, 1.00 and 14.2 frames of 60 fps
-on the same clips rendered at 60 fps.
+'auto', 0.52 for 'learned' and 7.4 for 'speed' at 30 fps; 0.57, 0.62 and 14.2 frames of 60 fps
+on the same clips rendered at 60 fps (0.97 and 1.00 without the refinement at 60 fps).
 
 Confidence in [0, 1]. 'learned': the agreement, the share of frames whose own best match within
 2 seconds lies within 2 frames of the offset, calibrated on rendered pairs into the share of
@@ -460,6 +463,9 @@ def match_all(settings: Settings, loaded, prepared, rate: float, notes: list[str
         halves = (
             [p.half if p.half is None else embed_fn(p.half) for p in prepared] if loaded else None
         )
+        fines = (
+            [p.fine if p.fine is None else embed_fn(p.fine) for p in prepared] if loaded else None
+        )
 
     def pair_result(i: int, j: int) -> PairResult:
         a, b = prepared[i].normalized, prepared[j].normalized
@@ -467,8 +473,14 @@ def match_all(settings: Settings, loaded, prepared, rate: float, notes: list[str
         if settings.all_persons:
             return match_fused(embed_fn if loaded else None, a, b, pair, **search)
         half = (halves[i], halves[j]) if feats else None
+        both_fine = feats and fines[i] is not None and fines[j] is not None
         return match_pair(
-            (feats[i], feats[j]) if feats else None, (a, b), pair, half=half, **search
+            (feats[i], feats[j]) if feats else None,
+            (a, b),
+            pair,
+            half=half,
+            fine=(fines[i], fines[j]) if both_fine else None,
+            **search,
         )
 
     def with_drift(i: int, j: int, pair: PairResult) -> tuple[PairResult, DriftFit]:

@@ -8,7 +8,7 @@ import math
 
 from sesyn_jax.sync import drift
 from sesyn_jax.sync.drift import DriftFit
-from sesyn_jax.sync.search import AGREE_WITHIN, LOW_CONFIDENCE, PairResult
+from sesyn_jax.sync.search import AGREE_WITHIN, FINE_FACTOR, LOW_CONFIDENCE, PairResult
 from sesyn_jax.sync.views import fit_offsets, fit_views, outliers
 
 
@@ -68,10 +68,15 @@ def pair_fields(result: PairResult, rate: float, fps_a: float, fps_b: float) -> 
     d["offset_frames_b"] = round(sec * fps_b, 2)
     if fps_a == fps_b:
         d["offset_frames"] = round(sec * fps_a, 2)
-    d["searches"] = {
-        m: {"offset_seconds": round(s.offset / rate, 4), "confidence": round(s.confidence, 3)}
-        for m, s in result.searches.items()
-    }
+    d["searches"] = {m: search_fields(s, rate) for m, s in result.searches.items()}
+    return d
+
+
+def search_fields(s, rate: float) -> dict:
+    """JSON fields of one method's search (a ``search.Search``)."""
+    d = {"offset_seconds": round(s.offset / rate, 4), "confidence": round(s.confidence, 3)}
+    if s.refined:
+        d["refined_at_fps"] = FINE_FACTOR * rate
     return d
 
 

@@ -25,11 +25,14 @@ class Prepared:
     the speed method see, (T, 17, 3) or, with all persons, (P, T, 17, 3). A recording faster
     than the model's rate also gives ``half``: the normalized poses on the grid shifted by half
     a frame of the model's rate (a 60 fps recording's odd frames for a 30 fps model), which
-    the learned search uses to score offsets on a half-frame grid."""
+    the learned search uses to score offsets on a half-frame grid. A recording at twice the
+    model's rate or faster also gives ``fine``: its normalized poses at twice the model's rate,
+    which the learned search refines offsets on (``search.fine_offset``)."""
 
     pixels: np.ndarray
     normalized: np.ndarray
     half: np.ndarray | None = None
+    fine: np.ndarray | None = None
 
 
 def check_distinct(names: list[str]) -> None:
@@ -83,7 +86,8 @@ def frame_rates(recs, rate: float, notes: list[str]) -> dict[str, float]:
 
 def check_size(recs, fps: dict, rate: float, embedding_size: int) -> None:
     """Refuse, before any work, recordings longer than MAX_HOURS or whose work at the model's
-    rate (both phases of a recording faster than it: ``phases``) would not fit in the memory
+    rate (both phases of a recording faster than it: ``phases``; the poses at ``fine_rate``)
+    would not fit in the memory
     available now (CannotSync saying how much is needed)."""
     frames = 0
     for r in recs:
@@ -96,6 +100,8 @@ def check_size(recs, fps: dict, rate: float, embedding_size: int) -> None:
             )
         persons = r.poses.shape[0] if r.poses.ndim == 4 else 1
         copies = 2 if fps[r.path] > rate else 1  # a faster recording is embedded at two phases
+        if fine_rate(fps[r.path], rate):  # and one twice as fast at twice the rate
+            copies += 2
         frames += copies * persons * (int(np.floor((t - 1) * rate / fps[r.path])) + 1)
     need = BASE_BYTES + frames * (8 * embedding_size + SEARCH_BYTES)
     have = available_memory()
@@ -132,19 +138,35 @@ def available_memory() -> float | None:
 
 def prepare(recs, fps: dict, rate: float, mode: str, notes: list[str]) -> list[Prepared]:
     """Resample every recording to ``rate`` and normalize it by ``mode`` (and its half-frame
-    phase, ``phases``, for a recording faster than ``rate``)."""
+    phase, ``phases``, for a recording faster than ``rate``, and its poses at ``fine_rate``
+    for one at least that fast)."""
     from sesyn_jax.data import normalization
+    from sesyn_jax.data.resample import resample
 
     out = []
     for r in recs:
         poses, half = phases(r.poses, fps[r.path], rate)
+        fast = fine_rate(fps[r.path], rate)
+        fine = None if fast is None else resample(r.poses, fps[r.path], fast)
         res = r.resolution
         if mode == "published" and res is None:
             res = _extent(poses)
             notes.append(f"{r.path}: no resolution given; the detections' extent stands in")
-        norm = [None if x is None else normalization.normalize(x, mode, res) for x in (poses, half)]
+        norm = [
+            None if x is None else normalization.normalize(x, mode, res)
+            for x in (poses, half, fine)
+        ]
         out.append(Prepared(poses, *norm))
     return out
+
+
+def fine_rate(fps: float, rate: float) -> float | None:
+    """The rate offsets are refined at (``search.FINE_FACTOR`` x ``rate``) when a recording at
+    ``fps`` is that fast (within 1 %: 59.94 fps counts as 60), else None."""
+    from sesyn_jax.sync.search import FINE_FACTOR
+
+    fast = FINE_FACTOR * rate
+    return fast if fps >= 0.99 * fast else None
 
 
 def phases(poses: np.ndarray, fps: float, rate: float) -> tuple[np.ndarray, np.ndarray | None]:
