@@ -3,8 +3,9 @@ PRNG key and the training clips held in device memory, so that the host hands ov
 step and nothing else.
 
 One pair is the numpy renderer's pair (see ``render``: clip and window, time-stretch, mirroring,
-two cameras on an image of a drawn size, detector-like corruption, an independent crop), brought
-to the model's input normalization and padded to the bucket, in two pure stages:
+two cameras on an image of a drawn size, detector-like corruption and the errors of real
+detectors, an independent crop), brought to the model's input normalization and padded to the
+bucket, in two pure stages:
 
   draw(key, spec, lengths)                 -> Draws: every random number of one pair
   render_pair(spec, clips, lengths, draws) -> (pair arrays, info): projection, corruption,
@@ -13,7 +14,10 @@ to the model's input normalization and padded to the bucket, in two pure stages:
 The draws follow the numpy renderer's distributions (same ranges, same dependence of the window,
 the crop and the focal lengths on earlier draws); the random streams themselves differ: one
 threefry call per pair gives its scalar draws and the seed of a counter hash for the ~20,000
-per-joint uniforms (pixel noise as inverse-erf normals, scores, missing joints, dropped frames).
+per-joint uniforms (pixel noise as inverse-erf normals, scores, missing joints, dropped frames);
+a second one, from the key folded with 1, gives those of the detector errors (the other
+person, the runs of swaps, jumps, gaps and bursts, burst noise, occluded joints' drops), which
+are drawn whatever their probabilities, with masks (``run_mask``) choosing where they apply.
 Because the rendering takes the draws as data, a test can feed it the numpy renderer's own draws
 and compare the two pair for pair. Static shapes: the clips are packed into one padded
 (K, L, 17, 3) array with their lengths; every pair renders a full window of ``spec.window``
