@@ -430,7 +430,11 @@ def detect_with_errors(
     out = jnp.concatenate([out[..., :2], score[..., None]], -1)
     lost = (occluded & (v["occluded_u"] < spec.occluded_drop)) | runs["gap"][:, None]
     out = jnp.where(lost[..., None], 0.0, out)
-    out = jnp.where(runs["swap"][:, None, None], out[:, np.asarray(MIRROR)], out)
+    # the permutation as a product with its 0/1 matrix (exact at full precision): a gather
+    # over the joint axis costs the CPU several times the rest of the rendering
+    perm = np.eye(len(MIRROR), dtype=np.float32)[list(MIRROR)]  # swapped[j] = out[MIRROR[j]]
+    swapped = jnp.einsum("kj,tjc->tkc", perm, out, precision=jax.lax.Precision.HIGHEST)
+    out = jnp.where(runs["swap"][:, None, None], swapped, out)
     return out, sigma
 
 
