@@ -20,6 +20,7 @@ QUIET = render.Augment(
     noise=(0.0, 0.0),
     missing_prob=(0.0, 0.0),
     drop_frame_prob=(0.0, 0.0),
+    **render.DETECTOR_ERRORS_OFF,
 )
 
 
@@ -105,11 +106,25 @@ def test_bad_augment_settings_are_refused():
         render.Augment(mirror=1.5)
     with pytest.raises(ValueError, match="missing_prob"):
         render.Augment(missing_prob=(0.0, 1.0))
+    with pytest.raises(ValueError, match="swap_frames"):
+        render.Augment(swap_frames=(0, 8))
+    with pytest.raises(ValueError, match="gap_frames"):
+        render.Augment(gap_frames=(30, 5))
+    with pytest.raises(ValueError, match="jump_prob"):
+        render.Augment(jump_prob=1.0)
+    with pytest.raises(ValueError, match="occluded_drop"):
+        render.Augment(occluded_drop=-0.1)
+    with pytest.raises(ValueError, match="burst_noise"):
+        render.Augment(burst_noise=float("nan"))
     from configs import sync_default
 
     cfg = sync_default.get_config()
     cfg.data.augment.noise = (0.5, 0.1)
     with pytest.raises(config_checks.ConfigError, match="data.augment: noise"):
+        config_checks.check_config(cfg)
+    cfg = sync_default.get_config()
+    cfg.data.augment.burst_frames = (2.5, 4)
+    with pytest.raises(config_checks.ConfigError, match="data.augment: burst_frames"):
         config_checks.check_config(cfg)
     cfg = sync_default.get_config()
     cfg.data.protocol = "paper"

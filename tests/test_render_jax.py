@@ -98,8 +98,31 @@ def numpy_draws(calls, spec: render_jax.Spec, aug: render.Augment) -> tuple[dict
     d["window"] = window
     d["offset"] = take("integers")[1]
     d["length"] = take("integers")[1]
+    # the detector's errors (render.other_person, render.draw_errors), drawn last
+    d["other_start"], d["other_angle"], d["other_distance"] = 0.0, 0.0, 0.0
+    if aug.jump_prob > 0:
+        d["other_start"], d["other_angle"] = take("uniform")[1], take("uniform")[1]
+        d["other_distance"] = take("uniform")[1]
+    errors = []
+    for _ in range(2):
+        e = {}
+        for name in render_jax.RUNS:
+            e[name + "_u"], e[name + "_len"] = np.ones(w), np.ones(w)  # u >= prob: no run
+            if getattr(aug, name + "_prob") > 0:
+                e[name + "_u"][:window] = take("random")[1]
+                e[name + "_len"][:window] = take("integers")[1]
+        e["burst_noise"] = np.zeros((w, 17, 2))
+        if aug.burst_prob > 0:
+            e["burst_noise"][:window] = take("standard_normal")[1]
+        e["occluded_u"] = np.ones((w, 17))
+        if aug.occluded_drop > 0:
+            e["occluded_u"][:window] = take("random")[1]
+        errors.append(e)
+    for k in errors[0]:
+        d[k] = np.stack([errors[0][k], errors[1][k]])
     assert next(it, None) is None, "the numpy renderer made draws this test does not know"
     dtypes = {"clip": np.int32, "window": np.int32, "size": np.int32, "offset": np.int32}
+    dtypes.update({name + "_len": np.int32 for name in render_jax.RUNS})
     fields = {k: np.asarray(d[k], dtypes.get(k, np.float32)) for k in render_jax.Draws._fields}
     fields["mirror"] = np.asarray(d["mirror"], bool)
     fields["length"] = fields["length"].astype(np.int32)
@@ -124,6 +147,22 @@ def test_same_draws_give_the_numpy_pairs(pairs, packed, normalization):
     """The numpy renderer's own draws (recorded) through the device rendering: the same views,
     masks and offsets. Tolerance: float32 against float64 projection of pixels up to ~2000,
     about 1e-4 px, i.e. ~1e-6 after 'published' and ~1e-5 after 'person' normalization."""
+    check_same_draws(pairs, packed, normalization)
+
+
+def test_same_draws_with_every_detector_error(pairs, packed):
+    """As above with the detector errors at rates high enough that the 12 pairs hold runs of
+    every kind (swaps, jumps, gaps, bursts) besides the occluded joints."""
+    aug = render.Augment(swap_prob=0.05, jump_prob=0.05, gap_prob=0.02, burst_prob=0.05)
+    busy = render.RenderedPairs(pairs.clips, pairs.cfg, aug, 256, 0, MIN_LENGTH)
+    draws = check_same_draws(busy, packed, "published")
+    for name in render_jax.RUNS:
+        assert (draws[name + "_u"] < getattr(aug, name + "_prob")).sum() >= 3, name
+
+
+def check_same_draws(pairs, packed, normalization) -> dict:
+    """Pairs of the numpy renderer and of the device rendering of its recorded draws: equal
+    (see the test above); returns the draws, stacked."""
     spec = render_jax.Spec.of(pairs, BUCKET, normalization)
     rows, draws = [], []
     for i in range(12):
@@ -142,9 +181,10 @@ def test_same_draws_give_the_numpy_pairs(pairs, packed, normalization):
         seen_got = got["poses" + v][..., 2] > 0
         # a joint within rounding of the image border may flip; none did in these pairs
         assert (seen_want != seen_got).sum() == 0
-        assert seen_want.mean() > 0.5
+        assert seen_want[want["mask" + v]].mean() > 0.5
         atol = 2e-5 if normalization == "person" else 2e-6
         np.testing.assert_allclose(got["poses" + v], want["poses" + v], atol=atol, rtol=0)
+    return stacked._asdict()
 
 
 def ks_distance(a, b) -> float:

@@ -7,6 +7,7 @@ scores and missing joints.
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 
@@ -114,28 +115,49 @@ class Corruption:
     drop_frame_prob: float = 0.0
 
 
+class DetectorDraws(NamedTuple):
+    """The random numbers of one view's detection: T frames of J joints."""
+
+    sigma: float  # pixel noise standard deviation
+    noise: np.ndarray  # (T, J, 2) pixels
+    score: np.ndarray  # (T, J) the score before its noise penalty, uniform in [0.75, 0.98)
+    missing: np.ndarray  # (T, J) bool, the joint goes missing
+    dropped: np.ndarray  # (T,) bool, the frame goes undetected
+
+
+def draw_detector(
+    rng: np.random.Generator, frames: int, joints: int, corruption: Corruption = Corruption()
+) -> DetectorDraws:
+    """The draws ``detect`` makes, in its order."""
+    sigma = rng.uniform(corruption.noise_px_min, corruption.noise_px_max)
+    noise = rng.normal(0.0, sigma, (frames, joints, 2))
+    score = rng.uniform(0.75, 0.98, (frames, joints))
+    missing = rng.random((frames, joints)) < corruption.missing_prob
+    dropped = np.zeros(frames, bool)
+    if corruption.drop_frame_prob > 0:
+        dropped = rng.random(frames) < corruption.drop_frame_prob
+    return DetectorDraws(sigma, noise, score, missing, dropped)
+
+
+def detected(uv: np.ndarray, z: np.ndarray, width, height, d: DetectorDraws) -> np.ndarray:
+    """Projected joints (pixels (T, J, 2), depths (T, J)) through the detector draws ``d``:
+    (T, J, 3) float64 (x, y, score), every channel 0 where not detected."""
+    uv = uv + d.noise
+    # Larger error -> lower confidence, like a heatmap peak that is less sharp.
+    err = np.linalg.norm(d.noise, axis=-1) / max(d.sigma, 1e-6)
+    score = np.clip(d.score - 0.08 * err, 0.05, 1.0)
+    inside = (z > 0.1) & (uv[..., 0] >= 0) & (uv[..., 0] < width)
+    inside &= (uv[..., 1] >= 0) & (uv[..., 1] < height)
+    keep = inside & ~d.missing & ~d.dropped[:, None]
+    out = np.concatenate([uv, score[..., None]], axis=-1)
+    out[~keep] = 0.0
+    return out
+
+
 def detect(
     rng: np.random.Generator, cam: Camera, joints: np.ndarray, corruption: Corruption = Corruption()
 ) -> np.ndarray:
     """(T, J, 3) world joints -> (T, J, 3) float32 (x, y, score) in pixels, as a 2D detector."""
     uv, z = project(cam, joints)
-    t, j = joints.shape[:2]
-    sigma = rng.uniform(corruption.noise_px_min, corruption.noise_px_max)
-    noise = rng.normal(0.0, sigma, (t, j, 2))
-    uv = uv + noise
-    # Larger error -> lower confidence, like a heatmap peak that is less sharp.
-    err = np.linalg.norm(noise, axis=-1) / max(sigma, 1e-6)
-    score = np.clip(rng.uniform(0.75, 0.98, (t, j)) - 0.08 * err, 0.05, 1.0)
-    inside = (
-        (z > 0.1)
-        & (uv[..., 0] >= 0)
-        & (uv[..., 0] < cam.width)
-        & (uv[..., 1] >= 0)
-        & (uv[..., 1] < cam.height)
-    )
-    keep = inside & (rng.random((t, j)) >= corruption.missing_prob)
-    if corruption.drop_frame_prob > 0:
-        keep &= (rng.random(t) >= corruption.drop_frame_prob)[:, None]
-    out = np.concatenate([uv, score[..., None]], axis=-1)
-    out[~keep] = 0.0
-    return out.astype(np.float32)
+    d = draw_detector(rng, joints.shape[0], joints.shape[1], corruption)
+    return detected(uv, z, cam.width, cam.height, d).astype(np.float32)

@@ -3,8 +3,9 @@ PRNG key and the training clips held in device memory, so that the host hands ov
 step and nothing else.
 
 One pair is the numpy renderer's pair (see ``render``: clip and window, time-stretch, mirroring,
-two cameras on an image of a drawn size, detector-like corruption, an independent crop), brought
-to the model's input normalization and padded to the bucket, in two pure stages:
+two cameras on an image of a drawn size, detector-like corruption and the errors of real
+detectors, an independent crop), brought to the model's input normalization and padded to the
+bucket, in two pure stages:
 
   draw(key, spec, lengths)                 -> Draws: every random number of one pair
   render_pair(spec, clips, lengths, draws) -> (pair arrays, info): projection, corruption,
@@ -13,7 +14,10 @@ to the model's input normalization and padded to the bucket, in two pure stages:
 The draws follow the numpy renderer's distributions (same ranges, same dependence of the window,
 the crop and the focal lengths on earlier draws); the random streams themselves differ: one
 threefry call per pair gives its scalar draws and the seed of a counter hash for the ~20,000
-per-joint uniforms (pixel noise as inverse-erf normals, scores, missing joints, dropped frames).
+per-joint uniforms (pixel noise as inverse-erf normals, scores, missing joints, dropped frames);
+a second one, from the key folded with 1, gives those of the detector errors (the other
+person, the runs of swaps, jumps, gaps and bursts, burst noise, occluded joints' drops), which
+are drawn whatever their probabilities, with masks (``run_mask``) choosing where they apply.
 Because the rendering takes the draws as data, a test can feed it the numpy renderer's own draws
 and compare the two pair for pair. Static shapes: the clips are packed into one padded
 (K, L, 17, 3) array with their lengths; every pair renders a full window of ``spec.window``
@@ -36,7 +40,7 @@ import numpy as np
 
 from sesyn_jax.data import normalization as norm_lib
 from sesyn_jax.data.pairs import bucket_for
-from sesyn_jax.data.render import RenderedPairs
+from sesyn_jax.data.render import TORSO, RenderedPairs
 from sesyn_jax.graph import MIRROR
 
 Array = jax.Array
@@ -44,6 +48,7 @@ TRAIN_KEYS = ("poses1", "mask1", "poses2", "mask2", "offset")
 # cameras.sample_camera_pair's separation of the two azimuths, degrees
 SEPARATION_DEG = (30.0, 150.0)
 _STREAM = 0x52454E44  # folded into the seed so render keys never equal the model's init key
+RUNS = ("swap", "jump", "gap", "burst")  # the detector errors that come in runs of frames
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +71,19 @@ class Spec:
     noise: tuple
     missing_prob: tuple
     drop_frame_prob: tuple
+    swap_prob: float
+    swap_frames: tuple
+    jump_prob: float
+    jump_frames: tuple
+    jump_distance_m: tuple
+    gap_prob: float
+    gap_frames: tuple
+    burst_prob: float
+    burst_frames: tuple
+    burst_noise: float
+    occluded_margin_m: float
+    occluded_score_cut: float
+    occluded_drop: float
 
     @property
     def window(self) -> int:
@@ -79,6 +97,8 @@ class Spec:
             raise ValueError(f"bucket {bucket} is shorter than the {cfg.frames} frames of a view")
         fields = {f.name: getattr(aug, f.name) for f in dataclasses.fields(aug)}
         fields["sizes"] = tuple(tuple(int(x) for x in s) for s in aug.sizes)
+        for name in RUNS:
+            fields[name + "_frames"] = tuple(int(x) for x in getattr(aug, name + "_frames"))
         return cls(cfg.frames, cfg.max_offset, pairs.min_length, bucket, normalization, **fields)
 
 
@@ -106,6 +126,20 @@ class Draws(NamedTuple):
     drop_u: Array  # (2, W) uniform in [0, 1): a frame is kept when >= drop_prob
     offset: Array  # () int32, category_id1 - category_id2
     length: Array  # (2,) int32, frames each view keeps
+    # the detector's errors (render.draw_errors, render.other_person)
+    other_start: Array  # () first motion frame of the other person's window
+    other_angle: Array  # () radians, direction of the other person's displacement
+    other_distance: Array  # () metres
+    swap_u: Array  # (2, W) a swap run starts where < Spec.swap_prob
+    swap_len: Array  # (2, W) int32, its length
+    jump_u: Array  # (2, W)
+    jump_len: Array  # (2, W) int32
+    gap_u: Array  # (2, W)
+    gap_len: Array  # (2, W) int32
+    burst_u: Array  # (2, W)
+    burst_len: Array  # (2, W) int32
+    burst_noise: Array  # (2, W, 17, 2) standard normal
+    occluded_u: Array  # (2, W, 17) an occluded joint goes missing where < occluded_drop
 
 
 def pack_clips(pairs: RenderedPairs) -> tuple[np.ndarray, np.ndarray]:
@@ -193,6 +227,17 @@ def draw(key: Array, spec: Spec, lengths: Array) -> Draws:
     length = _integer(jnp.stack([next(u), next(u)]), kept - shift, kept)
     per_frame = hashed_uniforms(seed, (2, w_max, 17 * 4 + 1))
     per_joint = per_frame[..., :-1].reshape(2, w_max, 17, 4)
+    # the detector's errors from a key of their own: the draws above stay those of a renderer
+    # without them
+    bits = jax.random.bits(jax.random.fold_in(key, 1), (5,))
+    u, seed = unit_uniform(bits[:3]), bits[3:]
+    errors = hashed_uniforms(seed, (2, w_max, 2 * len(RUNS) + 17 * 3))
+    runs = {}
+    for i, name in enumerate(RUNS):
+        lo, hi = getattr(spec, name + "_frames")
+        runs[name + "_u"] = errors[..., 2 * i]
+        runs[name + "_len"] = _integer(errors[..., 2 * i + 1], lo, hi)
+    error_joints = errors[..., 2 * len(RUNS) :].reshape(2, w_max, 17, 3)
     return Draws(
         clip=clip.astype(jnp.int32),
         stretch=stretch,
@@ -214,6 +259,12 @@ def draw(key: Array, spec: Spec, lengths: Array) -> Draws:
         drop_u=per_frame[..., -1],
         offset=offset,
         length=length,
+        other_start=u[0] * (n - 1 - (window - 1) * stretch),
+        other_angle=np.float32(2 * np.pi) * u[1],
+        other_distance=_between(u[2], *spec.jump_distance_m),
+        burst_noise=np.float32(np.sqrt(2)) * jax.lax.erf_inv(2 * error_joints[..., :2] - 1),
+        occluded_u=error_joints[..., 2],
+        **runs,
     )
 
 
@@ -305,7 +356,11 @@ def cameras(joints: Array, real: Array, d: Draws, width, height):
 
 
 # the fields of Draws that hold one value per view (axis 0)
-VIEW_FIELDS = ("noise", "missing_prob", "drop_prob", "pixel_noise", "score", "missing_u", "drop_u")
+VIEW_FIELDS = (
+    ("noise", "missing_prob", "drop_prob", "pixel_noise", "score", "missing_u", "drop_u")
+    + tuple(f"{name}_{kind}" for name in RUNS for kind in ("u", "len"))
+    + ("burst_noise", "occluded_u")
+)
 
 
 def _fold(op, xs: list) -> Array:
@@ -317,13 +372,16 @@ def _fold(op, xs: list) -> Array:
     return out
 
 
-def detect(uv, z, real, width, height, v: dict) -> tuple[Array, Array]:
-    """``cameras.detect`` of one view with its draws ``v`` (the VIEW_FIELDS of one view):
-    (W, 17, 3) (x, y, score) pixels, every channel 0 where not detected, and the pixel sigma
-    (the drawn fraction of the person's median height in pixels, as ``render`` sets it)."""
+def person_pixels(uv: Array, real: Array) -> Array:
+    """``render._person_pixels``: the median over the real frames of the person's box height
+    in pixels (uv (W, 17, 2), real (W,) bool)."""
     y = [uv[:, j, 1] for j in range(uv.shape[1])]
-    px_height = masked_median(_fold(jnp.maximum, y) - _fold(jnp.minimum, y), real)
-    sigma = v["noise"] * px_height
+    return masked_median(_fold(jnp.maximum, y) - _fold(jnp.minimum, y), real)
+
+
+def detect(uv, z, sigma, width, height, v: dict) -> Array:
+    """``cameras.detected`` of one view with its draws ``v`` (the VIEW_FIELDS of one view) and
+    pixel sigma: (W, 17, 3) (x, y, score) pixels, every channel 0 where not detected."""
     uv = uv + v["pixel_noise"] * sigma
     err = jnp.hypot(v["pixel_noise"][..., 0], v["pixel_noise"][..., 1])
     err = err * sigma / jnp.maximum(sigma, 1e-6)
@@ -333,7 +391,51 @@ def detect(uv, z, real, width, height, v: dict) -> tuple[Array, Array]:
     keep = inside & (v["missing_u"] >= v["missing_prob"])
     keep &= (v["drop_u"] >= v["drop_prob"])[:, None]
     out = jnp.concatenate([uv, score[..., None]], -1)
-    return jnp.where(keep[..., None], out, 0.0), sigma
+    return jnp.where(keep[..., None], out, 0.0)
+
+
+def run_mask(start: Array, length: Array, longest: int) -> Array:
+    """``render.run_mask`` in static shapes: frame t (last axis) is covered when a run starts
+    at s <= t (``start``) and lasts ``length`` > t - s frames; ``longest`` bounds the lengths."""
+    covered = start & (length > 0)
+    for k in range(1, longest):
+        began = start & (length > k)
+        covered |= jnp.pad(began, [(0, 0)] * (began.ndim - 1) + [(k, 0)])[..., : start.shape[-1]]
+    return covered
+
+
+def detect_with_errors(
+    spec: Spec, uv, z, other_uv, other_z, px_height, width, height, v: dict
+) -> tuple[Array, Array]:
+    """``render.detect_with_errors`` of one view: the person projected (uv (W, 17, 2), depth
+    z (W, 17)), the other person likewise, the person's median height in pixels and the view's
+    draws ``v``. (W, 17, 3) (x, y, score) pixels, and the pixel sigma."""
+    runs = {
+        name: run_mask(
+            v[name + "_u"] < getattr(spec, name + "_prob"),
+            v[name + "_len"],
+            getattr(spec, name + "_frames")[1],
+        )
+        for name in RUNS
+    }
+    uv = jnp.where(runs["jump"][:, None, None], other_uv, uv)
+    z = jnp.where(runs["jump"][:, None], other_z, z)
+    burst = v["burst_noise"] * (spec.burst_noise * px_height)
+    uv = uv + jnp.where(runs["burst"][:, None, None], burst, 0.0)
+    sigma = v["noise"] * px_height
+    out = detect(uv, z, sigma, width, height, v)
+    torso = sum(z[:, j] for j in TORSO) / len(TORSO)
+    occluded = z > torso[:, None] + spec.occluded_margin_m
+    score = out[..., 2] * jnp.where(occluded, 1 - spec.occluded_score_cut, 1.0)
+    out = jnp.concatenate([out[..., :2], score[..., None]], -1)
+    lost = (occluded & (v["occluded_u"] < spec.occluded_drop)) | runs["gap"][:, None]
+    out = jnp.where(lost[..., None], 0.0, out)
+    # the permutation as a product with its 0/1 matrix (exact at full precision): a gather
+    # over the joint axis costs the CPU several times the rest of the rendering
+    perm = np.eye(len(MIRROR), dtype=np.float32)[list(MIRROR)]  # swapped[j] = out[MIRROR[j]]
+    swapped = jnp.einsum("kj,tjc->tkc", perm, out, precision=jax.lax.Precision.HIGHEST)
+    out = jnp.where(runs["swap"][:, None, None], swapped, out)
+    return out, sigma
 
 
 def crop(view: Array, first: Array, length: Array, bucket: int) -> tuple[Array, Array]:
@@ -374,10 +476,18 @@ def render_pair(spec: Spec, clips: Array, lengths: Array, d: Draws) -> tuple[dic
     width, height = sizes[d.size, 0], sizes[d.size, 1]
     joints, real = window_motion(clips, lengths, spec, d)
     rotations, centres = cameras(joints, real, d, width, height)
+    other = window_motion(clips, lengths, spec, d._replace(start=d.other_start))[0]
+    other = other + d.other_distance * jnp.stack(
+        [jnp.sin(d.other_angle), 0.0, jnp.cos(d.other_angle)]
+    )
 
     def view(rotation, centre, focal, v, first, length):
         uv, z = project(rotation, centre, focal, width, height, joints)
-        pixels, sigma = detect(uv, z, real, width, height, v)
+        other_uv, other_z = project(rotation, centre, focal, width, height, other)
+        px_height = person_pixels(uv, real)
+        pixels, sigma = detect_with_errors(
+            spec, uv, z, other_uv, other_z, px_height, width, height, v
+        )
         poses, mask = crop(pixels, first, length, spec.bucket)
         return normalize(poses, mask, spec.normalization, width, height), mask, sigma
 
