@@ -11,15 +11,15 @@ Fields:
   data.render   embedded source, 'independent' protocol: train on pairs rendered anew from the
                 training clips' 3D motion for every pair of every epoch: new cameras (image
                 sizes, focal lengths, distances, heights), time-stretch, mirroring, noise,
-                missing joints and undetected frames, and the errors real detectors make
-                (left/right swaps, jumps to another person, long gaps, jitter bursts,
-                occluded joints) as data.augment draws them (sesyn_jax.data.render.Augment),
+                missing joints and undetected frames, and, when turned on, the errors real
+                detectors make (left/right swaps, jumps to another person, long gaps, jitter
+                bursts, occluded joints; all off by default, render.DETECTOR_ERRORS holds
+                rates that were tried) as data.augment draws them (sesyn_jax.data.render.Augment),
                 data.pairs_per_epoch pairs per epoch.
   data.render_on  with data.render: 'host' (numpy, one pair at a time, in a background
-                thread; with the detector errors off, render.DETECTOR_ERRORS_OFF as
-                data.augment overrides, it reproduces the shipped model) or 'device' (one
-                jitted JAX function of the step's key on the devices,
-                sesyn_jax.data.render_jax: the same distributions, other draws).
+                thread; reproduces the shipped model) or 'device' (one jitted JAX function of
+                the step's key on the devices, sesyn_jax.data.render_jax: the same
+                distributions, other draws).
   data.prefetch batches built and put on the devices ahead of the step, in a background
                 thread (host batches; 0: none).
   model.padding temporal padding of the convolutions: 'zero' (published), 'edge' or 'reflect'.

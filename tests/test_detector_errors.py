@@ -323,8 +323,9 @@ def test_jax_effects_do_what_they_say(jax_runs):
         real = on[f"mask{v + 1}"]
         a, b = on[key], off[key]
         anything = m["swap"] | m["jump"] | m["gap"] | m["burst"]
-        # separate compilations may round differently: 1e-6 of the image size
-        close = dict(rtol=0, atol=1e-6)
+        # separate compilations (with every error off none is computed) may round differently:
+        # float32 rounding of the normalized coordinates, a few 1e-6
+        close = dict(rtol=0, atol=1e-5)
         np.testing.assert_allclose(a[real & ~anything], b[real & ~anything], **close)
         assert (a[real & m["gap"]] == 0).all()
         swap_only = real & m["swap"] & ~(m["jump"] | m["gap"] | m["burst"])
@@ -340,7 +341,7 @@ def test_jax_effects_do_what_they_say(jax_runs):
         assert min(swap_only.sum(), burst_only.sum(), jump_only.sum()) > 100
         assert (real & m["gap"]).sum() > 100
         c = occ[key]
-        diff = np.abs(c - b).max(-1) > 1e-6
+        diff = np.abs(c - b).max(-1) > close["atol"]
         dimmed = diff & (c[..., 2] > 0)
         np.testing.assert_allclose(c[..., :2][dimmed], b[..., :2][dimmed], **close)
         np.testing.assert_allclose(c[..., 2][dimmed], 0.5 * b[..., 2][dimmed], rtol=1e-6)

@@ -16,8 +16,9 @@ the crop and the focal lengths on earlier draws); the random streams themselves 
 threefry call per pair gives its scalar draws and the seed of a counter hash for the ~20,000
 per-joint uniforms (pixel noise as inverse-erf normals, scores, missing joints, dropped frames);
 a second one, from the key folded with 1, gives those of the detector errors (the other
-person, the runs of swaps, jumps, gaps and bursts, burst noise, occluded joints' drops), which
-are drawn whatever their probabilities, with masks (``run_mask``) choosing where they apply.
+person, the runs of swaps, jumps, gaps and bursts, burst noise, occluded joints' drops) when
+any of them is on (then all are drawn, with masks, ``run_mask``, choosing where they apply);
+with every one off (the default) they are neither drawn nor computed.
 Because the rendering takes the draws as data, a test can feed it the numpy renderer's own draws
 and compare the two pair for pair. Static shapes: the clips are packed into one padded
 (K, L, 17, 3) array with their lengths; every pair renders a full window of ``spec.window``
@@ -40,7 +41,7 @@ import numpy as np
 
 from sesyn_jax.data import normalization as norm_lib
 from sesyn_jax.data.pairs import bucket_for
-from sesyn_jax.data.render import TORSO, RenderedPairs
+from sesyn_jax.data.render import TORSO, RenderedPairs, detector_errors_on
 from sesyn_jax.graph import MIRROR
 
 Array = jax.Array
@@ -126,7 +127,8 @@ class Draws(NamedTuple):
     drop_u: Array  # (2, W) uniform in [0, 1): a frame is kept when >= drop_prob
     offset: Array  # () int32, category_id1 - category_id2
     length: Array  # (2,) int32, frames each view keeps
-    # the detector's errors (render.draw_errors, render.other_person)
+    # the detector's errors (render.draw_errors, render.other_person); None when every error is
+    # off (``render.detector_errors_on``): then nothing of them is drawn or computed
     other_start: Array  # () first motion frame of the other person's window
     other_angle: Array  # () radians, direction of the other person's displacement
     other_distance: Array  # () metres
@@ -140,6 +142,13 @@ class Draws(NamedTuple):
     burst_len: Array  # (2, W) int32
     burst_noise: Array  # (2, W, 17, 2) standard normal
     occluded_u: Array  # (2, W, 17) an occluded joint goes missing where < occluded_drop
+
+
+ERROR_FIELDS = (
+    ("other_start", "other_angle", "other_distance")
+    + tuple(f"{name}_{kind}" for name in RUNS for kind in ("u", "len"))
+    + ("burst_noise", "occluded_u")
+)
 
 
 def pack_clips(pairs: RenderedPairs) -> tuple[np.ndarray, np.ndarray]:
@@ -227,17 +236,7 @@ def draw(key: Array, spec: Spec, lengths: Array) -> Draws:
     length = _integer(jnp.stack([next(u), next(u)]), kept - shift, kept)
     per_frame = hashed_uniforms(seed, (2, w_max, 17 * 4 + 1))
     per_joint = per_frame[..., :-1].reshape(2, w_max, 17, 4)
-    # the detector's errors from a key of their own: the draws above stay those of a renderer
-    # without them
-    bits = jax.random.bits(jax.random.fold_in(key, 1), (5,))
-    u, seed = unit_uniform(bits[:3]), bits[3:]
-    errors = hashed_uniforms(seed, (2, w_max, 2 * len(RUNS) + 17 * 3))
-    runs = {}
-    for i, name in enumerate(RUNS):
-        lo, hi = getattr(spec, name + "_frames")
-        runs[name + "_u"] = errors[..., 2 * i]
-        runs[name + "_len"] = _integer(errors[..., 2 * i + 1], lo, hi)
-    error_joints = errors[..., 2 * len(RUNS) :].reshape(2, w_max, 17, 3)
+    errors = error_draws(key, spec, n, window, stretch) if detector_errors_on(spec) else {}
     return Draws(
         clip=clip.astype(jnp.int32),
         stretch=stretch,
@@ -259,6 +258,24 @@ def draw(key: Array, spec: Spec, lengths: Array) -> Draws:
         drop_u=per_frame[..., -1],
         offset=offset,
         length=length,
+        **{f: errors.get(f) for f in ERROR_FIELDS},
+    )
+
+
+def error_draws(key: Array, spec: Spec, n: Array, window: Array, stretch: Array) -> dict:
+    """The Draws fields of the detector's errors (ERROR_FIELDS) of the pair drawn from ``key``,
+    from a key of their own (``key`` folded with 1), so that the other draws stay those of a
+    renderer without them. ``n``: the clip's frames; ``window``, ``stretch``: the pair's."""
+    bits = jax.random.bits(jax.random.fold_in(key, 1), (5,))
+    u, seed = unit_uniform(bits[:3]), bits[3:]
+    errors = hashed_uniforms(seed, (2, spec.window, 2 * len(RUNS) + 17 * 3))
+    runs = {}
+    for i, name in enumerate(RUNS):
+        lo, hi = getattr(spec, name + "_frames")
+        runs[name + "_u"] = errors[..., 2 * i]
+        runs[name + "_len"] = _integer(errors[..., 2 * i + 1], lo, hi)
+    error_joints = errors[..., 2 * len(RUNS) :].reshape(2, spec.window, 17, 3)
+    return dict(
         other_start=u[0] * (n - 1 - (window - 1) * stretch),
         other_angle=np.float32(2 * np.pi) * u[1],
         other_distance=_between(u[2], *spec.jump_distance_m),
@@ -476,18 +493,24 @@ def render_pair(spec: Spec, clips: Array, lengths: Array, d: Draws) -> tuple[dic
     width, height = sizes[d.size, 0], sizes[d.size, 1]
     joints, real = window_motion(clips, lengths, spec, d)
     rotations, centres = cameras(joints, real, d, width, height)
-    other = window_motion(clips, lengths, spec, d._replace(start=d.other_start))[0]
-    other = other + d.other_distance * jnp.stack(
-        [jnp.sin(d.other_angle), 0.0, jnp.cos(d.other_angle)]
-    )
+    errors = detector_errors_on(spec)  # static: with every error off none is computed
+    if errors:
+        other = window_motion(clips, lengths, spec, d._replace(start=d.other_start))[0]
+        other = other + d.other_distance * jnp.stack(
+            [jnp.sin(d.other_angle), 0.0, jnp.cos(d.other_angle)]
+        )
 
     def view(rotation, centre, focal, v, first, length):
         uv, z = project(rotation, centre, focal, width, height, joints)
-        other_uv, other_z = project(rotation, centre, focal, width, height, other)
         px_height = person_pixels(uv, real)
-        pixels, sigma = detect_with_errors(
-            spec, uv, z, other_uv, other_z, px_height, width, height, v
-        )
+        if errors:
+            other_uv, other_z = project(rotation, centre, focal, width, height, other)
+            pixels, sigma = detect_with_errors(
+                spec, uv, z, other_uv, other_z, px_height, width, height, v
+            )
+        else:
+            sigma = v["noise"] * px_height
+            pixels = detect(uv, z, sigma, width, height, v)
         poses, mask = crop(pixels, first, length, spec.bucket)
         return normalize(poses, mask, spec.normalization, width, height), mask, sigma
 
