@@ -2,8 +2,10 @@
 a narrow six-block network, 6 epochs; 5 variants x 3 seeds take about 56 minutes on 2 cores
 (docs/ablation.md has the table).
 
-  python -m sesyn_jax.ablate --config configs/ablation_cpu.py \
+  python -m sesyn_jax.ablate --config configs/ablation_cpu.py --config.data.protocol=paper \
       --variants iden,iden+devi,iden+devi+intv,tcc_cls,tcc_reg_var --seeds 0,1,2 --workdir runs/ablation
+
+(docs/ablation.md's table was made on the 'paper' protocol, the quickstart's default then.)
 
 The same runner at full size (an accelerator): --config configs/mocap_syn.py with data.root set
 in that file or a copy of it.
