@@ -53,36 +53,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(n: int, workdir: str, steps: int = STEPS) -> list[str]:
-    """Run n processes of the same command; every one is killed if the group hangs."""
-    port = free_port()
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_ENABLE_X64="1")
+def run_group(commands: list[list[str]], env: dict, timeout: float = 400) -> list[tuple[int, str]]:
+    """Start one process per command, all at once; (exit status, output) of each. All are
+    killed if one is still running after ``timeout`` seconds."""
     procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                RUN.format(root=ROOT, n=n, pid=i, port=port, workdir=workdir, steps=steps),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        for i in range(n)
+        for cmd in commands
     ]
-    outs = []
     try:
-        for p in procs:
-            outs.append(p.communicate(timeout=400)[0])
+        outs = [p.communicate(timeout=timeout)[0] for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for p, out in zip(procs, outs):
-        assert p.returncode == 0, out[-3000:]
-    return outs
+                p.wait()
+    return [(p.returncode, out) for p, out in zip(procs, outs)]
+
+
+def launch(n: int, workdir: str, steps: int = STEPS) -> list[str]:
+    """Run n processes of the same command; every one is killed if the group hangs."""
+    port = free_port()
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_ENABLE_X64="1")
+    script = [
+        RUN.format(root=ROOT, n=n, pid=i, port=port, workdir=workdir, steps=steps) for i in range(n)
+    ]
+    ends = run_group([[sys.executable, "-c", s] for s in script], env)
+    for code, out in ends:
+        assert code == 0, out[-3000:]
+    return [out for _, out in ends]
 
 
 def saved_state(workdir: str, step: int, like=None):
@@ -150,32 +150,17 @@ def train_py(workdir: str, n: int, timeout: float = 400) -> list[tuple[int, str]
     """The README's train command started once per process on localhost; (exit status,
     output) of each. All are killed if one is still running after ``timeout`` seconds."""
     port = free_port()
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    procs = [
-        subprocess.Popen(
-            TRAIN_CMD
-            + [
-                f"--workdir={workdir}",
-                f"--config.mesh.num_processes={n}",
-                f"--config.mesh.process_id={i}",
-                f"--config.mesh.coordinator_address=127.0.0.1:{port}",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    commands = [
+        TRAIN_CMD
+        + [
+            f"--workdir={workdir}",
+            f"--config.mesh.num_processes={n}",
+            f"--config.mesh.process_id={i}",
+            f"--config.mesh.coordinator_address=127.0.0.1:{port}",
+        ]
         for i in range(n)
     ]
-    try:
-        outs = [p.communicate(timeout=timeout)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    return [(p.returncode, out) for p, out in zip(procs, outs)]
+    return run_group(commands, dict(os.environ, JAX_PLATFORMS="cpu"), timeout)
 
 
 def test_two_processes_run_train_py_to_the_end_and_rerun_as_finished(tmp_path):
