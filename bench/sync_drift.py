@@ -69,8 +69,8 @@ def worker(path_a: str, path_b: str, no_drift: bool) -> dict:
     tune_host_allocator()
     from sesyn_jax import loading, sync
     from sesyn_jax.data import normalization, readers
-    from sesyn_jax.model import inner_mask
     from sesyn_jax.sync import drift
+    from sesyn_jax.sync.search import inner_frames
 
     loaded = loading.load_model("default")
     model, rate = loaded.model(), loaded.fps
@@ -81,7 +81,7 @@ def worker(path_a: str, path_b: str, no_drift: bool) -> dict:
         x = normalization.normalize(poses, loaded.normalization)
         f = sync.embed(model, loaded.variables, x)
         feats.append(f)
-        masks.append(np.asarray(inner_mask(np.ones(len(f), bool), loaded.inner_radius)))
+        masks.append(inner_frames(f, loaded.inner_radius))
     t_embed = time.perf_counter() - t0
     coarse = sync.learned_search(*feats, loaded.inner_radius, rate=rate)
     t1 = time.perf_counter()

@@ -88,11 +88,6 @@ class Augment:
     occluded_score_cut: float = 0.0
     occluded_drop: float = 0.0
 
-    @property
-    def detector_errors(self) -> bool:
-        """Whether any of the detector errors above is on."""
-        return detector_errors_on(self)
-
     def __post_init__(self):
         if not self.sizes or any(len(s) != 2 or min(s) < 1 for s in self.sizes):
             raise ValueError(f"sizes must be (width, height) pairs >= 1, got {self.sizes}")

@@ -449,6 +449,9 @@ def match_all(settings: Settings, loaded, prepared, rate: float, notes: list[str
     def embed_fn(x):
         return embed(model, loaded.variables, x, progress=long_input)
 
+    def embed_or_none(x):  # a recording's half-frame phase or fine-rate poses, where it has them
+        return None if x is None else embed_fn(x)
+
     search = dict(
         method=settings.method,
         inner_radius=loaded.inner_radius if loaded else 0,
@@ -460,12 +463,8 @@ def match_all(settings: Settings, loaded, prepared, rate: float, notes: list[str
         for p, n in zip(prepared, names):
             check_recording(p.pixels, n, rate)
         feats = [embed_fn(p.normalized) for p in prepared] if loaded else None
-        halves = (
-            [p.half if p.half is None else embed_fn(p.half) for p in prepared] if loaded else None
-        )
-        fines = (
-            [p.fine if p.fine is None else embed_fn(p.fine) for p in prepared] if loaded else None
-        )
+        halves = [embed_or_none(p.half) for p in prepared] if loaded else None
+        fines = [embed_or_none(p.fine) for p in prepared] if loaded else None
 
     def pair_result(i: int, j: int) -> PairResult:
         a, b = prepared[i].normalized, prepared[j].normalized

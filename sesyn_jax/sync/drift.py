@@ -67,7 +67,7 @@ import numpy as np
 
 from sesyn_jax.offset_search import AGREE_FRAMES, lag_blocks, pick_offset
 from sesyn_jax.sync.recordings import available_memory
-from sesyn_jax.sync.search import PairResult
+from sesyn_jax.sync.search import PairResult, inner_frames
 
 MIN_OVERLAP_SECONDS = 60.0
 WINDOW_SECONDS = 20.0
@@ -447,13 +447,11 @@ def pair_drift(
     whole-recording offset, is not used), and so is a rate within DISTINGUISHABLE standard
     errors of 0 (as on a minute or two of recording without drift: the fit keeps it as
     ``measured_ppm``)."""
-    from sesyn_jax.model import inner_mask
-
     learned = pair.searches.get("learned")
     if learned is None:
         note = "drift not estimated: the recordings are too short for the learned method"
         return pair, DriftFit(pair.offset, rate, None, note=note)
-    masks = [np.asarray(inner_mask(np.ones(len(f), bool), inner_radius)) for f in (f_a, f_b)]
+    masks = [inner_frames(f, inner_radius) for f in (f_a, f_b)]
     have = available_memory()
     fit = estimate_drift(
         f_a,

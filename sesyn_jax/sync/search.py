@@ -87,6 +87,14 @@ class PairResult:
         return self.offset / rate
 
 
+def inner_frames(f, inner_radius: int) -> np.ndarray:
+    """(T,) bool for embeddings ``f`` (T, C) of a whole recording: True on the frames that are
+    not within ``inner_radius`` of an end (``model.inner_mask``), the frames it can match."""
+    from sesyn_jax.model import inner_mask
+
+    return np.asarray(inner_mask(np.ones(len(f), bool), inner_radius))
+
+
 def learned_search(
     f_a,
     f_b,
@@ -106,10 +114,9 @@ def learned_search(
     recordings at FINE_FACTOR x ``rate``; the answer is then refined at that rate
     (``fine_offset``), an answer at an edge of the range too (its confidence stays lowered)."""
     from sesyn_jax.offset_search import agreement
-    from sesyn_jax.model import inner_mask
 
     def masked(f):
-        return f, np.asarray(inner_mask(np.ones(len(f), bool), inner_radius))
+        return f, inner_frames(f, inner_radius)
 
     h_a, h_b = half or (None, None)
     # (features and mask of a, of b, the offset d of a whole frame of a against b that the
@@ -146,11 +153,9 @@ def fine_offset(
     out) among the FINE_WINDOW lags of that rate on each side of ``coarse`` (an offset at the
     model's rate) and within ``max_offset`` (model frames), refined by a parabola; None when no
     lag there aligns enough frames."""
-    from sesyn_jax.model import inner_mask
     from sesyn_jax.offset_search import diagonal_scores, parabola_peak, resolve_min_overlap
 
-    ma = np.asarray(inner_mask(np.ones(len(g_a), bool), inner_radius))
-    mb = np.asarray(inner_mask(np.ones(len(g_b), bool), inner_radius))
+    ma, mb = inner_frames(g_a, inner_radius), inner_frames(g_b, inner_radius)
     centre = int(round(coarse * FINE_FACTOR))
     lo, hi = centre - FINE_WINDOW - 1, centre + FINE_WINDOW + 1  # a neighbour for the parabola
     need = resolve_min_overlap(min_overlap, int(ma.sum()), int(mb.sum()))
