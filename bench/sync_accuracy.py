@@ -112,10 +112,23 @@ def predict(loaded, views, fps, method, resample_to_model=True, both_phases=True
     return np.array(preds), np.array(confs), np.array(raws)
 
 
+def fps_list(text: str) -> list[int]:
+    """'30,60' -> [30, 60]; argparse reports anything else as a usage error (exit 2)."""
+    rates = [x.strip() for x in text.split(",")]
+    if not rates or any(r not in ("30", "60") for r in rates):
+        raise argparse.ArgumentTypeError(f"expected 30, 60 or 30,60, got {text!r}")
+    return [int(r) for r in rates]
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--checkpoint", default="default")
-    p.add_argument("--fps", default="30,60", help="frame rates to measure (30, 60 or both)")
+    p.add_argument(
+        "--fps",
+        default="30,60",
+        type=fps_list,
+        help="frame rates to measure, comma-separated: 30, 60 or 30,60 (the default)",
+    )
     p.add_argument(
         "--captured",
         metavar="MOCAP_DIR",
@@ -131,7 +144,7 @@ def main() -> int:
         "frames, not warned | s/pair |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for fps in (int(x) for x in args.fps.split(",")):
+    for fps in args.fps:
         views = test_views(fps, args.captured)
         true = np.array([v[2] for v in views])
         rows = [("learned", True, True, True), ("speed", True, True, True)]

@@ -12,8 +12,9 @@ the table on the test pairs checks.
 
 Fit: every pair through the tool's own path (``sync_accuracy.predict``, |offset| <= 1 s) at 30
 and 60 fps, the pairs pooled, sorted by raw agreement, cut into BINS bins of equal count; each
-bin's share within 1/30 s, made monotone by pool-adjacent-violators, is a point (mean raw
-agreement of the bin, share); bins of equal mean agreement are merged. A first point (0, 0)
+bin's share within 1/30 s, (k + 1) / (n + 2) for k of n (Laplace's rule: no bin of a few dozen
+pairs reads 0 or 1), made monotone by pool-adjacent-violators, is a point (mean raw agreement
+of the bin, share); bins of equal mean agreement are merged. A first point (0, 0)
 says that no agreeing frame means no evidence (the fitting pairs all share their moments, so
 they hold few low agreements); above the last point the share is the last's.
 
@@ -86,8 +87,11 @@ def fit(raw: np.ndarray, good: np.ndarray, bins: int = BINS) -> list[tuple[float
         else:
             merged.append([x, y, n])
     xs = np.array([m[0] / m[2] for m in merged])
+    # Laplace's rule of succession: a bin of n answers, k of them good, reads (k + 1) / (n + 2),
+    # so that a few dozen answers never make a confidence of exactly 0 or 1.
     ys = pool_adjacent_violators(
-        np.array([m[1] / m[2] for m in merged]), np.array([m[2] for m in merged], np.float64)
+        np.array([(m[1] + 1.0) / (m[2] + 2.0) for m in merged]),
+        np.array([m[2] + 2.0 for m in merged], np.float64),
     )
     points = [(0.0, 0.0)] + [(round(float(a), 3), round(float(b), 3)) for a, b in zip(xs, ys)]
     return [p for i, p in enumerate(points) if i == 0 or p[0] > points[i - 1][0]]

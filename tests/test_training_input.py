@@ -25,6 +25,7 @@ def tiny_config(**fields):
     from configs import sync_default
 
     c = sync_default.get_config()
+    c.data.render_on = "host"
     c.data.frames = 64
     c.data.max_offset = 16
     c.data.buckets = (64,)
