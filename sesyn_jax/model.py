@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sesyn_jax import graph as graph_lib
+from sesyn_jax import hostmem
 
 Array = jax.Array
 
@@ -174,6 +175,41 @@ class TemporalConv(nn.Module):
         return y + bias.astype(self.dtype)
 
 
+def neighbourhood_sum(x: Array, a: Array, precision=None, form: str | None = None) -> Array:
+    """(B, T, V, C) poses' channels summed over each joint's K neighbourhoods: (B, T, W, K, C)
+    with ``[b, t, w, k, c] = sum_v a[k, v, w] * x[b, t, v, c]``.
+
+    ``form`` 'batched': one (W * K, V) product per frame, whose result comes out in the layout
+    the channel product reads; an einsum over V leaves V's partner axis last, and XLA's CPU
+    code then transposes the K-times-larger result forward and backward (the batched form makes
+    the 2-core CPU train step about 8 % faster, one core about 15 %). 'einsum': the one product
+    over V, whose large (frames x channels) side suits the matrix units of GPUs and TPUs better
+    than thousands of 51 x 17 products. None: 'batched' where JAX computes on the CPU
+    (``hostmem.cpu_backend``, decided without starting a backend, which a multi-process run
+    must start only after ``jax.distributed.initialize``), else 'einsum'. The two are the same
+    sums; they agree to float32 rounding."""
+
+    def einsum(x, a):
+        return jnp.einsum("btvi,kvw->btwki", x, a, precision=precision)
+
+    def batched(x, a):
+        b, t, v, c = x.shape
+        k = a.shape[0]
+        rows = a.transpose(2, 0, 1).reshape(v * k, v)  # rows[w * K + k, u] = a[k, u, w]
+        out = jax.lax.dot_general(
+            jnp.broadcast_to(rows, (b * t, v * k, v)),
+            x.reshape(b * t, v, c),
+            (((2,), (1,)), ((0,), (0,))),
+            precision=precision,
+        )
+        return out.reshape(b, t, v, k, c)
+
+    form = form or ("batched" if hostmem.cpu_backend() else "einsum")
+    if form not in ("batched", "einsum"):
+        raise ValueError(f"form must be 'batched' or 'einsum', got {form!r}")
+    return (batched if form == "batched" else einsum)(x, a)
+
+
 class GraphConv(nn.Module):
     """The ST-GCN spatial graph convolution: a 1x1 conv to K * C_out channels (channel index
     k * C_out + c), then ``einsum('btvkc,kvw->btwc')`` with the adjacency.
@@ -181,7 +217,7 @@ class GraphConv(nn.Module):
     Parameters ``kernel`` (C_in, K * C_out) and ``bias`` (K * C_out,) are those of the published
     1x1 conv. The product is computed graph first (aggregate the K neighbourhoods of the input,
     then one matrix product over K * C_in), which is the same sum in another order and, on the
-    CPU, faster forward and backward than the published order.
+    CPU, faster forward and backward than the published order (see ``neighbourhood_sum``).
     """
 
     features: int
@@ -197,7 +233,7 @@ class GraphConv(nn.Module):
         kernel = self.param("kernel", conv_kernel_init, (c_in, k * c), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (k * c,), jnp.float32)
         a = a.astype(self.dtype)
-        xa = jnp.einsum("btvi,kvw->btwki", x.astype(self.dtype), a, precision=self.precision)
+        xa = neighbourhood_sum(x.astype(self.dtype), a, self.precision)
         xa = xa.reshape(b, t, v, k * c_in)
         w = kernel.reshape(c_in, k, c).transpose(1, 0, 2).reshape(k * c_in, c)
         # The bias goes through the graph sum too: sum_v A[k, v, w] * bias[k, c].

@@ -238,3 +238,40 @@ def test_inner_frames_cannot_see_where_a_sequence_ends(padding):
     cut = np.asarray(model.apply(variables, x[:, 10:50]))[0]  # frame m of cut = m + 10
     np.testing.assert_allclose(cut[6:34], whole[16:44], rtol=1e-5, atol=1e-5)
     assert np.abs(cut[0] - whole[10]).max() > 1e-3
+
+
+@pytest.mark.parametrize("form", ["batched", "einsum"])
+def test_neighbourhood_sum_forms_against_numpy(form):
+    """Both forms of the graph convolution's neighbourhood sum equal the float64 sum, values and
+    gradients (the gradient of the adjacency feeds the learnable edge importance)."""
+    from sesyn_jax.model import neighbourhood_sum
+
+    rng = np.random.default_rng(3)
+    a = graph.adjacency(graph.get_layout("coco"), "spatial") * rng.uniform(0.5, 1.5)
+    x = rng.normal(size=(2, 5, 17, 4))
+    g = rng.normal(size=(2, 5, 17, 3, 4))
+    want = np.einsum("btvi,kvw->btwki", x, a)
+    want_dx = np.einsum("btwki,kvw->btvi", g, a)
+    want_da = np.einsum("btwki,btvi->kvw", g, x)
+    f = lambda x, a: jnp.sum(neighbourhood_sum(x, a, form=form) * g.astype(np.float32))
+    got = neighbourhood_sum(jnp.asarray(x, jnp.float32), jnp.asarray(a, jnp.float32), form=form)
+    dx, da = jax.grad(f, argnums=(0, 1))(jnp.asarray(x, jnp.float32), jnp.asarray(a, jnp.float32))
+    for have, ref in ((got, want), (dx, want_dx), (da, want_da)):
+        np.testing.assert_allclose(np.asarray(have), ref, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="form"):
+        neighbourhood_sum(jnp.asarray(x, jnp.float32), jnp.asarray(a, jnp.float32), form="loop")
+
+
+def test_neighbourhood_sum_takes_the_batched_form_on_the_cpu(monkeypatch):
+    """Without a form, the CPU gets the per-frame batched product and an accelerator the einsum,
+    decided without starting a backend."""
+    from sesyn_jax import hostmem
+    from sesyn_jax.model import neighbourhood_sum
+
+    x, a = jnp.ones((1, 2, 17, 3)), jnp.ones((3, 17, 17))
+    batched = "([2], [1]), ([0], [0])"  # the product's batch axis: one product per frame
+    assert hostmem.cpu_backend()
+    jaxpr = lambda: str(jax.make_jaxpr(lambda x, a: neighbourhood_sum(x, a))(x, a))  # untraced
+    assert batched in jaxpr()
+    monkeypatch.setattr(hostmem, "cpu_backend", lambda: False)
+    assert batched not in jaxpr()
