@@ -22,9 +22,9 @@ rule on the recordings' embeddings at that rate, over 3 of its frames on each si
 Methods (--method): 'learned' (the model's embeddings), 'speed' (the correlation of the
 joints' vertical speeds, no model), 'auto' (the default: the learned offset, unless its
 confidence is below 0.5 and the speed method's is 0.5 or more; --json reports both). On the 96
-held-out MOCAP-SYN test pairs (bench/sync_accuracy.py) the mean error is 0.51 frames for
-'auto', 0.52 for 'learned' and 7.4 for 'speed' at 30 fps; 0.45, 0.47 and 14.2 frames of 60 fps
-on the same clips rendered at 60 fps (0.88 for 'learned' without the refinement at 60 fps).
+held-out MOCAP-SYN test pairs (bench/sync_accuracy.py) the mean error is 0.47 frames for
+'auto', 0.48 for 'learned' and 7.4 for 'speed' at 30 fps; 0.54, 0.55 and 14.2 frames of 60 fps
+on the same clips rendered at 60 fps (0.86 for 'learned' without the refinement at 60 fps).
 
 Confidence in [0, 1]. 'learned': the agreement, the share of frames whose own best match within
 2 seconds lies within 2 frames of the offset, calibrated on rendered pairs into the share of

@@ -18,7 +18,7 @@ Recordings at twice the model's rate or faster (60 fps for a 30 fps model) are m
 model's rate first, then the offset is refined at twice that rate: the diagonal rule on the
 embeddings of the recordings at 2x the model's rate, over the FINE_WINDOW lags of that rate on
 each side of the first answer. On the held-out 60 fps pairs of bench/sync_accuracy.py this took
-the error from 0.88 to 0.47 frames of 60 fps (0.52 frames at 30 fps); the window keeps the
+the error from 0.86 to 0.55 frames of 60 fps (0.48 frames at 30 fps); the window keeps the
 model's answer at its own rate, which is the more robust one (the model trained at 30 fps).
 """
 
