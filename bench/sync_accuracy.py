@@ -115,7 +115,7 @@ def predict(loaded, views, fps, method, resample_to_model=True, both_phases=True
 def fps_list(text: str) -> list[int]:
     """'30,60' -> [30, 60]; argparse reports anything else as a usage error (exit 2)."""
     rates = [x.strip() for x in text.split(",")]
-    if not rates or any(r not in ("30", "60") for r in rates):
+    if any(r not in ("30", "60") for r in rates):
         raise argparse.ArgumentTypeError(f"expected 30, 60 or 30,60, got {text!r}")
     return [int(r) for r in rates]
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from sesyn_jax.data.tracking import MOVING, motion_level
 from sesyn_jax.sync.errors import BadInput, CannotSync
+from sesyn_jax.sync.search import FINE_FACTOR
 
 MIN_FRAMES = 16  # frames with a person, at the model's frame rate
 MIN_MOTION = MOVING  # joint spread over time, in person sizes (see ``motion_level``)
@@ -163,8 +164,6 @@ def prepare(recs, fps: dict, rate: float, mode: str, notes: list[str]) -> list[P
 def fine_rate(fps: float, rate: float) -> float | None:
     """The rate offsets are refined at (``search.FINE_FACTOR`` x ``rate``) when a recording at
     ``fps`` is that fast (within 1 %: 59.94 fps counts as 60), else None."""
-    from sesyn_jax.sync.search import FINE_FACTOR
-
     fast = FINE_FACTOR * rate
     return fast if fps >= 0.99 * fast else None
 
