@@ -99,7 +99,7 @@ class Evaluator:
             normalization=self.normalization,
         )
         me, count = jax.process_index(), jax.process_count()
-        batches = [b for i, b in enumerate(batcher._batches(0)) if i % count == me]
+        batches = [b for i, b in enumerate(batcher.batch_indices(0)) if i % count == me]
         if progress:
             from tqdm import tqdm
 

@@ -75,8 +75,21 @@ def test_smoke_run_and_export(tmp_path):
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
     assert "frame_error" in rows[-1]["val"]
-    with pytest.raises(config_checks.ConfigError, match="another config"):
+    with pytest.raises(config_checks.ConfigError, match=r"another config .*train\.epochs: 1 -> 2"):
         train_and_evaluate(tiny_config(epochs=2), str(tmp_path / "run"), progress=False)
+
+
+def test_config_differences_name_the_keys():
+    from sesyn_jax.train.loop import _config_differences
+
+    old = {"data": {"augment": {"flip": True}, "root": "a"}, "seed": 0}
+    new = {"data": {"augment": {"flip": True, "speed": [0.8, 1.2]}, "root": "b"}, "seed": 0}
+    assert _config_differences(old, new) == (
+        "data.augment.speed: missing -> [0.8, 1.2]; data.root: 'a' -> 'b'"
+    )
+    many_old = {f"k{i}": i for i in range(8)}
+    many_new = {f"k{i}": -i - 1 for i in range(8)}
+    assert _config_differences(many_old, many_new).endswith("k4: 4 -> -5 and 3 more")
 
 
 def test_bad_config_errors_before_anything_is_written(tmp_path):

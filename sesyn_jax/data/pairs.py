@@ -86,7 +86,10 @@ class PairBatcher:
                 f"({len(self.pairs)} pairs); lower the batch size"
             )
 
-    def _batches(self, epoch: int) -> list[np.ndarray]:
+    def batch_indices(self, epoch: int) -> list[np.ndarray]:
+        """The pair indices of each batch of ``epoch``, in the order they are served: pairs
+        grouped by bucket, each batch batch_size indices long; in evaluation (``train=False``)
+        in dataset order, the last batch of a bucket padded with -1."""
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(len(self.pairs)) if self.train else np.arange(len(self.pairs))
         batches = []
@@ -107,7 +110,7 @@ class PairBatcher:
         return max(len(p.view1), len(p.view2))
 
     def steps_per_epoch(self) -> int:
-        return len(self._batches(0))
+        return len(self.batch_indices(0))
 
     def get_pair(self, i: int, epoch: int) -> Pair:
         if self.fresh is None:
@@ -143,7 +146,7 @@ class PairBatcher:
     def epoch(self, epoch: int, skip: int = 0, prefetch: int = 2) -> Iterator[dict]:
         """The batches of one epoch, from batch ``skip`` on, prepared in a background thread
         ``prefetch`` batches ahead (0: on the calling thread)."""
-        batches = (self.make_batch(b, epoch) for b in self._batches(epoch)[skip:])
+        batches = (self.make_batch(b, epoch) for b in self.batch_indices(epoch)[skip:])
         return prefetch_in_thread(batches, prefetch) if prefetch > 0 else batches
 
 

@@ -447,6 +447,29 @@ def _cache_size(jitted) -> int:
         return -1
 
 
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _config_differences(old: dict, new: dict, at_most: int = 5) -> str:
+    """'key: saved -> given' for the first ``at_most`` differing keys (absent: 'missing')."""
+    a, b = _flatten(old), _flatten(new)
+
+    def shown(d, k):
+        return repr(d[k]) if k in d else "missing"
+
+    keys = sorted(k for k in a.keys() | b.keys() if k not in a or k not in b or a[k] != b[k])
+    lines = [f"{k}: {shown(a, k)} -> {shown(b, k)}" for k in keys[:at_most]]
+    more = f" and {len(keys) - at_most} more" if len(keys) > at_most else ""
+    return "; ".join(lines) + more
+
+
 def _write_config(workdir: str, config) -> None:
     """Save the run's config, or check that a resumed run has the same one. The ``mesh`` group
     (how many processes, the coordinator) may differ: a run saved by several processes resumes
@@ -461,8 +484,9 @@ def _write_config(workdir: str, config) -> None:
         new.pop("mesh", None)
         if old != new:
             raise ConfigError(
-                f"{workdir} holds a run with another config (config.json differs); "
-                f"use a new --workdir or the same config to resume"
+                f"{workdir} holds a run with another config (config.json differs in "
+                f"{_config_differences(old, new)}); use a new --workdir or the same config "
+                f"to resume"
             )
         return
     atomic_write(path, lambda f: f.write(text))
