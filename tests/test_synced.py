@@ -130,6 +130,21 @@ def test_four_cameras_written_in_sync(project, capsys):
     code, third = run(capsys, args + ["--overwrite"])
     assert code == 0 and third["write_synced"]["frames"] == frames
     assert sorted(os.listdir(root)) == ["examples", "pose", "pose-sync"]
+    # but never a folder it did not write: one with a file of the user's beside offsets.toml,
+    # one without offsets.toml, one whose offsets.toml is the user's
+    (out / "notes.txt").write_text("mine")
+    code, r = run(capsys, args + ["--overwrite"])
+    assert code == 2 and "not written by sesyn-sync" in r["reason"] and "notes.txt" in r["reason"]
+    (out / "notes.txt").unlink()
+    for case in ("no toml", "foreign toml"):
+        other = root / ("work_" + case.replace(" ", "_"))
+        (other / "data").mkdir(parents=True)
+        (other / "data" / "thesis.txt").write_text("keep")
+        if case == "foreign toml":
+            (other / "offsets.toml").write_text("[camera]\noffset = 1\n")
+        code, r = run(capsys, args[:7] + [other, "--json", "--overwrite"])
+        assert code == 2 and "not written by sesyn-sync" in r["reason"], r
+        assert (other / "data" / "thesis.txt").read_text() == "keep"
 
 
 def test_refusals_before_any_work(project, tmp_path, capsys):

@@ -18,8 +18,9 @@ new frame number, at the same width) and numbered from 0 without a gap:
     the input has no file for that frame (OpenPose writes none when it failed);
   * ``OUT/offsets.toml`` holds every camera's offset, drift, confidence and first frame.
 
-Nothing is overwritten: OUT must not exist (``--overwrite`` replaces it), everything is written
-into a temporary folder beside OUT and renamed into place at the end.
+Nothing is overwritten: OUT must not exist (``--overwrite`` replaces it, but only a folder this
+tool wrote: its offsets.toml and camera folders, nothing else), everything is written into a
+temporary folder beside OUT and renamed into place at the end.
 """
 
 from __future__ import annotations
@@ -75,11 +76,40 @@ def check_target(out: str, names: list[str], overwrite: bool) -> None:
             )
         if not os.path.isdir(out) or os.path.islink(out):
             raise BadInput(f"--write-synced {out} exists and is not a folder; it is not replaced")
+        foreign = not_written_here(out)
+        if foreign:
+            raise BadInput(
+                f"--write-synced {out} exists and was not written by sesyn-sync ({foreign}); "
+                f"--overwrite replaces only a folder this tool wrote, so it is not replaced"
+            )
     parent = os.path.dirname(target)
     if not os.path.isdir(parent):
         raise BadInput(f"--write-synced {out}: the folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise BadInput(f"--write-synced {out}: cannot write in {parent}")
+
+
+_HEADER = "# written by sesyn-sync --write-synced"
+
+
+def not_written_here(folder: str) -> str:
+    """'' when ``folder`` looks like one --write-synced wrote (its offsets.toml starts with this
+    tool's header line, and everything else in it is a folder), else what says it is not."""
+    toml = os.path.join(folder, TOML_NAME)
+    try:
+        with open(toml, encoding="utf-8", errors="replace") as f:
+            first = f.readline()
+    except OSError:
+        return f"it holds no {TOML_NAME} of this tool"
+    if not first.startswith(_HEADER):
+        return f"its {TOML_NAME} was not written by this tool"
+    others = sorted(
+        e for e in os.listdir(folder) if e != TOML_NAME and not os.path.isdir(os.path.join(folder, e))
+    )
+    if others:
+        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+        return f"it also holds the files {', '.join(others[:3])}{more}"
+    return ""
 
 
 def common_frames(clocks, lengths, fps, out_fps: float) -> tuple[float, int]:
@@ -201,7 +231,7 @@ def offsets_toml(cameras, out_fps: float, start: float, count: int) -> str:
     """offsets.toml: the written frames and one [[cameras]] table per camera."""
     ref = cameras[0][0]
     lines = [
-        "# written by sesyn-sync --write-synced: frame k of every folder here shows the same",
+        _HEADER + ": frame k of every folder here shows the same",
         "# moment. A camera's clock against the first recording: the moment at time t (s) of",
         "# the first is at time (1 + drift_ppm * 1e-6) * t + offset_seconds of the camera.",
         f"reference = {_toml_string(folder_name(ref))}",
