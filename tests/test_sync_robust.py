@@ -411,6 +411,42 @@ def test_auto_takes_speed_only_when_it_is_sure(monkeypatch, learned, speed, chos
     assert r.confidence == (learned if chosen == "learned" else speed)
 
 
+@pytest.mark.parametrize("fails", [("learned",), ("speed",), ("learned", "speed")])
+def test_auto_answers_with_the_search_that_did_not_fail(monkeypatch, fails):
+    """auto: one method finding no offset (the speed correlation needs two consecutive frames
+    with a seen joint; a person seen every third frame has none) leaves the other's answer,
+    with a note; the method named alone, or both failing, still refuses."""
+    from sesyn_jax.sync import search
+
+    def fake(method, offset):
+        def run(*a, **k):
+            if method in fails:
+                raise search.CannotSync(f"{method} cannot")
+            return search.Search(method, offset, 0.8, np.zeros(1), np.zeros(1))
+
+        return run
+
+    monkeypatch.setattr(search, "learned_search", fake("learned", 3.0))
+    monkeypatch.setattr(search, "speed_search", fake("speed", -9.0))
+    poses = (np.zeros((200, 17, 3)), np.zeros((200, 17, 3)))
+
+    def match(method):
+        return search.match_pair((None, None), poses, ("a", "b"), method, inner_radius=24)
+
+    for m in fails:
+        with pytest.raises(search.CannotSync, match=f"^{m} cannot$"):
+            match(m)
+    if len(fails) == 2:
+        with pytest.raises(search.CannotSync, match="^learned cannot; speed cannot$"):
+            match("auto")
+        return
+    r = match("auto")
+    answers = "speed" if fails == ("learned",) else "learned"
+    assert r.method == answers and r.offset == (3.0 if answers == "learned" else -9.0)
+    assert list(r.searches) == [answers]
+    assert any(f"the {fails[0]} search found no offset ({fails[0]} cannot)" in n for n in r.notes)
+
+
 # ----------------------------------------------------------------------------- few frames seen
 
 

@@ -74,8 +74,9 @@ rates enter the robust fit too.
 renumbered so that frame k of every folder shows the same moment (Pose2Sim's pose-sync layout,
 at the first recording's frame rate, from the common start to the common end, each camera's
 nearest frame through its offset and drift), and OUT/offsets.toml; an existing OUT is refused
-(exit 2) unless --overwrite, which replaces only a folder sesyn-sync wrote. When any recording's confidence is below 0.5 nothing is written and
-the exit status is 3 (the result is printed, with the reason); --force-write writes anyway.
+(exit 2) unless --overwrite, which replaces only a folder sesyn-sync wrote. When any
+recording's confidence is below 0.5 nothing is written and the exit status is 3 (the result
+is printed, with the reason); --force-write writes anyway.
 
 Exit status: 0 done; 2 bad input or flag (the message names the file and the field), or an
 output that could not be written (--plot, standard output); 3 refused (the message says why:
@@ -164,7 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUT",
         help="write the OpenPose folders renumbered into OUT (Pose2Sim's pose-sync layout)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --write-synced folder (only one sesyn-sync wrote)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --write-synced folder (only one sesyn-sync wrote)",
+    )
     p.add_argument(
         "--force-write",
         action="store_true",

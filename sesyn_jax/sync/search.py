@@ -322,7 +322,7 @@ def match_pair(
     """One pair by ``method``: ``feats`` (f_a, f_b) embeddings (None for 'speed'), ``poses``
     (a, b) normalized poses at the model's rate, ``half`` the embeddings of their half-frame
     phases and ``fine`` those at twice the model's rate (``learned_search``)."""
-    searches, notes = {}, []
+    searches, notes, failed = {}, [], {}
     if method in ("learned", "auto"):
         short = too_short((len(poses[0]), len(poses[1])), names, inner_radius, rate)
         if short and method == "learned":
@@ -330,17 +330,30 @@ def match_pair(
         if short:
             notes.append(f"warning: {short}; the offset comes from the speed correlation")
         else:
-            searches["learned"] = learned_search(
-                *feats,
-                inner_radius,
-                max_offset,
-                min_overlap=min_overlap,
-                rate=rate,
-                half=half,
-                fine=fine,
-            )
+            try:
+                searches["learned"] = learned_search(
+                    *feats,
+                    inner_radius,
+                    max_offset,
+                    min_overlap=min_overlap,
+                    rate=rate,
+                    half=half,
+                    fine=fine,
+                )
+            except CannotSync as e:
+                if method == "learned":
+                    raise
+                failed["learned"] = str(e)
     if method in ("speed", "auto"):
-        searches["speed"] = speed_search(*poses, max_offset, min_overlap)
+        try:
+            searches["speed"] = speed_search(*poses, max_offset, min_overlap)
+        except CannotSync as e:
+            if method == "speed" or not searches:
+                raise CannotSync("; ".join([*failed.values(), str(e)])) from None
+            failed["speed"] = str(e)
+    for m, why in failed.items():  # auto: one method failed, the other answers alone
+        other = "speed correlation" if m == "learned" else "learned method"
+        notes.append(f"note: the {m} search found no offset ({why}); the {other} answers alone")
     best = searches.get("learned") or searches["speed"]
     speed = searches.get("speed")
     if speed is not None and best.confidence < LOW_CONFIDENCE <= speed.confidence:

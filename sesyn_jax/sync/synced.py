@@ -104,7 +104,9 @@ def not_written_here(folder: str) -> str:
     if not first.startswith(_HEADER):
         return f"its {TOML_NAME} was not written by this tool"
     others = sorted(
-        e for e in os.listdir(folder) if e != TOML_NAME and not os.path.isdir(os.path.join(folder, e))
+        e
+        for e in os.listdir(folder)
+        if e != TOML_NAME and not os.path.isdir(os.path.join(folder, e))
     )
     if others:
         more = f" and {len(others) - 3} more" if len(others) > 3 else ""
