@@ -313,6 +313,7 @@ SYN_CASES = [
     (kp([[1, 2, 3]] * 16 + [[1, 2]]), "keypoints' must be a list"),
     (lambda d: d["annotations"][0].update(person_id="0"), "person_id' must be"),
     (lambda d: d["info"].update(num_frame=True), "num_frame' must be"),
+    (lambda d: d["info"].update(num_frame=10**30), "not a plausible recording"),
     (lambda d: d["annotations"][0].update(frame_index=60), "frame_index' must be"),
     (lambda d: d["annotations"][1].update(frame_index=0), "appears twice"),
     (lambda d: d["info"].update(resolution=[0.5, 0.5]), "resolution' must be"),
@@ -350,6 +351,23 @@ def write_bad(tmp_path, motion, kind):
         big = motion[:50].copy()
         big[..., :2] *= float(kind.split()[-1])
         np.savez(p, poses=big, resolution=[1920, 1080])
+    elif kind in ("npz damaged", "npz cut short"):
+        p = tmp_path / "x.npz"
+        np.savez_compressed(p, poses=motion[:50])
+        data = bytearray(p.read_bytes())
+        if kind == "npz cut short":
+            data = data[: len(data) // 2]
+        else:  # flip bytes inside the compressed stream
+            data[200:400] = bytes(b ^ 0xFF for b in data[200:400])
+        p.write_bytes(bytes(data))
+    elif kind == "random bytes npy":
+        p = tmp_path / "x.npy"
+        p.write_bytes(os.urandom(512).replace(b"\x93NUMPY", b"").replace(b"PK", b"QK"))
+    elif kind == "coco id of 5000 digits":
+        p = tmp_path / "x.json"
+        dets = [{"image_id": k, "keypoints": [50.0, 50.0, 1.0] * 17} for k in range(30)]
+        dets[3]["image_id"] = "frame_" + "1" * 5000
+        p.write_text(json.dumps(dets))
     elif kind == "openpose random bytes":
         p = tmp_path / "op"
         write_openpose(p, motion[:30])
@@ -369,6 +387,10 @@ BAD_FILES = [
     ("npz zero resolution", "field 'resolution'"),
     ("absurd 1e6", "not pixels"),
     ("absurd 1e30", "not pixels"),
+    ("npz damaged", "cannot load as numpy (damaged file"),
+    ("npz cut short", "cannot load as numpy (damaged file"),
+    ("random bytes npy", "not a numeric .npy/.npz array"),
+    ("coco id of 5000 digits", "field '[3].image_id' must be a frame number"),
     ("openpose random bytes", "vid_7_keypoints.json: not valid JSON"),
     ("openpose people not a list", "field 'people' must be a list"),
 ]

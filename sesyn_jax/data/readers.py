@@ -20,11 +20,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import zipfile
+import zlib
 
 import numpy as np
 
 from sesyn_jax.data.syn_json import (
     PoseFormatError,
+    preview,
     check_coordinates,
     is_int,
     keypoint_array,
@@ -265,10 +268,11 @@ def _frame_number(image, path: str, field: str) -> int:
     if is_int(image) and image >= 0:
         return int(image)
     if isinstance(image, str) and (digits := _NUMBER.findall(image)):
-        return int(digits[-1])
+        if len(digits[-1].lstrip("0")) <= 12:  # longer: no frame number (and slow to convert)
+            return int(digits[-1])
     raise PoseFormatError(
         f"{path}: field '{field}' must be a frame number (an integer >= 0 or a string holding "
-        f"one, such as 'frame_10.jpg'), got {image!r}"
+        f"one, such as 'frame_10.jpg'), got {preview(image)}"
     )
 
 
@@ -289,8 +293,15 @@ def read_numpy(path: str) -> tuple[np.ndarray, float | None, tuple | None, list[
             poses, fps, res = np.load(path, allow_pickle=False), None, None
     except PoseFormatError:
         raise
-    except (OSError, ValueError, EOFError) as e:
+    except ValueError as e:
+        if "allow_pickle" in str(e):  # numpy's advice to unpickle is not ours to give
+            raise PoseFormatError(
+                f"{path}: not a numeric .npy/.npz array (numpy could read it only as pickled "
+                f"Python objects, which are not read); save the poses with numpy.save"
+            ) from e
         raise PoseFormatError(f"{path}: cannot load as numpy ({e})") from e
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise PoseFormatError(f"{path}: cannot load as numpy (damaged file: {e})") from e
     if not np.issubdtype(poses.dtype, np.number) or np.issubdtype(poses.dtype, np.complexfloating):
         raise PoseFormatError(f"{path}: poses have dtype {poses.dtype}; expected real numbers")
     if poses.ndim not in (3, 4) or poses.shape[-2:] != (17, 3):

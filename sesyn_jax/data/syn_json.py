@@ -88,7 +88,7 @@ def keypoint_array(kp, path: str, field: str, joints: int | None = None) -> np.n
     ):
         raise PoseFormatError(
             f"{path}: field '{field}' must be a list of [x, y, score] number rows, got "
-            f"{_preview(kp)}"
+            f"{preview(kp)}"
         )
     arr = np.asarray(rows, np.float64).reshape(-1, 3)
     if joints is not None and len(arr) != joints:
@@ -131,7 +131,7 @@ def check_coordinates(poses: np.ndarray, resolution, path: str, field: str) -> N
         )
 
 
-def _preview(x, limit: int = 60) -> str:
+def preview(x, limit: int = 60) -> str:
     s = json.dumps(x) if not isinstance(x, str) else repr(x)
     return s if len(s) <= limit else s[:limit] + "..."
 
@@ -159,6 +159,9 @@ def positive_number(value, path: str, field: str) -> float:
     if not (math.isfinite(x) and x > 0):
         raise PoseFormatError(f"{path}: field '{field}' must be a positive number, got {x}")
     return x
+
+
+MAX_FRAMES = 10_368_000  # 24 hours at 120 fps
 
 
 def read_syn_view(path: str, num_track: int = 1, long_file_quirk: bool = False) -> SynView:
@@ -200,6 +203,11 @@ def read_syn_view(path: str, num_track: int = 1, long_file_quirk: bool = False) 
         raise PoseFormatError(
             f"{path}: field 'info.num_frame' must be a positive integer, got {num_frame!r}"
         )
+    if num_frame > MAX_FRAMES:
+        raise PoseFormatError(
+            f"{path}: field 'info.num_frame' is {num_frame}; more than {MAX_FRAMES:,} frames "
+            f"(a day at 120 fps) is not a plausible recording"
+        )
     declared = num_frame
     if long_file_quirk and num_frame > 1000:  # CMU-SYN: frames past len // 5 are not read
         num_frame = len(annotations) // 5
@@ -215,14 +223,14 @@ def read_syn_view(path: str, num_track: int = 1, long_file_quirk: bool = False) 
             field = f"{where}person_id"
         if not is_int(pid) or pid < 0:
             raise PoseFormatError(
-                f"{path}: field '{field}' must be a non-negative integer, got {_preview(pid)}"
+                f"{path}: field '{field}' must be a non-negative integer, got {preview(pid)}"
             )
         frame = _field(a, "frame_index", path, where)
         kp = _field(a, "keypoints", path, where)
         if not is_int(frame) or not 0 <= frame < declared:
             raise PoseFormatError(
                 f"{path}: field '{where}frame_index' must be an integer in [0, info.num_frame = "
-                f"{declared}), got {_preview(frame)}"
+                f"{declared}), got {preview(frame)}"
             )
         if (frame, pid) in seen:
             raise PoseFormatError(
