@@ -372,6 +372,21 @@ def write_bad(tmp_path, motion, kind):
         p = tmp_path / "op"
         write_openpose(p, motion[:30])
         (p / "vid_7_keypoints.json").write_bytes(os.urandom(64) + b"\xff\xfe")
+    elif kind in ("openpose score in percent", "openpose far second person"):
+        p = tmp_path / "op"
+        write_openpose(p, motion[:30])
+        frame = p / "vid_7_keypoints.json"
+        data = json.loads(frame.read_text())
+        person = data["people"][0]
+        if kind == "openpose score in percent":
+            kp = np.asarray(person["pose_keypoints_2d"]).reshape(-1, 3)
+            kp[:, 2] *= 100
+            person["pose_keypoints_2d"] = kp.ravel().tolist()
+        else:  # a second detection, not the followed person, at 1e308 px
+            far = np.asarray(person["pose_keypoints_2d"]).reshape(-1, 3)
+            far[:, :2] = 1e308
+            data["people"].append({"pose_keypoints_2d": far.ravel().tolist()})
+        frame.write_text(json.dumps(data))
     elif kind == "openpose people not a list":
         p = tmp_path / "op"
         write_openpose(p, motion[:30])
@@ -385,14 +400,22 @@ BAD_FILES = [
     ("no person", "no frames"),
     ("npz scalar resolution", "field 'resolution'"),
     ("npz zero resolution", "field 'resolution'"),
-    ("absurd 1e6", "not pixels"),
-    ("absurd 1e30", "not pixels"),
+    ("absurd 1e6", "not a pixel position"),
+    ("absurd 1e30", "not a pixel position"),
     ("npz damaged", "cannot load as numpy (damaged file"),
     ("npz cut short", "cannot load as numpy (damaged file"),
     ("random bytes npy", "not a numeric .npy/.npz array"),
     ("coco id of 5000 digits", "field '[3].image_id' must be a frame number"),
     ("openpose random bytes", "vid_7_keypoints.json: not valid JSON"),
     ("openpose people not a list", "field 'people' must be a list"),
+    (
+        "openpose score in percent",
+        "vid_7_keypoints.json: field 'people[0].pose_keypoints_2d' has a score of",
+    ),
+    (
+        "openpose far second person",
+        "vid_7_keypoints.json: field 'people[1].pose_keypoints_2d' has a coordinate of 1e+308",
+    ),
 ]
 
 

@@ -26,9 +26,11 @@ import zlib
 import numpy as np
 
 from sesyn_jax.data.syn_json import (
+    MAX_SCORE,
     PoseFormatError,
     preview,
     check_coordinates,
+    check_values,
     is_int,
     keypoint_array,
     load_json,
@@ -163,7 +165,7 @@ def read_openpose_folder(folder: str, model: str = "auto") -> tuple[list[np.ndar
             kp = person["pose_keypoints_2d"]
             if isinstance(kp, list) and not kp:
                 continue  # OpenPose writes an empty list for a person without body keypoints
-            arr = keypoint_array(kp, path, field)
+            arr = keypoint_array(kp, path, field, max_score=MAX_SCORE)
             if len(arr) not in (18, 25):
                 raise PoseFormatError(
                     f"{path}: field '{field}' has {len(arr)} keypoints; expected BODY_25 or "
@@ -232,7 +234,7 @@ def read_coco_results(path: str) -> tuple[list[np.ndarray], list[str]]:
         for key in ("image_id", "keypoints"):
             if not isinstance(det, dict) or key not in det:
                 raise PoseFormatError(f"{path}: missing field '[{i}].{key}'")
-        kp = keypoint_array(det["keypoints"], path, f"[{i}].keypoints", 17)
+        kp = keypoint_array(det["keypoints"], path, f"[{i}].keypoints", 17, MAX_SCORE)
         k = _frame_number(det["image_id"], path, f"[{i}].image_id")
         if ids.setdefault(k, det["image_id"]) != det["image_id"]:
             raise PoseFormatError(
@@ -311,6 +313,7 @@ def read_numpy(path: str) -> tuple[np.ndarray, float | None, tuple | None, list[
         )
     if poses.size == 0:
         raise PoseFormatError(f"{path}: poses have shape {poses.shape}: no frames (or no person)")
+    check_values(poses, path, "poses", MAX_SCORE)  # before float32 could make a huge value inf
     poses, notes = nan_as_missing(poses.astype(np.float32), path)
     return poses, fps, res, notes
 
@@ -387,6 +390,7 @@ def _read(path, all_persons, openpose_model, fps, resolution) -> Recording:
             poses, followed = _people(frames, all_persons)
         else:
             view = read_syn_view(path)
+            check_values(view.poses, path, "annotations[].keypoints", MAX_SCORE)
             poses = view.poses[view.category_id :]  # the file's own crop: this view's recording
             poses = poses[None] if all_persons else poses
             file_res, file_fps = view.resolution, view.fps
@@ -397,7 +401,7 @@ def _read(path, all_persons, openpose_model, fps, resolution) -> Recording:
     if poses.shape[-3] == 0:
         raise PoseFormatError(f"{path}: the recording has no frames")
     res = tuple(resolution) if resolution else file_res
-    check_coordinates(poses, res, path, "keypoints")
+    check_coordinates(poses, res, path, "poses" if path.endswith((".npy", ".npz")) else "keypoints")
     if fps and file_fps and not np.isclose(fps, file_fps, rtol=1e-6):
         notes.append(f"{path}: the file says {file_fps:g} fps; using the {fps:g} fps given (--fps)")
     return Recording(poses, fps or file_fps, res, path, model, followed, notes)

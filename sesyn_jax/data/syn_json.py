@@ -73,9 +73,15 @@ def is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def keypoint_array(kp, path: str, field: str, joints: int | None = None) -> np.ndarray:
+MAX_PIXELS = 1e5  # no camera image is this wide: coordinates beyond are not pixels
+MAX_SCORE = 2.0  # detectors' confidences lie in [0, 1] (heatmap peaks a little above)
+
+
+def keypoint_array(
+    kp, path: str, field: str, joints: int | None = None, max_score: float | None = None
+) -> np.ndarray:
     """A JSON list of [x, y, score] rows (or a flat list of 3 * joints numbers) -> float64
-    (joints, 3), or a PoseFormatError naming the file and the field."""
+    (joints, 3), or a PoseFormatError naming the file and the field (``check_values``)."""
     rows = kp
     if isinstance(kp, list) and kp and all(is_number(v) for v in kp):
         if len(kp) % 3:
@@ -97,26 +103,37 @@ def keypoint_array(kp, path: str, field: str, joints: int | None = None) -> np.n
         )
     if not np.isfinite(arr).all():
         raise PoseFormatError(f"{path}: field '{field}' has non-finite values")
+    check_values(arr, path, field, max_score)
     return arr
 
 
-MAX_PIXELS = 1e5  # no camera image is this wide: coordinates beyond are not pixels
-
-
-def check_coordinates(poses: np.ndarray, resolution, path: str, field: str) -> None:
-    """Refuse coordinates of seen joints (score > 0) that cannot be pixels of the image:
-    beyond one image size outside it, or (no resolution) beyond MAX_PIXELS."""
-    seen = poses[..., 2] > 0
-    if not seen.any():
-        return
-    if resolution is None:
-        xy = np.abs(poses[..., :2][seen].astype(np.float64))
-        worst = float(xy.max())
+def check_values(poses: np.ndarray, path: str, field: str, max_score: float | None) -> None:
+    """Refuse (x, y, score) rows that cannot be a detector's: a seen joint's (score > 0)
+    coordinate beyond MAX_PIXELS from the origin, or a score above ``max_score`` (None: any
+    score; the pose readers of sesyn-sync ask for MAX_SCORE: the shipped model reads scores
+    as confidences in [0, 1])."""
+    scores = poses[..., 2]
+    if max_score is not None and scores.size and scores.max() > max_score:
+        raise PoseFormatError(
+            f"{path}: field '{field}' has a score of {float(scores.max()):.3g}; scores must be "
+            f"confidences from 0 to 1 (percentages: divide them by 100)"
+        )
+    seen = scores > 0
+    if seen.any():
+        worst = float(np.abs(poses[..., :2][seen].astype(np.float64)).max())
         if worst > MAX_PIXELS:
             raise PoseFormatError(
                 f"{path}: field '{field}' has a coordinate of {worst:.3g}, not a pixel position "
                 f"(more than {MAX_PIXELS:.0e})"
             )
+
+
+def check_coordinates(poses: np.ndarray, resolution, path: str, field: str) -> None:
+    """Refuse coordinates of seen joints (score > 0) that cannot be pixels of the image:
+    beyond one image size outside it, or (no resolution) beyond MAX_PIXELS."""
+    check_values(poses, path, field, None)
+    seen = poses[..., 2] > 0
+    if not seen.any() or resolution is None:
         return
     w, h = float(resolution[0]), float(resolution[1])
     pts = poses[..., :2][seen].astype(np.float64)
