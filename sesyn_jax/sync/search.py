@@ -244,8 +244,8 @@ def speed_search(a, b, max_offset: int | None = None, min_overlap=0.5) -> Search
 def _searched(search, max_offset):
     try:
         return search(max_offset)
-    except ValueError as e:
-        raise CannotSync(str(e)) from None
+    except ValueError as e:  # the library's advice in the command's words
+        raise CannotSync(str(e).replace("lower min_overlap", "lower --min-overlap")) from None
 
 
 def _trusted(s: Search, search, max_offset: int | None) -> Search:
