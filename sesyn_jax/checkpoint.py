@@ -214,15 +214,20 @@ def load_inference(path: str) -> LoadedModel:
         lambda: init_variables(STGCNEmbedding(**config), jax.random.PRNGKey(0), 8)
     )
     target = {"params": target["params"], "batch_stats": target.get("batch_stats", {})}
-    try:
-        variables = ocp.StandardCheckpointer().restore(
-            os.path.abspath(os.path.join(path, "variables")), target
+    weights = os.path.join(path, "variables")
+    if not os.path.isdir(weights):
+        raise CheckpointError(
+            f"{weights}: missing; a checkpoint folder holds model.json and the variables folder "
+            f"beside it (copy the whole folder)"
         )
+    try:
+        variables = ocp.StandardCheckpointer().restore(os.path.abspath(weights), target)
     except Exception as e:
         detail = (str(e).splitlines() or [""])[0].split(". ")[0][:200]
         raise CheckpointError(
-            f"{path}/variables: the weights do not fit the network that model.json's 'model' "
-            f"fields (widths, kernel_size, layout, strategy) describe ({detail})"
+            f"{weights}: cannot be restored as the network that model.json's 'model' fields "
+            f"(widths, kernel_size, layout, strategy) describe: the weights do not fit it, or "
+            f"the folder is damaged or incomplete ({detail})"
         ) from None
     _check_shapes(variables, target, f"{path}/variables")
     extras = {}

@@ -303,7 +303,7 @@ def edit_model_json(path, edit):
         ),
         (
             lambda i: {**i, "model": {**i["model"], "widths": [16, 32]}},
-            "variables: the weights do not fit the network",
+            "variables: cannot be restored as the network that model.json's 'model' fields",
         ),
     ],
 )
@@ -312,6 +312,18 @@ def test_model_json_that_cannot_build_the_network(export_copy, edit, message):
     with pytest.raises(checkpoint.CheckpointError) as e:
         loading.load_model(str(export_copy))
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_missing_or_damaged_variables_are_named(export_copy):
+    weights = export_copy / "variables"
+    files = sorted(p for p in weights.rglob("*") if p.is_file())
+    biggest = max(files, key=lambda p: p.stat().st_size)
+    biggest.write_bytes(biggest.read_bytes()[:16])  # cut short
+    with pytest.raises(checkpoint.CheckpointError, match="damaged or incomplete"):
+        loading.load_model(str(export_copy))
+    shutil.rmtree(weights)
+    with pytest.raises(checkpoint.CheckpointError, match="variables: missing; a checkpoint"):
+        loading.load_model(str(export_copy))
 
 
 def test_model_json_that_is_a_folder(export_copy):
