@@ -48,6 +48,16 @@ def main(argv):
     from sesyn_jax import config_checks, loading, report
 
     try:
+        return _evaluate(config_checks, loading, report)
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C); nothing was written", file=sys.stderr)
+        return 130
+
+
+def _evaluate(config_checks, loading, report) -> int:
+    try:
+        if not FLAGS.checkpoint.strip():
+            raise ValueError("--checkpoint is empty; give a folder, a .pth or 'default'")
         drop_rates = parse_numbers(
             "--drop_rates", FLAGS.drop_rates, 0.0, 100.0, "percent of frames dropped, in [0, 100)"
         )

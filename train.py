@@ -40,7 +40,11 @@ def main(argv):
     from sesyn_jax.cli import workdir_write_failure
     from sesyn_jax.train.loop import train_and_evaluate
 
+    from sesyn_jax.data.syn_json import PoseFormatError
+
     try:
+        if not FLAGS.workdir.strip():
+            raise config_checks.ConfigError("--workdir is empty; give the run's folder")
         config_checks.check_config(config)
         config_checks.check_output_folder(
             FLAGS.workdir, "--workdir", config_checks.workdir_bytes(config)
@@ -48,16 +52,22 @@ def main(argv):
         result = train_and_evaluate(
             config, FLAGS.workdir, stop_after_steps=FLAGS.stop_after_steps, progress=FLAGS.progress
         )
-    except config_checks.ConfigError as e:
+    except (config_checks.ConfigError, PoseFormatError) as e:  # PoseFormatError: the data
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before the loop (which stops on its own, keeping checkpoints)
+        print("error: interrupted (Ctrl-C) before training began", file=sys.stderr)
+        return 130
     except Exception as e:  # a disk that fills or turns read-only during the run
         message = workdir_write_failure(FLAGS.workdir, e)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
         return 2
-    return 0 if result.get("status") in ("finished", "interrupted") else 1
+    status = result.get("status")
+    if status == "terminated":  # by a signal: the shell's convention, 128 + its number
+        return 128 + result["signal"]
+    return 0 if status in ("finished", "interrupted") else 1
 
 
 if __name__ == "__main__":

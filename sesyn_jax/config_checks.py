@@ -13,6 +13,7 @@ import tempfile
 import jax
 
 from sesyn_jax import checkpoint, graph, losses
+from sesyn_jax.data.mocap import TARGET_FPS
 from sesyn_jax.data.normalization import NORMALIZATIONS
 from sesyn_jax.data.splits import augment, data_dirs
 from sesyn_jax.model import STGCNEmbedding, init_variables
@@ -20,6 +21,7 @@ from sesyn_jax.offset_search import RULES
 from sesyn_jax.train.step import BN_MODES
 
 MATMUL_PRECISIONS = ("default", "high", "highest")
+EMBEDDED_FPS = TARGET_FPS  # the embedded clips' rate
 
 
 class ConfigError(ValueError):
@@ -68,25 +70,75 @@ def check_config(config) -> None:
                 f"data.pairs_per_epoch ({d.pairs_per_epoch}) must be >= train.batch_size "
                 f"({t.batch_size})"
             )
-    unknown = [
-        k
-        for k in list(config.loss.weights) + list(config.loss.options)
-        if k not in losses.LOSS_TERMS
-    ]
+    check_loss_config(config.loss)
+    check_train_config(t)
+    check_memory(config, training=True)
+    check_memory(config, training=False)
+
+
+def check_loss_config(loss) -> None:
+    """ConfigError naming the ``loss.*`` field that cannot run: an unregistered term, a
+    weight that is negative or not a number, no positive weight, or options that the term's
+    function does not take or refuses (tried on a small pair of embeddings, traced only)."""
+    unknown = [k for k in list(loss.weights) + list(loss.options) if k not in losses.LOSS_TERMS]
     if unknown:
         raise ConfigError(
             f"loss terms {unknown} are not registered; known: {sorted(losses.LOSS_TERMS)}"
         )
-    check_train_config(t)
-    check_memory(config, training=True)
-    check_memory(config, training=False)
+    weights = dict(loss.weights)
+    for name, w in weights.items():
+        if not (_is_number(w) and w >= 0):
+            raise ConfigError(f"loss.weights.{name} must be a number >= 0, got {w!r}")
+    if not any(w > 0 for w in weights.values()):
+        raise ConfigError(
+            f"loss.weights must give at least one term a positive weight, got {weights}"
+        )
+    options = loss.options.to_dict()
+    for name, opts in options.items():
+        try:
+            fn = losses.make_loss_fn({name: 1.0}, {name: opts})
+            f = jax.ShapeDtypeStruct((40, 8), jax.numpy.float32)
+            m = jax.ShapeDtypeStruct((40,), bool)
+            jax.eval_shape(lambda a, b, ma, mb: fn(a, b, ma, mb, offset=0)[0], f, f, m, m)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"loss.options.{name} {opts}: {e}") from None
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _non_finite(tree, prefix: str = "") -> tuple[str, float] | None:
+    """The first (field, value) of a config dict holding NaN or an infinity, or None."""
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            found = _non_finite(v, f"{prefix}{k}.")
+            if found:
+                return found
+        elif isinstance(v, float) and not math.isfinite(v):
+            return f"{prefix}{k}", v
+        elif isinstance(v, (tuple, list)) and any(
+            isinstance(x, float) and not math.isfinite(x) for x in v
+        ):
+            return f"{prefix}{k}", v
+    return None
 
 
 def check_evaluation_config(config, memory: bool = True) -> None:
     """What evaluation needs of a config: the data, the model settings, the search and (with
     ``memory``) the memory of an evaluation batch (the training settings are left alone, so
     that a training config names test data too)."""
+    found = _non_finite(config.to_dict())
+    if found:
+        raise ConfigError(f"{found[0]} is {found[1]}; every number of a config must be finite")
     d, m = config.data, config.model
+    if not (_is_number(d.fps) and d.fps > 0):
+        raise ConfigError(f"data.fps must be the data's frame rate (> 0), got {d.fps!r}")
+    if d.source == "embedded" and d.fps != EMBEDDED_FPS:
+        raise ConfigError(
+            f"data.fps is {d.fps:g}, but the embedded clips are {EMBEDDED_FPS:g} fps; data.fps "
+            f"declares the data's rate (it does not resample it): leave it at {EMBEDDED_FPS:g}"
+        )
     if d.source not in ("syn", "embedded"):
         raise ConfigError(f"data.source must be 'syn' or 'embedded', got {d.source!r}")
     if d.source == "syn":
@@ -129,6 +181,13 @@ def check_evaluation_config(config, memory: bool = True) -> None:
             f"{d.frames}"
         )
     check_eval_config(config.eval)
+    e = config.eval
+    if d.source == "embedded" and e.min_overlap >= 1 and e.min_overlap > d.frames - d.max_offset:
+        raise ConfigError(
+            f"eval.min_overlap is {e.min_overlap:g} frames, but two data.frames={d.frames} views "
+            f"up to data.max_offset={d.max_offset} frames apart share only "
+            f"{d.frames - d.max_offset}: lower eval.min_overlap"
+        )
     if memory:
         check_memory(config, training=False)
 
@@ -158,8 +217,9 @@ def check_train_config(t) -> None:
         raise ConfigError(
             f"train.schedule must be 'constant', 'cosine' or 'warmup_cosine', got {t.schedule!r}"
         )
-    if t.batch_size < 1 or t.epochs < 1:
-        raise ConfigError("train.batch_size and train.epochs must be >= 1")
+    for name in ("batch_size", "epochs"):
+        if getattr(t, name) < 1:
+            raise ConfigError(f"train.{name} must be >= 1, got {getattr(t, name)}")
     if not (math.isfinite(t.lr) and t.lr > 0):
         raise ConfigError(f"train.lr must be a positive number, got {t.lr}")
     if not 0 <= t.momentum < 1 or t.weight_decay < 0:

@@ -83,6 +83,15 @@ def test_train_and_evaluate_with_a_missing_config_file(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_empty_workdir_and_checkpoint_are_refused(tmp_path):
+    config = os.path.join(ROOT, "configs", "quickstart.py")
+    out = run([os.path.join(ROOT, "train.py"), "--config", config, "--workdir", ""], cwd=tmp_path)
+    one_line_error(out, "--workdir is empty")
+    out = run(["evaluate.py", "--config", "configs/quickstart.py", "--checkpoint", ""])
+    one_line_error(out, "--checkpoint is empty")
+    assert os.listdir(tmp_path) == []
+
+
 # ----------------------------------------------------------------------------- config fields
 
 
@@ -126,10 +135,37 @@ def test_seeds_and_model_fields_in_process():
         (dict(model__widths=(16, 16.5)), "model.widths must be"),
         (dict(model__kernel_size=True), "model.kernel_size must be"),
         (dict(model__layout="foo"), "model.layout must be one of"),
+        (dict(train__weight_decay=float("nan")), "train.weight_decay is nan; every number"),
+        (dict(data__fps=60.0), "data.fps is 60, but the embedded clips are 30 fps"),
+        (dict(data__fps=0.0), r"data.fps must be the data.s frame rate \(> 0\), got 0.0"),
+        (dict(train__batch_size=0), "train.batch_size must be >= 1, got 0"),
+        (dict(eval__min_overlap=1000), "eval.min_overlap is 1000 frames, but two data.frames"),
     ]:
         with pytest.raises(config_checks.ConfigError, match=message):
             config_checks.check_config(quickstart(**fields))
     config_checks.check_config(quickstart())  # the shipped configs pass
+
+
+@pytest.mark.parametrize(
+    "weights, options, message",
+    [
+        ({}, {}, "loss.weights must give at least one term a positive weight"),
+        ({"identity": 0.0}, {}, "loss.weights must give at least one term a positive weight"),
+        ({"identity": -1.0}, {}, "loss.weights.identity must be a number >= 0, got -1.0"),
+        ({"identity": float("nan")}, {}, "loss.weights.identity is nan"),
+        ({"interval": 1.0}, {"interval": {"tau": 0}}, "loss.options.interval {'tau': 0}: "),
+        ({"interval": 1.0}, {"interval": {"taux": 1}}, "loss.options.interval {'taux': 1}: "),
+    ],
+)
+def test_loss_weights_and_options_are_checked_before_the_run(weights, options, message):
+    import ml_collections
+
+    c = quickstart()
+    c.loss.weights = ml_collections.ConfigDict(weights)
+    c.loss.options = ml_collections.ConfigDict(options)
+    with pytest.raises(config_checks.ConfigError) as e:
+        config_checks.check_config(c)
+    assert message in str(e.value), str(e.value)
 
 
 # ----------------------------------------------------------------------------- memory estimate

@@ -452,9 +452,11 @@ def test_four_devices_train_and_evaluate_without_recompiling(tmp_path):
     assert all(r["grad_norm/identity"] > 0 for r in logged)  # computed on logged steps
 
 
-def test_sigterm_stops_at_a_step_and_leaves_complete_checkpoints(tmp_path):
-    """SIGTERM (a scheduler's preemption) during training: the run stops, waits for the
-    checkpoint being written and exits 1 with a message; the checkpoints left resume."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_at_a_step_and_leaves_complete_checkpoints(tmp_path, signum):
+    """SIGTERM (a scheduler's preemption) or Ctrl-C (SIGINT) during training: the run stops,
+    waits for the checkpoint being written and exits 128 + the signal's number with one
+    message and no traceback; the checkpoints left resume."""
     work = tmp_path / "run"
     args = [sys.executable, "train.py", "--config", "configs/quickstart.py"]
     args += [f"--workdir={work}", "--noprogress", "--config.data.camera_pairs=1"]
@@ -468,12 +470,13 @@ def test_sigterm_stops_at_a_step_and_leaves_complete_checkpoints(tmp_path):
     while time.time() < deadline and proc.poll() is None:
         ck = work / "checkpoints"
         if ck.exists() and any(d.isdigit() for d in os.listdir(ck)):
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signum)
             break
         time.sleep(0.05)
     out = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 1, out[-2000:]
-    assert "stopped by signal 15" in out
+    assert proc.returncode == 128 + signum, out[-2000:]
+    why = "signal 15" if signum == signal.SIGTERM else "Ctrl-C"
+    assert f"stopped by {why} at step" in out and "Traceback" not in out, out[-2000:]
     assert not (work / "export").exists()
     names = os.listdir(work / "checkpoints")
     assert all(n.isdigit() for n in names), names  # no half-written checkpoint

@@ -240,7 +240,7 @@ def train_loop(run: Setup, stop_after_steps: int, progress: bool) -> dict:
         os.path.join(run.workdir, "tensorboard") if t.tensorboard else "",
     )
     bar = _progress_bar(run) if progress and jax.process_index() == 0 else None
-    step, val, first_epoch_compiles = run.start_step, None, None
+    step, val, first_epoch_compiles, signum = run.start_step, None, None, 0
     timer = StepTimer()
     profile = Profile(t.profile_steps, os.path.join(run.workdir, "profile"))
     status = "finished"
@@ -271,8 +271,13 @@ def train_loop(run: Setup, stop_after_steps: int, progress: bool) -> dict:
     except NonFiniteLoss as e:
         say(f"error: {e}")
         status = "non-finite"
-    except Interrupted as e:
-        say(f"stopped by {e} at step {step}; the checkpoints written so far are kept")
+    except (Interrupted, KeyboardInterrupt) as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        why = e if isinstance(e, Interrupted) else "Ctrl-C"
+        say(
+            f"stopped by {why} at step {step}; the checkpoints written so far are kept (run "
+            f"the same command to resume)"
+        )
         status = "terminated"
     finally:
         profile.stop()
@@ -284,6 +289,8 @@ def train_loop(run: Setup, stop_after_steps: int, progress: bool) -> dict:
         run.manager.close()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    if status == "terminated":
+        return {"status": status, "step": step, "signal": int(signum)}
     if status != "finished":
         return {"status": status, "step": step}
     compiles = _compilations(run)
@@ -427,7 +434,9 @@ class Interrupted(Exception):
 
 
 def _raise_interrupt(signum, frame):
-    raise Interrupted(f"signal {signum}")
+    e = Interrupted(f"signal {signum}")
+    e.signum = signum
+    raise e
 
 
 def _main_thread() -> bool:
