@@ -79,6 +79,27 @@ def test_smoke_run_and_export(tmp_path):
         train_and_evaluate(tiny_config(epochs=2), str(tmp_path / "run"), progress=False)
 
 
+def test_a_workdir_that_cannot_be_resumed_is_named_and_left_as_it_was(tmp_path):
+    work = str(tmp_path / "run")
+    res = train_and_evaluate(tiny_config(epochs=2), work, stop_after_steps=1, progress=False)
+    assert res["status"] == "interrupted"
+    saved = (tmp_path / "run" / "config.json").read_text()
+    # checkpoints of another network, config.json gone: refused, and no config.json written
+    # that would then refuse the right config
+    os.remove(tmp_path / "run" / "config.json")
+    other = tiny_config(epochs=2)
+    other.model.widths = (4, 4)
+    with pytest.raises(config_checks.ConfigError, match="checkpoints/1 cannot be restored"):
+        train_and_evaluate(other, work, progress=False)
+    assert not (tmp_path / "run" / "config.json").exists()
+    (tmp_path / "run" / "config.json").write_text(saved[:10])  # cut short
+    with pytest.raises(config_checks.ConfigError, match="config.json: cannot be read as the run"):
+        train_and_evaluate(tiny_config(epochs=2), work, progress=False)
+    (tmp_path / "run" / "config.json").write_text(saved)
+    res = train_and_evaluate(tiny_config(epochs=2), work, stop_after_steps=1, progress=False)
+    assert res["status"] == "interrupted" and res["step"] == 2
+
+
 def test_config_differences_name_the_keys():
     from sesyn_jax.train.loop import _config_differences
 

@@ -155,13 +155,24 @@ def setup(config, workdir: str) -> Setup:
         out_shardings=(replicated, replicated),
         donate_argnums=(0,),
     )
+    _check_saved_config(workdir, config)
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
-        _write_config(workdir, config)
     manager = checkpoint_manager(workdir, config.train.keep)
     start_step = manager.latest_step() or 0
     if start_step:
-        state = restore_state(manager, start_step, state)
+        try:
+            state = restore_state(manager, start_step, state)
+        except (ValueError, KeyError, TypeError) as e:  # orbax: shapes or tree that differ
+            manager.close()
+            detail = (str(e).splitlines() or [""])[0][:200]
+            raise ConfigError(
+                f"{workdir}/checkpoints/{start_step} cannot be restored into this config's "
+                f"model and optimizer ({detail}); use a new --workdir or the config the "
+                f"checkpoints were written with"
+            ) from None
+    if jax.process_index() == 0:
+        _write_config(workdir, config)  # after a restore that worked: it names the run
     return Setup(
         config,
         workdir,
@@ -479,23 +490,37 @@ def _config_differences(old: dict, new: dict, at_most: int = 5) -> str:
     return "; ".join(lines) + more
 
 
-def _write_config(workdir: str, config) -> None:
-    """Save the run's config, or check that a resumed run has the same one. The ``mesh`` group
-    (how many processes, the coordinator) may differ: a run saved by several processes resumes
-    in one and the other way round."""
+def _check_saved_config(workdir: str, config) -> None:
+    """A resumed run must have the config it was started with (config.json). The ``mesh``
+    group (how many processes, the coordinator) may differ: a run saved by several processes
+    resumes in one and the other way round."""
     path = os.path.join(workdir, "config.json")
-    text = config.to_json_best_effort(indent=2, sort_keys=True)
-    if os.path.exists(path):
+    if not os.path.exists(path):
+        return
+    try:
         with open(path) as f:
             old = json.load(f)
-        new = json.loads(text)
-        old.pop("mesh", None)
-        new.pop("mesh", None)
-        if old != new:
-            raise ConfigError(
-                f"{workdir} holds a run with another config (config.json differs in "
-                f"{_config_differences(old, new)}); use a new --workdir or the same config "
-                f"to resume"
-            )
-        return
-    atomic_write(path, lambda f: f.write(text))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(
+            f"{path}: cannot be read as the run's saved config ({e}); restore it or use a new "
+            f"--workdir"
+        ) from None
+    new = json.loads(config.to_json_best_effort())
+    if not isinstance(old, dict):
+        raise ConfigError(f"{path}: not a saved config (a JSON object); use a new --workdir")
+    old.pop("mesh", None)
+    new.pop("mesh", None)
+    if old != new:
+        raise ConfigError(
+            f"{workdir} holds a run with another config (config.json differs in "
+            f"{_config_differences(old, new)}); use a new --workdir or the same config "
+            f"to resume"
+        )
+
+
+def _write_config(workdir: str, config) -> None:
+    """Save the run's config (once; a resumed run's was checked by _check_saved_config)."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        text = config.to_json_best_effort(indent=2, sort_keys=True)
+        atomic_write(path, lambda f: f.write(text))
