@@ -10,6 +10,7 @@ import re
 import sys
 import traceback
 
+import ml_collections
 from absl import flags
 
 
@@ -27,7 +28,11 @@ def parse_flags_or_exit(argv: list[str], flag_values=None) -> list[str]:
     try:
         rest = flag_values(argv)
     except flags.Error as e:
-        _exit(str(e).strip().splitlines()[0])
+        lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+        if config_file is not None and "Traceback (most recent call last)" in str(e):
+            # a config file that raised while it ran: its traceback's last line says why
+            _exit(f"--config {config_file}: cannot be loaded ({lines[-1].strip()})")
+        _exit(lines[0])
     except Exception as e:  # the config file runs inside the parser
         if isinstance(e, AttributeError) and "get_config" in str(e):
             _exit(f"--config {config_file}: has no function get_config() returning the config")
@@ -42,10 +47,15 @@ def parse_flags_or_exit(argv: list[str], flag_values=None) -> list[str]:
         )
     if config_file is not None and "config" in flag_values:
         try:
-            getattr(flag_values, "config").to_dict  # ml_collections defers a load error
+            config = getattr(flag_values, "config")  # ml_collections defers a load error
         except OSError as e:
             cause = e.__cause__ or e
             _exit(f"--config {config_file}: cannot be loaded ({_one_line(cause)})")
+        if not isinstance(config, ml_collections.ConfigDict):
+            _exit(
+                f"--config {config_file}: get_config() must return an ml_collections."
+                f"ConfigDict, got {type(config).__name__}"
+            )
     return rest
 
 

@@ -4,6 +4,7 @@ written. train.py, evaluate.py and the ablation runner call these; a failed chec
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import os
@@ -11,6 +12,7 @@ import shutil
 import tempfile
 
 import jax
+import ml_collections
 
 from sesyn_jax import checkpoint, graph, losses
 from sesyn_jax.data.mocap import TARGET_FPS
@@ -28,6 +30,32 @@ class ConfigError(ValueError):
     """A config that cannot run; the message says what to fix."""
 
 
+def _missing_fields_named(check):
+    """``check`` with a field the config lacks (a config file that deleted one) reported as
+    a ConfigError naming it, and a config that is not a ConfigDict refused."""
+
+    @functools.wraps(check)
+    def checked(config, *args, **kwargs):
+        if not isinstance(config, ml_collections.ConfigDict):
+            raise ConfigError(
+                f"--config: get_config() must return an ml_collections.ConfigDict, got "
+                f"{type(config).__name__}"
+            )
+        try:
+            return check(config, *args, **kwargs)
+        except AttributeError as e:
+            field = str(e).strip("\"'")
+            if not field.isidentifier():  # not a missing field: a bug, shown as one
+                raise
+            raise ConfigError(
+                f"the config has no field {field!r}; a config file starts from "
+                f"configs/default.py's get_config() and changes its fields, deleting none"
+            ) from None
+
+    return checked
+
+
+@_missing_fields_named
 def check_config(config) -> None:
     """Everything that can be checked before anything is compiled or written (training).
 
@@ -124,6 +152,7 @@ def _non_finite(tree, prefix: str = "") -> tuple[str, float] | None:
     return None
 
 
+@_missing_fields_named
 def check_evaluation_config(config, memory: bool = True) -> None:
     """What evaluation needs of a config: the data, the model settings, the search and (with
     ``memory``) the memory of an evaluation batch (the training settings are left alone, so

@@ -59,6 +59,12 @@ def parse(argv, capsys):
         ("def get_config(:\n", "SyntaxError: invalid syntax, line 1"),
         ("x = 1\n", "has no function get_config()"),
         ("def get_config():\n    return undefined_name\n", "NameError"),
+        ("def get_config():\n    return 3\n", "must return an ml_collections.ConfigDict, got int"),
+        (
+            "from configs import quickstart\n\n\ndef get_config():\n"
+            "    c = quickstart.get_config()\n    c.train.lr = '0.02'\n    return c\n",
+            "TypeError: Could not override field 'lr'",
+        ),
     ],
 )
 def test_a_config_file_that_cannot_be_loaded(tmp_path, capsys, content, message):
@@ -144,6 +150,10 @@ def test_seeds_and_model_fields_in_process():
         with pytest.raises(config_checks.ConfigError, match=message):
             config_checks.check_config(quickstart(**fields))
     config_checks.check_config(quickstart())  # the shipped configs pass
+    c = quickstart()
+    del c.data["prefetch"]  # a config file that deleted a field
+    with pytest.raises(config_checks.ConfigError, match="the config has no field 'prefetch'"):
+        config_checks.check_config(c)
 
 
 @pytest.mark.parametrize(
