@@ -302,13 +302,17 @@ def test_rerun_of_a_finished_run_and_of_one_killed_before_its_export(tmp_path, c
     assert "already finished" in capsys.readouterr().out
     assert (run / "metrics.jsonl").read_text() == before
     # killed after its last checkpoint but before the export: re-running writes the export
-    params = checkpoint.load_inference(str(run)).variables["params"]
+    loaded = checkpoint.load_inference(str(run))
+    params = loaded.variables["params"]
     import shutil
 
     shutil.rmtree(run / "export")
     done = train_and_evaluate(cfg, str(run), progress=False)
     assert done["status"] == "finished" and done["step"] == first["step"]
-    restored = checkpoint.load_inference(str(run)).variables["params"]
+    again = checkpoint.load_inference(str(run))
+    restored = again.variables["params"]
+    # the final evaluation is made again, the same as the first run's
+    assert again.meta["val"] == loaded.meta["val"] is not None
     for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(restored)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 

@@ -112,6 +112,8 @@ def train_and_evaluate(
     result = train_loop(run, stop_after_steps, progress)
     if result["status"] != "finished":
         return result
+    if result["val"] is None:  # resumed after its last checkpoint: the final evaluation
+        result["val"] = run.evaluator(variables_of(run.state), run.test_pairs)[1]
     export(run, result)
     r = result
     later = r["evaluator_recompiles_after_first_epoch"]
