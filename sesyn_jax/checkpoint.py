@@ -257,6 +257,17 @@ def _reason(e: OSError | UnicodeDecodeError) -> str:
     return getattr(e, "strerror", None) or str(e)
 
 
+def _last_metrics_row(workdir: str) -> dict:
+    """The last row of a workdir's metrics.jsonl ({} when it has none or cannot be read)."""
+    try:
+        with open(os.path.join(workdir, "metrics.jsonl"), "rb") as f:
+            lines = f.read().splitlines()
+        row = json.loads(lines[-1]) if lines else {}
+    except (OSError, ValueError):
+        return {}
+    return row if isinstance(row, dict) else {}
+
+
 def _no_model_json(path: str) -> str:
     """Why a folder without model.json is not a checkpoint; a train.py workdir that has no
     export yet was interrupted (or is still running)."""
@@ -273,6 +284,13 @@ def _no_model_json(path: str) -> str:
         if steps
         else "it has no training checkpoint yet"
     )
+    stopped = _last_metrics_row(path).get("stopped")
+    if stopped == "non-finite":
+        return (
+            f"{path}: a train.py workdir without an export: the run stopped because its loss "
+            f"diverged ({last}); resuming it would diverge again: lower train.lr or change "
+            f"the loss weights, and train in a new --workdir"
+        )
     return (
         f"{path}: a train.py workdir without an export: the run was interrupted before its "
         f"end ({last}); run the same train.py command with --workdir {path} to resume it, "

@@ -289,6 +289,9 @@ def test_non_finite_loss_stops_the_run(tmp_path):
     assert res["status"] == "non-finite" and res["step"] == 1
     assert not (tmp_path / "run" / "export").exists()
     assert not any(d.isdigit() for d in os.listdir(tmp_path / "run" / "checkpoints"))
+    # evaluating the workdir says why it has no export, and that resuming would not help
+    with pytest.raises(checkpoint.CheckpointError, match="its loss diverged .* would diverge"):
+        checkpoint.load_inference(str(tmp_path / "run"))
 
 
 def test_rerun_of_a_finished_run_and_of_one_killed_before_its_export(tmp_path, capsys):

@@ -283,6 +283,7 @@ def train_loop(run: Setup, stop_after_steps: int, progress: bool) -> dict:
                     first_epoch_compiles = _compilations(run)
     except NonFiniteLoss as e:
         say(f"error: {e}")
+        log.write({"step": step, "stopped": "non-finite"})  # evaluate.py reads it
         status = "non-finite"
     except (Interrupted, KeyboardInterrupt) as e:
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
