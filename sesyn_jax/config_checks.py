@@ -99,6 +99,11 @@ def check_config(config) -> None:
                 f"({t.batch_size})"
             )
     check_loss_config(config.loss)
+    if not (isinstance(config.mesh.num_processes, int) and config.mesh.num_processes >= 1):
+        raise ConfigError(
+            f"mesh.num_processes must be a whole number >= 1 (1: one process, or what a "
+            f"cluster environment says), got {config.mesh.num_processes!r}"
+        )
     check_train_config(t)
     check_memory(config, training=True)
     check_memory(config, training=False)

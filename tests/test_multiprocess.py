@@ -204,7 +204,7 @@ def test_two_processes_without_a_coordinator_is_a_config_error(tmp_path):
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 
-def test_a_cluster_environment_starts_jax_distributed_and_mesh_settings_override(monkeypatch):
+def test_a_cluster_environment_starts_jax_distributed_and_mesh_settings_override(monkeypatch, capsys):
     import jax
     from ml_collections import ConfigDict
 
@@ -214,7 +214,7 @@ def test_a_cluster_environment_starts_jax_distributed_and_mesh_settings_override
         monkeypatch.delenv(name, raising=False)
     calls = []
     monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
-    monkeypatch.setattr(jax.distributed, "initialize", lambda *a: calls.append(a))
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **kw: calls.append(a))
     monkeypatch.setattr(jax.config, "update", lambda *a: None)
     mesh = lambda n=1, address="", pid=-1: ConfigDict(
         {"num_processes": n, "coordinator_address": address, "process_id": pid}
@@ -229,6 +229,9 @@ def test_a_cluster_environment_starts_jax_distributed_and_mesh_settings_override
     distributed.init_distributed(mesh())
     distributed.init_distributed(mesh(2, "127.0.0.1:99", 1))
     assert calls == [("10.0.0.1:1234", 4, 3), ("127.0.0.1:99", 2, 1)]
+    # it says what it waits for (jax.distributed waits silently, then aborts the process)
+    err = capsys.readouterr().err
+    assert "process 3 of 4: waiting for every process to join at 10.0.0.1:1234" in err
     with pytest.raises(distributed.ConfigError, match="process_id 5"):
         distributed.init_distributed(mesh(2, "127.0.0.1:99", 5))
 
@@ -241,7 +244,7 @@ def test_each_process_reads_its_own_slice_of_the_global_batch():
     data = mocap_syn.embedded_fresh_crops(cfg, "train")
     whole = PairBatcher(data, 4, (128,), seed=1)
     parts = [PairBatcher(data, 4, (128,), seed=1, process_index=i, process_count=2) for i in (0, 1)]
-    idx = whole._batches(3)[5]
+    idx = whole.batch_indices(3)[5]
     full = whole.make_batch(idx, 3)
     halves = [p.make_batch(idx, 3) for p in parts]
     np.testing.assert_array_equal(halves[0]["index"], full["index"][:2])

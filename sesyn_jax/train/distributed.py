@@ -4,6 +4,7 @@ global batch on the data axis of the mesh."""
 from __future__ import annotations
 
 import os
+import sys
 
 import jax
 from jax._src.clusters import ClusterEnv  # what jax.distributed.initialize detects
@@ -23,6 +24,7 @@ def cluster_detected() -> bool:
 
 
 ENV_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+JOIN_TIMEOUT_S = 300  # jax.distributed's default
 
 
 def init_distributed(mesh_config) -> None:
@@ -49,8 +51,15 @@ def init_distributed(mesh_config) -> None:
     if pid is not None and num is not None and not 0 <= pid < num:
         raise ConfigError(f"mesh.process_id {pid} is not in 0 .. {num - 1} (mesh.num_processes)")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    who = f"process {pid} of {num}" if pid is not None and num else "this process"
+    print(  # jax.distributed is silent while it waits, and then aborts the process
+        f"{who}: waiting for every process to join at {address or 'the cluster coordinator'} "
+        f"(up to {JOIN_TIMEOUT_S} s)",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
-        jax.distributed.initialize(address or None, num, pid)
+        jax.distributed.initialize(address or None, num, pid, initialization_timeout=JOIN_TIMEOUT_S)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"mesh: jax.distributed could not start: {e}") from None
 
