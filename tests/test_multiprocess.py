@@ -204,7 +204,9 @@ def test_two_processes_without_a_coordinator_is_a_config_error(tmp_path):
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 
-def test_a_cluster_environment_starts_jax_distributed_and_mesh_settings_override(monkeypatch, capsys):
+def test_a_cluster_environment_starts_jax_distributed_and_mesh_settings_override(
+    monkeypatch, capsys
+):
     import jax
     from ml_collections import ConfigDict
 
