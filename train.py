@@ -47,7 +47,7 @@ def main(argv):
             raise config_checks.ConfigError("--workdir is empty; give the run's folder")
         config_checks.check_config(config)
         config_checks.check_output_folder(
-            FLAGS.workdir, "--workdir", config_checks.workdir_bytes(config)
+            FLAGS.workdir, "--workdir", config_checks.workdir_bytes(config, FLAGS.workdir)
         )
         result = train_and_evaluate(
             config, FLAGS.workdir, stop_after_steps=FLAGS.stop_after_steps, progress=FLAGS.progress

@@ -407,10 +407,32 @@ def check_output_folder(path: str, flag: str, need_bytes: int = 0) -> None:
         )
 
 
-def workdir_bytes(config) -> int:
+def workdir_bytes(config, workdir: str | None = None) -> int:
     """Disk a train.py workdir needs at most: train.keep + 2 checkpoints (the latest, the best
     and the one being written) of parameters, momentum and BatchNorm statistics, the export,
-    and 1 MB of metrics and config."""
+    and 1 MB of metrics and config. For a ``workdir`` that already holds checkpoints and an
+    export (a resumed run), what they take is subtracted, down to one checkpoint's size (the
+    next one is written before the oldest goes)."""
+    total, one = _workdir_sizes(config)
+    if not workdir:
+        return total
+    held = sum(_folder_bytes(os.path.join(workdir, name)) for name in ("checkpoints", "export"))
+    return max(total - held, one)
+
+
+def _folder_bytes(folder: str) -> int:
+    size = 0
+    for root, _, files in os.walk(folder):
+        for f in files:
+            try:
+                size += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return size
+
+
+def _workdir_sizes(config) -> tuple[int, int]:
+    """(the whole workdir's bytes, one checkpoint's bytes)."""
     m = config.model
     shapes = jax.eval_shape(
         lambda: init_variables(
@@ -425,4 +447,5 @@ def workdir_bytes(config) -> int:
     )
     params = sum(x.size * 4 for x in jax.tree_util.tree_leaves(shapes["params"]))
     stats = sum(x.size * 4 for x in jax.tree_util.tree_leaves(shapes.get("batch_stats", {})))
-    return (config.train.keep + 2) * (2 * params + stats) + params + stats + 10**6
+    one = 2 * params + stats
+    return (config.train.keep + 2) * one + params + stats + 10**6, one

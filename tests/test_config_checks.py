@@ -306,6 +306,20 @@ def test_train_workdir_under_a_file_and_on_a_full_disk(tmp_path):
     )
 
 
+def test_a_resumed_workdir_needs_only_the_space_its_checkpoints_do_not_hold(tmp_path):
+    c = quickstart()
+    total = config_checks.workdir_bytes(c)
+    assert config_checks.workdir_bytes(c, str(tmp_path / "new")) == total
+    ck = tmp_path / "w" / "checkpoints" / "40"
+    ck.mkdir(parents=True)
+    (ck / "state").write_bytes(b"0" * 100_000)
+    (tmp_path / "w" / "metrics.jsonl").write_bytes(b"0" * 50_000)  # not a checkpoint
+    assert config_checks.workdir_bytes(c, str(tmp_path / "w")) == total - 100_000
+    (ck / "state").write_bytes(b"0" * total)  # never below one checkpoint's size
+    one = config_checks.workdir_bytes(c, str(tmp_path / "w"))
+    assert 0 < one < total / (c.train.keep + 2)
+
+
 def test_os_error_reason_looks_through_wrappers():
     try:
         try:

@@ -31,6 +31,7 @@ def checkpoint_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
         options=ocp.CheckpointManagerOptions(
             preservation_policy=policy.AnyPreservationPolicy([policy.LatestN(keep), best]),
             enable_async_checkpointing=True,
+            cleanup_tmp_directories=True,  # a checkpoint cut short by a full disk or a kill
         ),
     )
 
