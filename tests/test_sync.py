@@ -15,7 +15,7 @@ from sesyn_jax.sync.output import finite
 from sesyn_jax.data import cameras, mocap_syn, readers
 from sesyn_jax.data.example_recordings import make_examples, openpose_people
 from sesyn_jax.data.resample import resample
-from sesyn_jax.data.syn_json import write_syn_view
+from sesyn_jax.data.syn_json import PoseFormatError, write_syn_view
 from sesyn_jax.model import STGCNEmbedding, init_variables
 
 STATIC = os.path.join(
@@ -209,6 +209,31 @@ def write_openpose(folder, frames, model="BODY_25", name="vid_{:d}_keypoints.jso
     for t, f in enumerate(frames):
         with open(os.path.join(folder, name.format(t)), "w") as fh:
             json.dump({"version": 1.3, "people": openpose_people(f, model)}, fh)
+
+
+def test_openpose_files_numbered_from_a_later_frame(tmp_path, motion):
+    """File numbers are the video's frame indices: a folder starting at frame 40 reads 40
+    frames without a person first, and says so; one starting at frame 20000 (OpenPose's
+    --frame_first) is refused with what to do."""
+    from sesyn_jax.data.readers import read_recording
+
+    write_openpose(tmp_path / "late", motion[:60], name="vid_{:d}_keypoints.json")
+    for k in reversed(range(60)):
+        os.rename(
+            tmp_path / "late" / f"vid_{k}_keypoints.json",
+            tmp_path / "late" / f"vid_{k + 40}_keypoints.json",
+        )
+    rec = read_recording(str(tmp_path / "late"))
+    assert len(rec.poses) == 100 and not rec.poses[:40, :, 2].any() and rec.poses[40:, :, 2].any()
+    assert any("the first file is frame 40; frames 0 to 39" in n for n in rec.notes)
+    write_openpose(tmp_path / "far", motion[:60], name="vid_{:d}_keypoints.json")
+    for k in reversed(range(60)):
+        os.rename(
+            tmp_path / "far" / f"vid_{k}_keypoints.json",
+            tmp_path / "far" / f"vid_{k + 20000}_keypoints.json",
+        )
+    with pytest.raises(PoseFormatError, match="frames 20000 to 20059.*--frame_first"):
+        read_recording(str(tmp_path / "far"))
 
 
 def test_example_recordings_at_30_and_60_fps(tmp_path, capsys):

@@ -123,8 +123,16 @@ def frame_files(folder: str) -> list[tuple[int, str]]:
                 f"frame {k1}"
             )
     if out[-1][0] + 1 > 10 * len(out) + 10000:
+        first, last = out[0][0], out[-1][0]
+        if last - first + 1 <= 10 * len(out) + 10000:  # dense, but far from frame 0
+            raise PoseFormatError(
+                f"{folder}: the files hold frames {first} to {last}; frame numbers are read as "
+                f"the video's frame indices, and {first} frames without a person before them "
+                f"are not a plausible recording. If the video was processed from frame "
+                f"{first} (OpenPose's --frame_first), renumber the files from 0"
+            )
         raise PoseFormatError(
-            f"{folder}: frame numbers run up to {out[-1][0]} for {len(out)} files; the numbers "
+            f"{folder}: frame numbers run up to {last} for {len(out)} files; the numbers "
             f"in the file names are not frame indices"
         )
     return out
@@ -376,6 +384,13 @@ def _read(path, all_persons, openpose_model, fps, resolution) -> Recording:
     if os.path.isdir(path):
         frames, model = read_openpose_folder(path, openpose_model)
         poses, followed = _people(frames, all_persons)
+        first = frame_files(path)[0][0]
+        if first > 0:
+            notes.append(
+                f"{path}: the first file is frame {first}; frames 0 to {first - 1} are read as "
+                f"frames without a person (file numbers are the video's frame indices: if the "
+                f"video was processed from frame {first}, renumber the files from 0)"
+            )
     elif path.endswith((".npy", ".npz")):
         poses, file_fps, file_res, notes = read_numpy(path)
         if poses.ndim == 4 and not all_persons:
