@@ -85,8 +85,9 @@ def _evaluate(config_checks, loading, report) -> int:
     except report.OutputError as e:
         print(f"error: --out {e}", file=sys.stderr)
         return 2
-    except ValueError as e:  # the test data: no pairs, a malformed file
-        print(f"error: {e}", file=sys.stderr)
+    except ValueError as e:  # the test data: no pairs, a malformed file; the search
+        message = str(e).replace("lower min_overlap", "lower eval.min_overlap")
+        print(f"error: {message}", file=sys.stderr)
         return 2
     print(results["markdown"])
     print(f"\nwritten to {results['out']}")
