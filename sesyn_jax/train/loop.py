@@ -307,6 +307,11 @@ def train_loop(run: Setup, stop_after_steps: int, progress: bool) -> dict:
         return {"status": status, "step": step, "signal": int(signum)}
     if status != "finished":
         return {"status": status, "step": step}
+    return _finished(run, step, val, first_epoch_compiles, timer)
+
+
+def _finished(run: Setup, step: int, val, first_epoch_compiles, timer: StepTimer) -> dict:
+    """The result of a run that trained to its end: compilation counts and the data wait."""
     compiles = _compilations(run)
     first = first_epoch_compiles or compiles
     timing = timer.summary()
@@ -317,7 +322,7 @@ def train_loop(run: Setup, stop_after_steps: int, progress: bool) -> dict:
             f"{timing['steps']} steps after the first log)"
         )
     return {
-        "status": status,
+        "status": "finished",
         "step": step,
         "val": val,
         "timing": timing,
