@@ -216,8 +216,9 @@ def load_inference(path: str) -> LoadedModel:
     target = {"params": target["params"], "batch_stats": target.get("batch_stats", {})}
     weights = os.path.join(path, "variables")
     if not os.path.isdir(weights):
+        what = "not a folder" if os.path.exists(weights) else "missing"
         raise CheckpointError(
-            f"{weights}: missing; a checkpoint folder holds model.json and the variables folder "
+            f"{weights}: {what}; a checkpoint folder holds model.json and the variables folder "
             f"beside it (copy the whole folder)"
         )
     try:

@@ -388,11 +388,14 @@ def write_bad(tmp_path, motion, kind):
     elif kind == "random bytes npy":
         p = tmp_path / "x.npy"
         p.write_bytes(os.urandom(512).replace(b"\x93NUMPY", b"").replace(b"PK", b"QK"))
-    elif kind == "coco id of 5000 digits":
+    elif kind in ("coco id of 5000 digits", "coco number of 5000 digits"):
         p = tmp_path / "x.json"
         dets = [{"image_id": k, "keypoints": [50.0, 50.0, 1.0] * 17} for k in range(30)]
         dets[3]["image_id"] = "frame_" + "1" * 5000
-        p.write_text(json.dumps(dets))
+        text = json.dumps(dets)
+        if kind == "coco number of 5000 digits":
+            text = text.replace('"frame_' + "1" * 5000 + '"', "1" * 5000)
+        p.write_text(text)
     elif kind == "openpose random bytes":
         p = tmp_path / "op"
         write_openpose(p, motion[:30])
@@ -407,9 +410,9 @@ def write_bad(tmp_path, motion, kind):
             kp = np.asarray(person["pose_keypoints_2d"]).reshape(-1, 3)
             kp[:, 2] *= 100
             person["pose_keypoints_2d"] = kp.ravel().tolist()
-        else:  # a second detection, not the followed person, at 1e308 px
+        else:  # a second detection, not the followed person, at -1e308 px
             far = np.asarray(person["pose_keypoints_2d"]).reshape(-1, 3)
-            far[:, :2] = 1e308
+            far[:, :2] = -1e308
             data["people"].append({"pose_keypoints_2d": far.ravel().tolist()})
         frame.write_text(json.dumps(data))
     elif kind == "openpose people not a list":
@@ -431,6 +434,7 @@ BAD_FILES = [
     ("npz cut short", "cannot load as numpy (damaged file"),
     ("random bytes npy", "not a numeric .npy/.npz array"),
     ("coco id of 5000 digits", "field '[3].image_id' must be a frame number"),
+    ("coco number of 5000 digits", "not pose data (it holds a number of thousands of digits)"),
     ("openpose random bytes", "vid_7_keypoints.json: not valid JSON"),
     ("openpose people not a list", "field 'people' must be a list"),
     (
@@ -439,7 +443,7 @@ BAD_FILES = [
     ),
     (
         "openpose far second person",
-        "vid_7_keypoints.json: field 'people[1].pose_keypoints_2d' has a coordinate of 1e+308",
+        "vid_7_keypoints.json: field 'people[1].pose_keypoints_2d' has a coordinate of -1e+308",
     ),
 ]
 

@@ -132,10 +132,20 @@ def test_four_cameras_written_in_sync(project, capsys):
     assert sorted(os.listdir(root)) == ["examples", "pose", "pose-sync"]
     # but never a folder it did not write: one with a file of the user's beside offsets.toml,
     # one without offsets.toml, one whose offsets.toml is the user's
-    (out / "notes.txt").write_text("mine")
-    code, r = run(capsys, args + ["--overwrite"])
-    assert code == 2 and "not written by sesyn-sync" in r["reason"] and "notes.txt" in r["reason"]
-    (out / "notes.txt").unlink()
+    mine_files = ("notes.txt", "calib/Calib.toml", "cam09_json/a.json", "cam01_json/video.mp4")
+    for mine in mine_files + ("cam01_json/s/x.json",):
+        path = out / mine
+        made = [p for p in reversed(path.parents) if out in p.parents and not p.exists()]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("mine")
+        code, r = run(capsys, args + ["--overwrite"])
+        assert code == 2 and "not written by sesyn-sync" in r["reason"], r
+        assert mine.split("/")[0] in r["reason"] and path.read_text() == "mine"
+        path.unlink()
+        for folder in reversed(made):
+            folder.rmdir()
+    code, r = run(capsys, args + ["--overwrite"])  # its own output, again
+    assert code == 0, r
     for case in ("no toml", "foreign toml"):
         other = root / ("work_" + case.replace(" ", "_"))
         (other / "data").mkdir(parents=True)

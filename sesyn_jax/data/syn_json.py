@@ -120,11 +120,12 @@ def check_values(poses: np.ndarray, path: str, field: str, max_score: float | No
         )
     seen = scores > 0
     if seen.any():
-        worst = float(np.abs(poses[..., :2][seen].astype(np.float64)).max())
-        if worst > MAX_PIXELS:
+        xy = poses[..., :2][seen].astype(np.float64).ravel()
+        worst = float(xy[np.argmax(np.abs(xy))])
+        if abs(worst) > MAX_PIXELS:
             raise PoseFormatError(
                 f"{path}: field '{field}' has a coordinate of {worst:.3g}, not a pixel position "
-                f"(more than {MAX_PIXELS:.0e})"
+                f"(more than {MAX_PIXELS:.0e} from the origin)"
             )
 
 
@@ -160,6 +161,10 @@ def load_json(path: str):
             return json.loads(f.read().decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PoseFormatError(f"{path}: not valid JSON ({e})") from e
+    except ValueError:  # a number of thousands of digits (past Python's int limit)
+        raise PoseFormatError(
+            f"{path}: not pose data (it holds a number of thousands of digits)"
+        ) from None
     except RecursionError:
         raise PoseFormatError(f"{path}: JSON nested too deeply to be pose data") from None
     except OSError as e:

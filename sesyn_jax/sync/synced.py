@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import tempfile
+import tomllib
 
 import numpy as np
 
@@ -93,24 +94,35 @@ _HEADER = "# written by sesyn-sync --write-synced"
 
 
 def not_written_here(folder: str) -> str:
-    """'' when ``folder`` looks like one --write-synced wrote (its offsets.toml starts with this
-    tool's header line, and everything else in it is a folder), else what says it is not."""
+    """'' when ``folder`` holds exactly what --write-synced writes: its offsets.toml (starting
+    with this tool's header line) and the camera folders that offsets.toml names, each holding
+    only .json files; else what is there besides, so that --overwrite never deletes a file
+    the tool did not write."""
     toml = os.path.join(folder, TOML_NAME)
     try:
-        with open(toml, encoding="utf-8", errors="replace") as f:
-            first = f.readline()
-    except OSError:
-        return f"it holds no {TOML_NAME} of this tool"
-    if not first.startswith(_HEADER):
+        with open(toml, "rb") as f:
+            text = f.read().decode("utf-8")
+        cameras = {c["folder"] for c in tomllib.loads(text)["cameras"]}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError):
+        return f"it holds no readable {TOML_NAME} of this tool"
+    if not text.startswith(_HEADER):
         return f"its {TOML_NAME} was not written by this tool"
-    others = sorted(
-        e
-        for e in os.listdir(folder)
-        if e != TOML_NAME and not os.path.isdir(os.path.join(folder, e))
-    )
+    others = []
+    for entry in sorted(os.listdir(folder)):
+        path = os.path.join(folder, entry)
+        if entry == TOML_NAME:
+            continue
+        if entry not in cameras or os.path.islink(path) or not os.path.isdir(path):
+            others.append(entry)
+            continue
+        others += [
+            os.path.join(entry, f)
+            for f in sorted(os.listdir(path))
+            if not f.endswith(".json") or not os.path.isfile(os.path.join(path, f))
+        ]
     if others:
         more = f" and {len(others) - 3} more" if len(others) > 3 else ""
-        return f"it also holds the files {', '.join(others[:3])}{more}"
+        return f"it also holds {', '.join(others[:3])}{more}"
     return ""
 
 
