@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import tempfile
 from typing import Mapping
 
@@ -185,6 +186,25 @@ def _model_config_from_json(info, where: str) -> dict:
     return cfg
 
 
+def drop_closed_loop_reports() -> None:
+    """After a failed orbax restore, the reads still in flight finish on orbax's closed
+    asyncio loop, and Python reports each as an unraisable "Event loop is closed" error (a
+    traceback after the one-line error already printed). Drop those reports from now on; any
+    other unraisable error is reported as before."""
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_closed_loop", False):
+        return
+
+    def hook(unraisable):
+        e = unraisable.exc_value
+        if isinstance(e, RuntimeError) and str(e) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook.drops_closed_loop = True
+    sys.unraisablehook = hook
+
+
 def load_inference(path: str) -> LoadedModel:
     """Load a model from an inference folder or a train.py workdir (its ``export`` folder)."""
     if not os.path.exists(path):
@@ -224,6 +244,7 @@ def load_inference(path: str) -> LoadedModel:
     try:
         variables = ocp.StandardCheckpointer().restore(os.path.abspath(weights), target)
     except Exception as e:
+        drop_closed_loop_reports()
         detail = (str(e).splitlines() or [""])[0].split(". ")[0][:200]
         raise CheckpointError(
             f"{weights}: cannot be restored as the network that model.json's 'model' fields "

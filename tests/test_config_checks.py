@@ -381,6 +381,13 @@ def test_missing_or_damaged_variables_are_named(export_copy):
     biggest.write_bytes(biggest.read_bytes()[:16])  # cut short
     with pytest.raises(checkpoint.CheckpointError, match="damaged or incomplete"):
         loading.load_model(str(export_copy))
+    # through the command: one line, not followed by the reports of orbax's reads that were
+    # still in flight (each an "Event loop is closed" traceback)
+    out = run(
+        ["evaluate.py", "--config", "configs/quickstart.py", "--checkpoint", str(export_copy)]
+        + ["--out", str(export_copy.parent / "e")]
+    )
+    one_line_error(out, "damaged or incomplete")
     shutil.rmtree(weights)
     with pytest.raises(checkpoint.CheckpointError, match="variables: missing; a checkpoint"):
         loading.load_model(str(export_copy))

@@ -166,8 +166,9 @@ def setup(config, workdir: str) -> Setup:
         try:
             state = restore_state(manager, start_step, state)
         except (ValueError, KeyError, TypeError) as e:  # orbax: shapes or tree that differ
+            ckpt_lib.drop_closed_loop_reports()
             manager.close()
-            detail = (str(e).splitlines() or [""])[0][:200]
+            detail = (str(e).splitlines() or [""])[0].split(". ")[0][:200]
             raise ConfigError(
                 f"{workdir}/checkpoints/{start_step} cannot be restored into this config's "
                 f"model and optimizer ({detail}); use a new --workdir or the config the "
