@@ -4,7 +4,9 @@ global batch on the data axis of the mesh."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 
 import jax
 from jax._src.clusters import ClusterEnv  # what jax.distributed.initialize detects
@@ -54,14 +56,24 @@ def init_distributed(mesh_config) -> None:
     who = f"process {pid} of {num}" if pid is not None and num else "this process"
     print(  # jax.distributed is silent while it waits, and then aborts the process
         f"{who}: waiting for every process to join at {address or 'the cluster coordinator'} "
-        f"(up to {JOIN_TIMEOUT_S} s)",
+        f"(up to {JOIN_TIMEOUT_S} s; Ctrl-C stops it)",
         file=sys.stderr,
         flush=True,
     )
+    # Python's Ctrl-C handler cannot run while the wait blocks in C++: the default action
+    # (end the process) makes Ctrl-C work there
+    previous = signal.signal(signal.SIGINT, signal.SIG_DFL) if _main_thread() else None
     try:
         jax.distributed.initialize(address or None, num, pid, initialization_timeout=JOIN_TIMEOUT_S)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"mesh: jax.distributed could not start: {e}") from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _env_int(name: str) -> int | None:
