@@ -45,16 +45,16 @@ def main(argv):
     from sesyn_jax.hostmem import tune_host_allocator
 
     tune_host_allocator()  # before JAX starts its CPU threads; see sesyn_jax/hostmem.py
-    from sesyn_jax import config_checks, loading, report
-
     try:
-        return _evaluate(config_checks, loading, report)
+        return _evaluate()
     except KeyboardInterrupt:
         print("error: interrupted (Ctrl-C); nothing was written", file=sys.stderr)
         return 130
 
 
-def _evaluate(config_checks, loading, report) -> int:
+def _evaluate() -> int:
+    from sesyn_jax import config_checks, loading, report
+
     try:
         if not FLAGS.checkpoint.strip():
             raise ValueError("--checkpoint is empty; give a folder, a .pth or 'default'")

@@ -186,11 +186,17 @@ def _model_config_from_json(info, where: str) -> dict:
     return cfg
 
 
-def drop_closed_loop_reports() -> None:
-    """After a failed orbax restore, the reads still in flight finish on orbax's closed
-    asyncio loop, and Python reports each as an unraisable "Event loop is closed" error (a
-    traceback after the one-line error already printed). Drop those reports from now on; any
-    other unraisable error is reported as before."""
+def restore_failure(e: BaseException) -> str:
+    """What to say of a failed orbax restore: the first sentence of its error's first line
+    (at most 200 characters). Also drops, from now on, Python's reports of the reads still
+    in flight, which finish on orbax's closed asyncio loop (each an unraisable "Event loop is
+    closed" traceback after the one-line error); any other unraisable error is reported as
+    before."""
+    _drop_closed_loop_reports()
+    return (str(e).splitlines() or [""])[0].split(". ")[0][:200]
+
+
+def _drop_closed_loop_reports() -> None:
     previous = sys.unraisablehook
     if getattr(previous, "drops_closed_loop", False):
         return
@@ -244,8 +250,7 @@ def load_inference(path: str) -> LoadedModel:
     try:
         variables = ocp.StandardCheckpointer().restore(os.path.abspath(weights), target)
     except Exception as e:
-        drop_closed_loop_reports()
-        detail = (str(e).splitlines() or [""])[0].split(". ")[0][:200]
+        detail = restore_failure(e)
         raise CheckpointError(
             f"{weights}: cannot be restored as the network that model.json's 'model' fields "
             f"(widths, kernel_size, layout, strategy) describe: the weights do not fit it, or "

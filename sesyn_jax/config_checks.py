@@ -12,7 +12,6 @@ import shutil
 import tempfile
 
 import jax
-import ml_collections
 
 from sesyn_jax import checkpoint, graph, losses
 from sesyn_jax.data.mocap import TARGET_FPS
@@ -32,15 +31,11 @@ class ConfigError(ValueError):
 
 def _missing_fields_named(check):
     """``check`` with a field the config lacks (a config file that deleted one) reported as
-    a ConfigError naming it, and a config that is not a ConfigDict refused."""
+    a ConfigError naming it. (A config file whose get_config() returns no ConfigDict is
+    refused where it is loaded, ``cli.parse_flags_or_exit``.)"""
 
     @functools.wraps(check)
     def checked(config, *args, **kwargs):
-        if not isinstance(config, ml_collections.ConfigDict):
-            raise ConfigError(
-                f"--config: get_config() must return an ml_collections.ConfigDict, got "
-                f"{type(config).__name__}"
-            )
         try:
             return check(config, *args, **kwargs)
         except AttributeError as e:

@@ -154,15 +154,18 @@ def _read_frame(path: str) -> list:
     return people
 
 
-def read_openpose_folder(folder: str, model: str = "auto") -> tuple[list[np.ndarray], str | None]:
+def read_openpose_folder(
+    folder: str, model: str = "auto", files: list[tuple[int, str]] | None = None
+) -> tuple[list[np.ndarray], str | None]:
     """Per-frame detections (N_t, 17, 3) of an OpenPose output folder, frame k at index k
     (frame numbers missing from the folder are frames with no person), and the keypoint model
     used. A person whose ``pose_keypoints_2d`` is empty is no detection. ``model='auto'``:
     18 keypoints are COCO; 25 are BODY_25 or BODY_25B (Pose2Sim's), told apart by the data
-    (``body25_variant``); None when no frame has a detection (there is nothing to tell)."""
+    (``body25_variant``); None when no frame has a detection (there is nothing to tell).
+    ``files``: the folder's ``frame_files`` when the caller has them already."""
     if model not in ("auto",) + tuple(OPENPOSE_TO_COCO):
         raise ValueError(f"OpenPose model must be 'auto' or one of {sorted(OPENPOSE_TO_COCO)}")
-    files = frame_files(folder)
+    files = files or frame_files(folder)
     raw: list[list[np.ndarray]] = [[] for _ in range(files[-1][0] + 1)]
     sizes = set()
     for k, path in files:
@@ -382,9 +385,10 @@ def _people(frames: list[np.ndarray], all_persons: bool) -> tuple[np.ndarray, Fo
 def _read(path, all_persons, openpose_model, fps, resolution) -> Recording:
     file_fps, file_res, model, followed, notes = None, None, None, None, []
     if os.path.isdir(path):
-        frames, model = read_openpose_folder(path, openpose_model)
+        files = frame_files(path)
+        frames, model = read_openpose_folder(path, openpose_model, files)
         poses, followed = _people(frames, all_persons)
-        first = frame_files(path)[0][0]
+        first = files[0][0]
         if first > 0:
             notes.append(
                 f"{path}: the first file is frame {first}; frames 0 to {first - 1} are read as "

@@ -62,7 +62,7 @@ def init_distributed(mesh_config) -> None:
     )
     # Python's Ctrl-C handler cannot run while the wait blocks in C++: the default action
     # (end the process) makes Ctrl-C work there
-    previous = signal.signal(signal.SIGINT, signal.SIG_DFL) if _main_thread() else None
+    previous = signal.signal(signal.SIGINT, signal.SIG_DFL) if on_main_thread() else None
     try:
         jax.distributed.initialize(address or None, num, pid, initialization_timeout=JOIN_TIMEOUT_S)
     except (ValueError, TypeError) as e:
@@ -72,7 +72,8 @@ def init_distributed(mesh_config) -> None:
             signal.signal(signal.SIGINT, previous)
 
 
-def _main_thread() -> bool:
+def on_main_thread() -> bool:
+    """Whether this code runs on the main thread (the only one that may set signal handlers)."""
     return threading.current_thread() is threading.main_thread()
 
 

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import signal
-import threading
 import time
 from typing import Any, Callable
 
@@ -43,7 +42,7 @@ from sesyn_jax.train.checkpoints import (
     restore_state,
     save_state,
 )
-from sesyn_jax.train.distributed import init_distributed, say
+from sesyn_jax.train.distributed import init_distributed, on_main_thread, say
 from sesyn_jax.train.input import Batches, device_batches, host_batches
 from sesyn_jax.train.metrics_writer import MetricsWriter, StepTimer
 from sesyn_jax.train.state import (
@@ -166,9 +165,8 @@ def setup(config, workdir: str) -> Setup:
         try:
             state = restore_state(manager, start_step, state)
         except (ValueError, KeyError, TypeError) as e:  # orbax: shapes or tree that differ
-            ckpt_lib.drop_closed_loop_reports()
+            detail = ckpt_lib.restore_failure(e)
             manager.close()
-            detail = (str(e).splitlines() or [""])[0].split(". ")[0][:200]
             raise ConfigError(
                 f"{workdir}/checkpoints/{start_step} cannot be restored into this config's "
                 f"model and optimizer ({detail}); use a new --workdir or the config the "
@@ -258,7 +256,7 @@ def train_loop(run: Setup, stop_after_steps: int, progress: bool) -> dict:
     timer = StepTimer()
     profile = Profile(t.profile_steps, os.path.join(run.workdir, "profile"))
     status = "finished"
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if on_main_thread() else None
     batches = run.batches(step)
     try:
         while step < run.total_steps:
@@ -457,10 +455,6 @@ def _raise_interrupt(signum, frame):
     e = Interrupted(f"signal {signum}")
     e.signum = signum
     raise e
-
-
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
 
 
 def due(count: int, every: int, last: bool = False) -> bool:
