@@ -188,15 +188,16 @@ def _model_config_from_json(info, where: str) -> dict:
 
 def restore_failure(e: BaseException) -> str:
     """What to say of a failed orbax restore: the first sentence of its error's first line
-    (at most 200 characters). Also drops, from now on, Python's reports of the reads still
-    in flight, which finish on orbax's closed asyncio loop (each an unraisable "Event loop is
-    closed" traceback after the one-line error); any other unraisable error is reported as
-    before."""
-    _drop_closed_loop_reports()
+    (at most 200 characters)."""
     return (str(e).splitlines() or [""])[0].split(". ")[0][:200]
 
 
-def _drop_closed_loop_reports() -> None:
+def drop_closed_loop_reports() -> None:
+    """Call before an orbax restore. When a restore fails, the reads still in flight finish
+    on orbax's asyncio loop after it has closed, and Python reports each as an unraisable
+    "Event loop is closed" error: tracebacks around the one-line error, during the failing
+    restore and after it. Those reports are dropped from then on; any other unraisable error
+    is reported as before."""
     previous = sys.unraisablehook
     if getattr(previous, "drops_closed_loop", False):
         return
@@ -247,6 +248,7 @@ def load_inference(path: str) -> LoadedModel:
             f"{weights}: {what}; a checkpoint folder holds model.json and the variables folder "
             f"beside it (copy the whole folder)"
         )
+    drop_closed_loop_reports()
     try:
         variables = ocp.StandardCheckpointer().restore(os.path.abspath(weights), target)
     except Exception as e:

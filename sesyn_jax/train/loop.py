@@ -162,6 +162,7 @@ def setup(config, workdir: str) -> Setup:
     manager = checkpoint_manager(workdir, config.train.keep)
     start_step = manager.latest_step() or 0
     if start_step:
+        ckpt_lib.drop_closed_loop_reports()
         try:
             state = restore_state(manager, start_step, state)
         except (ValueError, KeyError, TypeError) as e:  # orbax: shapes or tree that differ
